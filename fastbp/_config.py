@@ -1,0 +1,90 @@
+"""The one place for numba options, threading-layer choice and dtypes.
+
+Imported first by every module that compiles code, so the threading layer is fixed before any
+parallel region is launched.
+
+Threading layer (why not numba's default): the ``workqueue`` layer aborts when two Python threads
+launch parallel regions at once and costs ~100 µs per launch; fastbp launches several regions per
+mini-batch and promises that two threads may train at once.  So fastbp asks for
+
+1. ``tbb`` when the ``tbb`` wheel is installed (``pip install "fastbp[tbb]"``): thread-safe *and*
+   fork-safe.  The wheel puts ``libtbb.so.12`` in the environment's ``lib/``, where numba does not
+   look, so it is preloaded here;
+2. otherwise ``omp`` (GNU OpenMP): thread-safe, ~2 µs per launch, but a process forked after it
+   has run a parallel region cannot launch one again; fastbp raises a clear error in such a child
+   (see :func:`check_fork`) instead of letting numba kill it.
+
+``NUMBA_THREADING_LAYER`` set by the user wins over all of this.
+"""
+import ctypes
+import glob
+import os
+import sys
+
+import numba
+import numpy as np
+
+# --- compilation options -------------------------------------------------------------------
+# contract: FMA instructions; reassoc: lets LLVM vectorise reductions (dot products).  The order
+# is fixed at compile time, so results stay bitwise reproducible.  No nnan/ninf: fastbp tests
+# for non-finite values and those flags would let LLVM delete the tests.
+FASTMATH = {"contract", "reassoc", "nsz"}
+JIT = dict(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", boundscheck=False)
+PARALLEL_JIT = dict(JIT, parallel=True)
+
+DTYPES = (np.float32, np.float64)
+
+
+def _libtbb_candidates():
+    prefixes = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(sys.executable))}
+    for prefix in prefixes:
+        yield from sorted(glob.glob(os.path.join(prefix, "lib", "libtbb.so.12*")))
+
+
+def _choose_threading_layer():
+    if os.environ.get("NUMBA_THREADING_LAYER"):
+        return numba.config.THREADING_LAYER
+    for path in _libtbb_candidates():
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        except OSError:
+            continue
+        try:
+            from numba.np.ufunc import tbbpool  # noqa: F401  (import fails on a bad tbb)
+        except ImportError:
+            break
+        numba.config.THREADING_LAYER = "tbb"
+        return "tbb"
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+    numba.config.THREADING_LAYER = "default"
+    return "omp"
+
+
+THREADING_LAYER = _choose_threading_layer()
+
+# --- fork safety ------------------------------------------------------------------------------
+_forked_after_omp = False
+
+
+def _after_fork_in_child():
+    global _forked_after_omp
+    try:
+        layer = numba.threading_layer()  # raises ValueError until a parallel region has run
+    except ValueError:
+        return
+    if layer == "omp":
+        _forked_after_omp = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def check_fork():
+    """Raise a clear error instead of letting GNU OpenMP kill a forked child."""
+    if _forked_after_omp:
+        raise RuntimeError(
+            "fastbp cannot run in a process forked from one that already used the GNU OpenMP "
+            "threading layer (numba would terminate it). Use the 'spawn' or 'forkserver' start "
+            "method of multiprocessing, or install the tbb threading layer: "
+            "pip install 'fastbp[tbb]'.")

@@ -1,0 +1,163 @@
+"""Whole-network passes for any depth, through the flat parameter buffer and an offsets table.
+
+``layout[l] = (n_in, n_out, w_off, b_off)``: layer ``l``'s ``W`` is
+``params[w_off : w_off + n_in*n_out]`` viewed ``(n_in, n_out)`` and ``b`` is
+``params[b_off : b_off + n_out]``.  Gradients and optimizer state share the layout.
+
+Workspaces (allocated once per call by the façade, never per mini-batch): ``acts`` holds the
+batch's activations, slot ``l`` (``aoff[l]``) being ``(B, sizes[l])`` with slot 0 the gathered
+input rows; ``deltas`` holds δ for layers 1..L at ``doff[l]``.  The output slot holds ``z`` after
+the forward product and ``f(z)`` after the loss.
+
+``train_epoch`` runs every mini-batch step of an epoch in one call: no Python and no allocation
+between steps; batch rows are gathered from ``X`` through the permutation.
+"""
+import math
+
+from numba import njit
+
+from .._config import JIT
+from .activations import IDENTITY, activate_row
+from .dense import backprop, forward, gradient
+from .losses import output_batch
+from .optimizers import update
+
+OK, LOSS_NOT_FINITE, GRADIENT_NOT_FINITE, PARAMS_NOT_FINITE = 0, 1, 2, 3
+
+
+@njit(**JIT)
+def layer_params(params, layout, l):
+    n_in, n_out, w_off, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+    return params[w_off:w_off + n_in * n_out].reshape((n_in, n_out)), params[b_off:b_off + n_out]
+
+
+@njit(**JIT)
+def slot(buf, off, l, B, width):
+    return buf[off[l]:off[l] + B * width].reshape((B, width))
+
+
+@njit(**JIT)
+def forward_batch(X, rows, params, layout, act, acts, aoff):
+    """Gather ``X[rows]`` into slot 0 and run every layer; the output slot holds ``z_L``."""
+    B = rows.shape[0]
+    L = layout.shape[0]
+    A = slot(acts, aoff, 0, B, X.shape[1])
+    for r in range(B):
+        A[r, :] = X[rows[r]]
+    for l in range(L):
+        W, b = layer_params(params, layout, l)
+        Z = slot(acts, aoff, l + 1, B, W.shape[1])
+        forward(A, W, b, Z, act if l < L - 1 else IDENTITY)
+        A = Z
+
+
+@njit(**JIT)
+def loss_batch(Yf, Yi, rows, layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss):
+    """Output δ into the deltas' last slot, ``f(z)`` into the output slot; returns Σ losses."""
+    B = rows.shape[0]
+    L = layout.shape[0]
+    m = layout[L - 1, 1]
+    return output_batch(slot(acts, aoff, L, B, m), slot(deltas, doff, L, B, m), Yf, Yi, rows,
+                        out_code, loss_code, rowloss[:B])
+
+
+@njit(**JIT)
+def backward_batch(B, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq):
+    """Mean gradients of the batch into ``grads`` (δ of the output already in place); every
+    hidden δ into ``deltas``; ``gsq[l]`` = squared norm of layer l's gradient."""
+    L = layout.shape[0]
+    scale = acts.dtype.type(1) / acts.dtype.type(B)
+    for l in range(L - 1, -1, -1):
+        n_in, n_out = layout[l, 0], layout[l, 1]
+        A = slot(acts, aoff, l, B, n_in)
+        D = slot(deltas, doff, l + 1, B, n_out)
+        gW, gb = layer_params(grads, layout, l)
+        gsq[l] = gradient(A, D, gW, gb, scale, sq)
+        if l > 0:
+            W, _ = layer_params(params, layout, l)
+            backprop(D, W, A, slot(deltas, doff, l, B, n_in), act)
+
+
+@njit(**JIT)
+def train_epoch(X, Yf, Yi, perm, batch, max_steps, params, grads, state1, state2, hyper, step0,
+                layout, act, out_code, loss_code, opt_code,
+                acts, aoff, deltas, doff, rowloss, sq, gsq, consts, flags, gnorm):
+    """All mini-batch steps of one epoch (at most ``max_steps`` when it is >= 0).
+
+    Returns ``(loss_sum, steps_done, status)``: the summed per-sample losses of the completed
+    steps, how many steps completed, and ``OK`` or the reason training stopped.  A step whose loss
+    or gradient is not finite stops before its update (parameters untouched); a step whose update
+    gives non-finite parameters stops after it (``PARAMS_NOT_FINITE``: the caller restores).
+    ``gnorm[l]`` accumulates each completed step's gradient norm of layer l."""
+    n = perm.shape[0]
+    steps = (n + batch - 1) // batch
+    if max_steps >= 0 and max_steps < steps:
+        steps = max_steps
+    L = layout.shape[0]
+    total = 0.0
+    for s in range(steps):
+        rows = perm[s * batch:min(n, s * batch + batch)]
+        B = rows.shape[0]
+        forward_batch(X, rows, params, layout, act, acts, aoff)
+        loss = loss_batch(Yf, Yi, rows, layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss)
+        if not math.isfinite(loss):
+            return total, s, LOSS_NOT_FINITE
+        backward_batch(B, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq)
+        g = 0.0
+        for l in range(L):
+            g += gsq[l]
+        if not math.isfinite(g):
+            return total, s, GRADIENT_NOT_FINITE
+        if not update(opt_code, params, grads, state1, state2, hyper, step0 + s + 1, consts, flags):
+            return total, s, PARAMS_NOT_FINITE
+        for l in range(L):
+            gnorm[l] += math.sqrt(gsq[l])
+        total += loss
+    return total, steps, OK
+
+
+@njit(**JIT)
+def evaluate(X, Yf, Yi, params, layout, act, out_code, loss_code, acts, aoff, deltas, doff,
+             rowloss, rows):
+    """Σ per-sample loss over all of X, in chunks of ``rows.shape[0]`` rows."""
+    n = X.shape[0]
+    chunk = rows.shape[0]
+    total = 0.0
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        r = rows[:hi - lo]
+        for i in range(hi - lo):
+            r[i] = lo + i
+        forward_batch(X, r, params, layout, act, acts, aoff)
+        total += loss_batch(Yf, Yi, r, layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss)
+    return total
+
+
+@njit(**JIT)
+def predict(X, params, layout, act, out_code, acts, aoff, rows, out):
+    """``out = network(X)``, in chunks of ``rows.shape[0]`` rows."""
+    n = X.shape[0]
+    chunk = rows.shape[0]
+    L = layout.shape[0]
+    m = out.shape[1]
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        r = rows[:hi - lo]
+        for i in range(hi - lo):
+            r[i] = lo + i
+        forward_batch(X, r, params, layout, act, acts, aoff)
+        Z = slot(acts, aoff, L, hi - lo, m)
+        for i in range(hi - lo):
+            activate_row(Z[i], out_code)
+            out[lo + i, :] = Z[i]
+
+
+@njit(**JIT)
+def batch_gradients(X, Yf, Yi, rows, params, grads, layout, act, out_code, loss_code,
+                    acts, aoff, deltas, doff, rowloss, sq, gsq):
+    """Forward, loss and backward over one batch (``rows`` of X): fills ``grads`` with the mean
+    gradients, ``deltas`` with every layer's δ and ``rowloss`` with the per-sample losses."""
+    forward_batch(X, rows, params, layout, act, acts, aoff)
+    loss = loss_batch(Yf, Yi, rows, layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss)
+    backward_batch(rows.shape[0], params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq)
+    return loss
