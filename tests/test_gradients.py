@@ -1,0 +1,66 @@
+"""Backpropagation against finite differences (float64) and against the naive twin."""
+import numpy as np
+import pytest
+
+import fastbp
+import naive
+from conftest import targets_for
+
+HIDDEN = ["identity", "relu", "leaky_relu", "sigmoid", "tanh"]
+PAIRS = [("squared_error", "identity"), ("squared_error", "sigmoid"), ("squared_error", "softmax"),
+         ("cross_entropy", "softmax"), ("cross_entropy", "identity"),
+         ("binary_cross_entropy", "sigmoid"), ("binary_cross_entropy", "identity")]
+DEPTHS = [[4, 3], [4, 5, 3], [4, 6, 5, 3]]
+
+
+def _net(sizes, hidden, out, seed=0):
+    net = fastbp.Network(sizes, activation=hidden, output_activation=out, dtype=np.float64, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    for b in net.biases:            # non-zero biases, so their gradients are exercised
+        b[...] = rng.normal(0, 0.3, b.shape)
+    return net
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize("loss,out", PAIRS)
+@pytest.mark.parametrize("sizes", DEPTHS, ids=lambda s: "-".join(map(str, s)))
+def test_gradients_match_finite_differences(rng, hidden, loss, out, sizes):
+    net = _net(sizes, hidden, out)
+    X = rng.standard_normal((6, sizes[0]))
+    Y = targets_for(rng, loss, 6, sizes[-1])
+    value, gW, gb = net.gradients(X, Y, loss=loss)
+    assert value == pytest.approx(net.loss(X, Y, loss=loss), rel=1e-12)
+    h = 1e-6
+    p = net.params
+    num = np.empty_like(p)
+    for i in range(p.size):
+        old = p[i]
+        p[i] = old + h
+        up = net.loss(X, Y, loss=loss)
+        p[i] = old - h
+        down = net.loss(X, Y, loss=loss)
+        p[i] = old
+        num[i] = (up - down) / (2 * h)
+    analytic = np.concatenate([np.concatenate([W.ravel(), b]) for W, b in zip(gW, gb)])
+    # relu kinks: a finite difference straddling z = 0 is wrong, never the analytic gradient;
+    # inputs are continuous, so a kink within h is vanishingly rare
+    np.testing.assert_allclose(analytic, num, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("hidden", ["relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("loss,out", PAIRS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_deltas_and_gradients_match_naive(rng, hidden, loss, out, dtype):
+    sizes = [7, 9, 8, 4]
+    net = fastbp.Network(sizes, activation=hidden, output_activation=out, dtype=dtype, seed=3)
+    X = rng.standard_normal((11, 7))
+    Y = targets_for(rng, loss, 11, 4)
+    li, deltas, gW, gb = naive.backprop(net.weights, net.biases, hidden, out, loss, X, Y)
+    t = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    for got, ref in zip(net.deltas(X, Y, loss=loss), deltas):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, ref, **t)
+    value, GW, GB = net.gradients(X, Y, loss=loss)
+    assert value == pytest.approx(li.mean(), rel=t["rtol"])
+    for a, b in zip(GW + GB, gW + gb):
+        np.testing.assert_allclose(a, b, **t)

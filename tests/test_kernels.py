@@ -1,0 +1,161 @@
+"""Every kernel against its naive NumPy twin, on both the serial and the parallel paths."""
+import numpy as np
+import pytest
+
+import naive
+from conftest import tol
+from fastbp.kernels import dense, losses, optimizers
+from fastbp.kernels.activations import HIDDEN, OUTPUT, activate_row, scale_by_derivative_row
+
+DTYPES = [np.float32, np.float64]
+# (M, K, N): tiny (serial path) and large enough for the parallel path, odd sizes included
+SHAPES = [(3, 5, 7), (1, 1, 1), (70, 61, 33), (128, 40, 37)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("act", ["identity", "relu", "leaky_relu", "sigmoid", "tanh"])
+def test_forward(rng, dtype, shape, act):
+    M, K, N = shape
+    A = rng.standard_normal((M, K)).astype(dtype)
+    W = rng.standard_normal((K, N)).astype(dtype)
+    b = rng.standard_normal(N).astype(dtype)
+    Z = np.empty((M, N), dtype)
+    dense.forward(A, W, b, Z, HIDDEN[act])
+    np.testing.assert_allclose(Z, naive.act(act, A.astype(float) @ W + b), **tol(dtype))
+    assert Z.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("act", ["identity", "relu", "leaky_relu", "sigmoid", "tanh"])
+def test_backprop(rng, dtype, shape, act):
+    M, K, N = shape            # D (M, K), W (N, K): Dp = (D Wᵀ) f'(z), A = f(z) (M, N)
+    D = rng.standard_normal((M, K)).astype(dtype)
+    W = rng.standard_normal((N, K)).astype(dtype)
+    z = rng.standard_normal((M, N))
+    A = naive.act(act, z).astype(dtype)
+    Dp = np.empty((M, N), dtype)
+    dense.backprop(D, W, A, Dp, HIDDEN[act])
+    np.testing.assert_allclose(Dp, (D.astype(float) @ W.T) * naive.act_deriv(act, z), **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_gradient(rng, dtype, shape):
+    B, M, N = shape            # A (B, M), D (B, N) -> gW (M, N)
+    A = rng.standard_normal((B, M)).astype(dtype)
+    D = rng.standard_normal((B, N)).astype(dtype)
+    gW = np.empty((M, N), dtype)
+    gb = np.empty(N, dtype)
+    sq = np.empty(M, dtype)
+    scale = dtype(1) / dtype(B)
+    total = dense.gradient(A, D, gW, gb, scale, sq)
+    ref_W = A.astype(float).T @ D / B
+    ref_b = D.astype(float).mean(axis=0)
+    np.testing.assert_allclose(gW, ref_W, **tol(dtype))
+    np.testing.assert_allclose(gb, ref_b, **tol(dtype))
+    np.testing.assert_allclose(total, (ref_W ** 2).sum() + (ref_b ** 2).sum(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"])
+def test_activation_rows(rng, dtype, act):
+    z = (rng.standard_normal(13) * 5).astype(dtype)
+    a = z.copy()
+    activate_row(a, {**HIDDEN, **OUTPUT}[act])
+    np.testing.assert_allclose(a, naive.act(act, z[None])[0], **tol(dtype))
+    if act != "softmax":
+        d = rng.standard_normal(13).astype(dtype)
+        expected = d * naive.act_deriv(act, z.astype(float))
+        scale_by_derivative_row(d, a, HIDDEN[act])
+        np.testing.assert_allclose(d, expected, rtol=1e-3 if dtype == np.float32 else 1e-9, atol=1e-6)
+
+
+def test_sigmoid_and_softmax_extremes():
+    z = np.array([-1000.0, -50.0, 0.0, 50.0, 1000.0], np.float32)
+    a = z.copy()
+    activate_row(a, OUTPUT["sigmoid"])
+    assert np.all(np.isfinite(a)) and a[0] == 0 and a[-1] == 1 and a[2] == 0.5
+    s = z.copy()
+    activate_row(s, OUTPUT["softmax"])
+    assert np.isfinite(s).all() and s[-1] == 1 and abs(s.sum() - 1) < 1e-6
+
+
+PAIRS = [("squared_error", "identity"), ("squared_error", "sigmoid"), ("squared_error", "softmax"),
+         ("cross_entropy", "softmax"), ("cross_entropy", "identity"),
+         ("binary_cross_entropy", "sigmoid"), ("binary_cross_entropy", "identity")]
+# (loss, output, integer labels?)
+CASES = [p + (False,) for p in PAIRS] + [("cross_entropy", "softmax", True), ("cross_entropy", "identity", True)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss,out,labels", CASES)
+@pytest.mark.parametrize("B,m", [(5, 3), (300, 70)])
+def test_output_batch(rng, dtype, loss, out, labels, B, m):
+    z = (rng.standard_normal((B, m)) * 3).astype(dtype)
+    if labels:
+        y = rng.integers(0, m, B)
+        T = naive.one_hot(y, m)
+        Yf, Yi = np.zeros((1, m), dtype), y.astype(np.int64)
+    else:
+        T = rng.uniform(0, 1, (B, m)) if loss != "squared_error" else rng.standard_normal((B, m))
+        if loss == "cross_entropy":
+            T /= T.sum(axis=1, keepdims=True)
+        Yf, Yi = T.astype(dtype), np.empty(0, np.int64)
+    rows = rng.permutation(B).astype(np.int64)   # batch row r is data row rows[r]
+    Z = z.copy()
+    D = np.empty_like(Z)
+    rowloss = np.empty(B, dtype)
+    total = losses.output_batch(Z, D, Yf, Yi, rows, OUTPUT[out], losses.LOSSES[loss], rowloss)
+    Tb = T[rows]
+    zf = z.astype(float)
+    np.testing.assert_allclose(rowloss, naive.sample_losses(loss, out, zf, Tb), rtol=1e-4 if dtype == np.float32 else 1e-9, atol=1e-5)
+    np.testing.assert_allclose(total, naive.sample_losses(loss, out, zf, Tb).sum(), rtol=1e-4 if dtype == np.float32 else 1e-9)
+    np.testing.assert_allclose(D, naive.output_delta(loss, out, zf, Tb), **tol(dtype))
+    expected_a = naive.act(out, zf) if out != "identity" else zf
+    np.testing.assert_allclose(Z, expected_a, **tol(dtype))
+
+
+def test_losses_are_stable_at_extremes():
+    z = np.array([[1000.0, -1000.0], [-1000.0, 1000.0]], np.float32)
+    for loss, out, y in [("cross_entropy", "softmax", np.array([1, 0])),
+                         ("binary_cross_entropy", "sigmoid", None)]:
+        Z, D = z.copy(), np.empty_like(z)
+        rowloss = np.empty(2, np.float32)
+        if y is None:
+            Yf, Yi = np.array([[0, 1], [1, 0]], np.float32), np.empty(0, np.int64)
+        else:
+            Yf, Yi = np.zeros((1, 2), np.float32), y.astype(np.int64)
+        total = losses.output_batch(Z, D, Yf, Yi, np.arange(2), OUTPUT[out], losses.LOSSES[loss], rowloss)
+        assert np.isfinite(total) and total > 1000          # log(0) would be inf
+        assert np.isfinite(D).all()
+
+
+OPTS = ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", OPTS)
+@pytest.mark.parametrize("n", [7, 70001])   # serial and chunked parallel paths
+@pytest.mark.parametrize("wd", [0.0, 0.05])
+def test_optimizer_steps_follow_formulas(rng, dtype, name, n, wd):
+    p = rng.standard_normal(n).astype(dtype)
+    s1, s2 = np.zeros(n, dtype), np.zeros(n, dtype)
+    hyper = np.array([0.01, 0.9, 0.9, 0.999, 1e-8, wd], dtype)
+    consts = np.zeros(10, dtype)
+    flags = np.zeros(-(-n // optimizers.CHUNK), dtype)
+    ref = [p.astype(np.float64)]
+    opt = naive.Optimizer(name, 0.01, weight_decay=wd)
+    for step in range(1, 4):
+        g = rng.standard_normal(n).astype(dtype)
+        assert optimizers.update(optimizers.OPTIMIZERS[name], p, g, s1, s2, hyper, step, consts, flags)
+        opt.step(ref, [g])
+        np.testing.assert_allclose(p, ref[0], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_optimizer_reports_non_finite_update():
+    p = np.array([3e38, 1.0], np.float32)
+    g = np.array([-3e38, 0.0], np.float32)
+    hyper = np.array([10.0, 0.9, 0.9, 0.999, 1e-8, 0.0], np.float32)
+    assert not optimizers.update(optimizers.SGD, p, g, p[:0], p[:0], hyper, 1, np.zeros(10, np.float32), np.zeros(1, np.float32))
