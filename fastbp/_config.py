@@ -18,6 +18,7 @@ mini-batch and promises that two threads may train at once.  So fastbp asks for
 """
 import ctypes
 import glob
+import hashlib
 import os
 import sys
 
@@ -33,6 +34,57 @@ JIT = dict(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", bound
 PARALLEL_JIT = dict(JIT, parallel=True)
 
 DTYPES = (np.float32, np.float64)
+
+
+# --- cache invalidation -------------------------------------------------------------------
+# numba stamps a cached function with a hash of its own file only, but fastbp's kernels call
+# each other across files: after an edit to dense.py, train.py's cached code would still hold
+# the old dense code (seen: a segfault).  So every fastbp function is stamped with one hash of
+# all of the package's compiled sources and of numba's version.
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _sources_digest():
+    h = hashlib.sha256(numba.__version__.encode())
+    files = [os.path.join(_PKG_DIR, "_config.py")]
+    files += sorted(glob.glob(os.path.join(_PKG_DIR, "kernels", "*.py")))
+    for path in files:
+        with open(path, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+SOURCES_DIGEST = _sources_digest()
+
+
+def _install_cache_locators():
+    try:
+        from numba.core import caching
+        bases = [caching.UserProvidedCacheLocator, caching.InTreeCacheLocator,
+                 caching.UserWideCacheLocator]
+        impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+    except (ImportError, AttributeError):   # numba internals moved: keep numba's own stamps
+        return
+
+    def make(base):
+        class Locator(base):
+            def get_source_stamp(self):
+                return SOURCES_DIGEST
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if not os.path.abspath(py_file).startswith(_PKG_DIR + os.sep):
+                    return None
+                return super().from_function(py_func, py_file)
+
+        Locator.__name__ = Locator.__qualname__ = "Fastbp" + base.__name__
+        return Locator
+
+    if not any(c.__name__.startswith("Fastbp") for c in impl._locator_classes):
+        impl._locator_classes[:0] = [make(b) for b in bases]
+
+
+_install_cache_locators()
 
 
 def _libtbb_candidates():
