@@ -12,7 +12,7 @@ mini-batch and promises that two threads may train at once.  So fastbp asks for
    look, so it is preloaded here;
 2. otherwise ``omp`` (GNU OpenMP): thread-safe, ~2 µs per launch, but a process forked after it
    has run a parallel region cannot launch one again; fastbp raises a clear error in such a child
-   (see :func:`check_fork`) instead of letting numba kill it.
+   (see :func:`ready`) instead of letting numba kill it.
 
 ``NUMBA_THREADING_LAYER`` set by the user wins over all of this.
 """
@@ -132,11 +132,25 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def check_fork():
-    """Raise a clear error instead of letting GNU OpenMP kill a forked child."""
+_threads_started = False
+
+
+def ready():
+    """Call before any compiled fastbp function.
+
+    * Refuses, with a clear error, a process forked after GNU OpenMP ran (numba would kill it).
+    * Starts numba's threading layer.  A cached function that calls ``parallel=True`` functions
+      without being parallel itself does not start it when loaded from the cache, and the first
+      parallel launch then segfaults (numba issue #8578).  fastbp's epoch/predict kernels are
+      such callers, so the layer is started here, once."""
+    global _threads_started
     if _forked_after_omp:
         raise RuntimeError(
             "fastbp cannot run in a process forked from one that already used the GNU OpenMP "
             "threading layer (numba would terminate it). Use the 'spawn' or 'forkserver' start "
             "method of multiprocessing, or install the tbb threading layer: "
             "pip install 'fastbp[tbb]'.")
+    if not _threads_started:
+        from numba.np.ufunc.parallel import _launch_threads
+        _launch_threads()
+        _threads_started = True

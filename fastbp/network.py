@@ -198,7 +198,7 @@ class Network:
 
     def forward(self, X):
         """Output activations for the rows of ``X``: an array ``(n_samples, n_out)``."""
-        _config.check_fork()
+        _config.ready()
         X = check_X(X, self._dtype, self._sizes[0])
         ws = Workspace(self._sizes, min(PREDICT_CHUNK, X.shape[0]), self._dtype)
         out = np.empty((X.shape[0], self._sizes[-1]), self._dtype)
@@ -215,7 +215,7 @@ class Network:
 
     def loss(self, X, Y, loss=None):
         """Mean per-sample loss over ``X`` (``loss=None``: the output's natural loss)."""
-        _config.check_fork()
+        _config.ready()
         X, Yf, Yi, loss = self._prepare(X, Y, loss)
         ws = Workspace(self._sizes, min(PREDICT_CHUNK, X.shape[0]), self._dtype)
         total = K.evaluate(X, Yf, Yi, self.params, self._layout, *self._codes(loss), ws.acts,
@@ -223,7 +223,7 @@ class Network:
         return total / X.shape[0]
 
     def _backprop_all(self, X, Y, loss):
-        _config.check_fork()
+        _config.ready()
         X, Yf, Yi, loss = self._prepare(X, Y, loss)
         n = X.shape[0]
         ws = Workspace(self._sizes, n, self._dtype)

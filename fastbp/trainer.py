@@ -129,7 +129,7 @@ class Trainer:
             When a loss, gradient or parameter becomes non-finite; the network keeps the last
             finite parameters and ``exc.history`` holds the completed epochs.
         """
-        _config.check_fork()
+        _config.ready()
         net = self.network
         sizes = net.layer_sizes
         X = check_X(X, net.dtype, sizes[0])
@@ -162,8 +162,8 @@ class Trainer:
 
         for epoch in range(self.epochs):
             t0 = time.perf_counter()
-            if self.shuffle:
-                self._rng.shuffle(perm)
+            if self.shuffle:   # a fresh draw, independent of the last order: fits can be split
+                perm[...] = self._rng.permutation(n)
             snapshot = (net.params.copy(), s1.copy(), s2.copy())
             gnorm[:] = 0
             total, steps, status = run(-1)

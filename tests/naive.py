@@ -138,7 +138,7 @@ class Optimizer:
                 step_size = self.lr / (1 - self.b1 ** self.t)
                 p -= step_size * m / (np.sqrt(v) / np.sqrt(1 - self.b2 ** self.t) + self.eps)
             elif self.name == "rmsprop":
-                v = st.get("v", np.zeros_like(g)) * 0.99 + 0.01 * g * g
+                v = st.get("v", np.zeros_like(g)) * 0.99 + (1 - 0.99) * g * g   # torch: value=1 - alpha
                 st["v"] = v
                 p -= self.lr * g / (np.sqrt(v) + self.eps)
             else:

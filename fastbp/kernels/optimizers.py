@@ -1,7 +1,8 @@
 """In-place optimizer updates over the flat parameter buffer, with PyTorch's update rules.
 
-``state1``/``state2`` share the parameters' layout: the momentum buffer or Adam's ``exp_avg``,
-and Adam's / RMSprop's ``exp_avg_sq``.  ``hyper`` holds, in the parameters' dtype,
+``state1``/``state2`` share the parameters' layout: ``state1`` is the momentum buffer, Adam's
+``exp_avg`` or RMSprop's ``square_avg``; ``state2`` is Adam's ``exp_avg_sq`` (``STATE_ARRAYS``
+says how many each optimizer uses; the unused ones may be empty).  ``hyper`` holds, in the parameters' dtype,
 ``[lr, momentum, beta1, beta2, eps, weight_decay]``; ``step`` is the 1-based step count.
 
 * sgd       ``g += wd·p; p -= lr·g``
@@ -83,8 +84,8 @@ def _update_chunk(code, p, g, s1, s2, c, lo, hi):
         wa = one - alpha
         for i in range(lo, hi):
             gi = g[i] + wd * p[i] if wd != 0 else g[i]
-            v = s2[i] * alpha + gi * gi * wa
-            s2[i] = v
+            v = s1[i] * alpha + gi * gi * wa
+            s1[i] = v
             p[i] = p[i] - lr * (gi / (math.sqrt(v) + eps))
             finite += p[i] * zero
     return finite
