@@ -87,7 +87,8 @@ def check_X(X, dtype, n_features=None, name="X"):
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features but the network expects {n_features}")
     _check_finite(name, arr)
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore"):    # overflow is reported below, by name
+        out = np.ascontiguousarray(arr, dtype=dtype)
     if out.dtype.kind == "f" and arr.dtype != out.dtype:
         _check_finite(f"{name} (after conversion to {out.dtype})", out)
     return out
@@ -128,6 +129,7 @@ def check_targets(Y, loss, n_out, n_samples, dtype, name="y"):
             rng = "[0, 1]" if loss == "binary_cross_entropy" else "[0, inf)"
             raise ValueError(f"{name}: {loss} targets must lie in {rng}; got values from "
                              f"{arr.min()} to {arr.max()}")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
     _check_finite(f"{name} (after conversion to {out.dtype})", out)
     return out, no_labels

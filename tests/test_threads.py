@@ -1,0 +1,92 @@
+"""Determinism across thread counts, two Python threads at once, and fork."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import fastbp
+
+# shapes large enough that every product takes its parallel path
+SCRIPT = textwrap.dedent("""
+    import hashlib, sys, numpy as np, fastbp
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((700, 40)).astype(np.{dtype})
+    y = rng.integers(0, 5, 700)
+    net = fastbp.Network([40, 96, 64, 5], activation="tanh", output_activation="softmax",
+                         dtype=np.{dtype}, seed=1)
+    fastbp.Trainer(net, optimizer="{opt}", batch_size=128, epochs=2, seed=3).fit(X, y)
+    print(hashlib.sha256(net.params.tobytes()).hexdigest())
+""")
+
+
+def _run(code, threads, extra_env=None):
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), **(extra_env or {}))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("dtype,opt", [("float32", "adam"), ("float64", "nesterov")])
+def test_bitwise_identical_on_1_2_and_3_threads(dtype, opt):
+    code = SCRIPT.format(dtype=dtype, opt=opt)
+    digests = {t: _run(code, t) for t in (1, 2, 3)}
+    assert len(set(digests.values())) == 1, digests
+
+
+def _train(seed, out, key):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((600, 30)).astype(np.float32)
+    y = rng.integers(0, 4, 600)
+    net = fastbp.Network([30, 80, 4], output_activation="softmax", seed=seed)
+    fastbp.Trainer(net, batch_size=100, epochs=3, seed=seed).fit(X, y)
+    out[key] = hashlib.sha256(net.params.tobytes()).hexdigest()
+
+
+def test_two_python_threads_at_once_match_sequential_runs():
+    sequential, concurrent = {}, {}
+    for s in (1, 2):
+        _train(s, sequential, s)
+    threads = [threading.Thread(target=_train, args=(s, concurrent, s)) for s in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert concurrent == sequential
+
+
+FORK = textwrap.dedent("""
+    import json, multiprocessing as mp, numpy as np, fastbp, numba
+    def work(q):
+        try:
+            net = fastbp.Network([20, 300, 2], seed=0)
+            q.put(float(net.forward(np.ones((64, 20))).sum()))
+        except RuntimeError as e:
+            q.put("error: " + str(e))
+    net = fastbp.Network([20, 300, 2], seed=0)
+    parent = float(net.forward(np.ones((64, 20))).sum())     # the parent uses the thread pool
+    q = mp.get_context("fork").Queue()
+    p = mp.get_context("fork").Process(target=work, args=(q,))
+    p.start(); p.join(60)
+    print(json.dumps([numba.threading_layer(), p.exitcode, q.get(timeout=5) if p.exitcode == 0 else None, parent]))
+""")
+
+
+def test_fork_child_works_under_the_default_layer():
+    layer, code, child, parent = json.loads(_run(FORK, 2))
+    assert code == 0
+    if layer == "tbb":          # the test extra installs tbb: fork-safe, the child computes
+        assert child == parent
+    else:
+        assert child.startswith("error:")
+
+
+def test_fork_child_under_openmp_gets_a_clear_error():
+    layer, code, child, _ = json.loads(_run(FORK, 2, {"NUMBA_THREADING_LAYER": "omp"}))
+    assert layer == "omp" and code == 0
+    assert "forked from one that already used the GNU OpenMP" in child
