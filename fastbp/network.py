@@ -4,6 +4,7 @@ import numpy as np
 from . import _config
 from ._validation import check_choice, check_dtype, check_int, check_targets, check_X
 from .kernels import train as K
+from .kernels.dense import max_tasks
 from .kernels.activations import HIDDEN, NAMES as ACT_NAMES, OUTPUT, RELU, LEAKY_RELU
 from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES
 
@@ -41,7 +42,7 @@ class Workspace:
         self.acts = np.empty(int(self.aoff[-1]), dtype)
         self.deltas = np.empty(int(self.doff[-1]), dtype)
         self.rowloss = np.empty(rows, dtype)
-        self.sq = np.empty(int(sizes.max()), dtype)
+        self.sq = np.empty(max_tasks(list(sizes), rows), np.float64)   # per-task partial sums
         self.gsq = np.empty(len(sizes) - 1, np.float64)
         self.rows = np.empty(rows, np.int64)
 
@@ -202,7 +203,7 @@ class Network:
         X = check_X(X, self._dtype, self._sizes[0])
         ws = Workspace(self._sizes, min(PREDICT_CHUNK, X.shape[0]), self._dtype)
         out = np.empty((X.shape[0], self._sizes[-1]), self._dtype)
-        K.predict(X, self.params, self._layout, self._act, self._out, ws.acts, ws.aoff, ws.rows, out)
+        K.predict(X, self.params, self._layout, self._act, self._out, ws.acts, ws.aoff, ws.rows, out, ws.sq)
         return out
 
     predict = forward
@@ -219,7 +220,7 @@ class Network:
         X, Yf, Yi, loss = self._prepare(X, Y, loss)
         ws = Workspace(self._sizes, min(PREDICT_CHUNK, X.shape[0]), self._dtype)
         total = K.evaluate(X, Yf, Yi, self.params, self._layout, *self._codes(loss), ws.acts,
-                           ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.rows)
+                           ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.rows, ws.sq)
         return total / X.shape[0]
 
     def _backprop_all(self, X, Y, loss):

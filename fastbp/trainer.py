@@ -176,7 +176,7 @@ class Trainer:
                                     for W, b in zip(net.weights, net.biases)])
             if val is not None:
                 vt = K.evaluate(val[0], val[1], val[2], net.params, net._layout, codes[0], codes[1],
-                                codes[2], vws.acts, vws.aoff, vws.deltas, vws.doff, vws.rowloss, vws.rows)
+                                codes[2], vws.acts, vws.aoff, vws.deltas, vws.doff, vws.rowloss, vws.rows, vws.sq)
                 history.val_loss.append(vt / val[0].shape[0])
             history.seconds.append(time.perf_counter() - t0)
             if self.verbose:

@@ -8,8 +8,13 @@ from fastbp.kernels import dense, losses, optimizers
 from fastbp.kernels.activations import HIDDEN, OUTPUT, activate_row, scale_by_derivative_row
 
 DTYPES = [np.float32, np.float64]
-# (M, K, N): tiny (serial path) and large enough for the parallel path, odd sizes included
-SHAPES = [(3, 5, 7), (1, 1, 1), (70, 61, 33), (128, 40, 37)]
+# (M, K, N): tiny (serial path), odd sizes, edge tiles in both directions, K longer than one
+# k-block, and large enough for the parallel path
+SHAPES = [(3, 5, 7), (1, 1, 1), (70, 61, 33), (128, 40, 37), (9, 300, 130), (131, 260, 70)]
+
+
+def _sq(M, N):
+    return np.empty(dense.max_tasks([M, N], M), np.float64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -21,7 +26,7 @@ def test_forward(rng, dtype, shape, act):
     W = rng.standard_normal((K, N)).astype(dtype)
     b = rng.standard_normal(N).astype(dtype)
     Z = np.empty((M, N), dtype)
-    dense.forward(A, W, b, Z, HIDDEN[act])
+    dense.forward(A, W, b, Z, HIDDEN[act], _sq(M, N))
     np.testing.assert_allclose(Z, naive.act(act, A.astype(float) @ W + b), **tol(dtype))
     assert Z.dtype == dtype
 
@@ -36,7 +41,7 @@ def test_backprop(rng, dtype, shape, act):
     z = rng.standard_normal((M, N))
     A = naive.act(act, z).astype(dtype)
     Dp = np.empty((M, N), dtype)
-    dense.backprop(D, W, A, Dp, HIDDEN[act])
+    dense.backprop(D, W, A, Dp, HIDDEN[act], _sq(M, N))
     np.testing.assert_allclose(Dp, (D.astype(float) @ W.T) * naive.act_deriv(act, z), **tol(dtype))
 
 
@@ -48,7 +53,7 @@ def test_gradient(rng, dtype, shape):
     D = rng.standard_normal((B, N)).astype(dtype)
     gW = np.empty((M, N), dtype)
     gb = np.empty(N, dtype)
-    sq = np.empty(M, dtype)
+    sq = _sq(M, N)
     scale = dtype(1) / dtype(B)
     total = dense.gradient(A, D, gW, gb, scale, sq)
     ref_W = A.astype(float).T @ D / B

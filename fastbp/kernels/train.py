@@ -37,7 +37,7 @@ def slot(buf, off, l, B, width):
 
 
 @njit(**JIT)
-def forward_batch(X, rows, params, layout, act, acts, aoff):
+def forward_batch(X, rows, params, layout, act, acts, aoff, sq):
     """Gather ``X[rows]`` into slot 0 and run every layer; the output slot holds ``z_L``."""
     B = rows.shape[0]
     L = layout.shape[0]
@@ -47,7 +47,7 @@ def forward_batch(X, rows, params, layout, act, acts, aoff):
     for l in range(L):
         W, b = layer_params(params, layout, l)
         Z = slot(acts, aoff, l + 1, B, W.shape[1])
-        forward(A, W, b, Z, act if l < L - 1 else IDENTITY)
+        forward(A, W, b, Z, act if l < L - 1 else IDENTITY, sq)
         A = Z
 
 
@@ -75,7 +75,7 @@ def backward_batch(B, params, grads, layout, act, acts, aoff, deltas, doff, sq, 
         gsq[l] = gradient(A, D, gW, gb, scale, sq)
         if l > 0:
             W, _ = layer_params(params, layout, l)
-            backprop(D, W, A, slot(deltas, doff, l, B, n_in), act)
+            backprop(D, W, A, slot(deltas, doff, l, B, n_in), act, sq)
 
 
 @njit(**JIT)
@@ -98,7 +98,7 @@ def train_epoch(X, Yf, Yi, perm, batch, max_steps, params, grads, state1, state2
     for s in range(steps):
         rows = perm[s * batch:min(n, s * batch + batch)]
         B = rows.shape[0]
-        forward_batch(X, rows, params, layout, act, acts, aoff)
+        forward_batch(X, rows, params, layout, act, acts, aoff, sq)
         loss = loss_batch(Yf, Yi, rows, layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss)
         if not math.isfinite(loss):
             return total, s, LOSS_NOT_FINITE
@@ -118,7 +118,7 @@ def train_epoch(X, Yf, Yi, perm, batch, max_steps, params, grads, state1, state2
 
 @njit(**JIT)
 def evaluate(X, Yf, Yi, params, layout, act, out_code, loss_code, acts, aoff, deltas, doff,
-             rowloss, rows):
+             rowloss, rows, sq):
     """Σ per-sample loss over all of X, in chunks of ``rows.shape[0]`` rows."""
     n = X.shape[0]
     chunk = rows.shape[0]
@@ -128,13 +128,13 @@ def evaluate(X, Yf, Yi, params, layout, act, out_code, loss_code, acts, aoff, de
         r = rows[:hi - lo]
         for i in range(hi - lo):
             r[i] = lo + i
-        forward_batch(X, r, params, layout, act, acts, aoff)
+        forward_batch(X, r, params, layout, act, acts, aoff, sq)
         total += loss_batch(Yf, Yi, r, layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss)
     return total
 
 
 @njit(**JIT)
-def predict(X, params, layout, act, out_code, acts, aoff, rows, out):
+def predict(X, params, layout, act, out_code, acts, aoff, rows, out, sq):
     """``out = network(X)``, in chunks of ``rows.shape[0]`` rows."""
     n = X.shape[0]
     chunk = rows.shape[0]
@@ -145,7 +145,7 @@ def predict(X, params, layout, act, out_code, acts, aoff, rows, out):
         r = rows[:hi - lo]
         for i in range(hi - lo):
             r[i] = lo + i
-        forward_batch(X, r, params, layout, act, acts, aoff)
+        forward_batch(X, r, params, layout, act, acts, aoff, sq)
         Z = slot(acts, aoff, L, hi - lo, m)
         for i in range(hi - lo):
             activate_row(Z[i], out_code)
@@ -157,7 +157,7 @@ def batch_gradients(X, Yf, Yi, rows, params, grads, layout, act, out_code, loss_
                     acts, aoff, deltas, doff, rowloss, sq, gsq):
     """Forward, loss and backward over one batch (``rows`` of X): fills ``grads`` with the mean
     gradients, ``deltas`` with every layer's δ and ``rowloss`` with the per-sample losses."""
-    forward_batch(X, rows, params, layout, act, acts, aoff)
+    forward_batch(X, rows, params, layout, act, acts, aoff, sq)
     loss = loss_batch(Yf, Yi, rows, layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss)
     backward_batch(rows.shape[0], params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq)
     return loss
