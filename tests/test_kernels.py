@@ -8,9 +8,11 @@ from fastbp.kernels import dense, losses, optimizers
 from fastbp.kernels.activations import HIDDEN, OUTPUT, activate_row, scale_by_derivative_row
 
 DTYPES = [np.float32, np.float64]
-# (M, K, N): tiny (serial path), odd sizes, edge tiles in both directions, K longer than one
-# k-block, and large enough for the parallel path
-SHAPES = [(3, 5, 7), (1, 1, 1), (70, 61, 33), (128, 40, 37), (9, 300, 130), (131, 260, 70)]
+# (M, K, N): tiny (serial path), odd sizes, edge tiles in both directions, K longer than one,
+# k-block, large enough for the parallel path, and every register-tile shape
+SHAPES = [(3, 5, 7), (1, 1, 1), (70, 61, 33), (128, 40, 37), (9, 300, 130), (131, 260, 70),
+          (37, 50, 20), (13, 17, 12),    # the 8×2 tile (float32 / float64)
+          (33, 300, 3), (700, 200, 2)]   # narrow outputs: serial over k-blocks, parallel grid
 
 
 def _sq(M, N):

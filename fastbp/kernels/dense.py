@@ -22,22 +22,39 @@ from numba import njit, prange
 
 from .._config import JIT, PARALLEL_JIT
 from .activations import activate_row, scale_by_derivative_row
-from .simd import MR, microkernel, panel_width
+from .simd import ACCUMULATORS, microkernel_4x4, microkernel_8x2, microkernel_16x1, vector_lanes
 
 KC = 128            # k-block: a packed panel of KC × NR stays in L1
-MC = 64             # output rows per task
-PAR_MIN = 1 << 17   # multiply-adds below which a product runs serially
+TASKS = 8           # row blocks are cut so that a product has at least this many tasks
+PAR_MIN = 1 << 18   # multiply-adds below which a product runs serially (a launch costs ~2 µs)
 FORWARD, BACKPROP, GRADIENT = 0, 1, 2
-MIN_PANEL = 8       # the narrowest NR on any CPU (4 vectors of 2 float64): sizes scratch
+NARROW = 4          # outputs this narrow skip the register tile (see _narrow)
 
 
-def max_tasks(sizes, rows):
-    """Upper bound on the task count of any product of a network run on batches of up to
-    ``rows`` samples (forward: rows × n_out, backprop: rows × n_in, gradient: n_in × n_out):
-    sizes the ``sq`` scratch."""
-    def grid(m, n):
-        return -(-m // MC) * -(-n // MIN_PANEL)
-    return max(max(grid(rows, b), grid(rows, a), grid(a, b)) for a, b in zip(sizes[:-1], sizes[1:]))
+def max_tasks(sizes, rows=0):
+    """Upper bound on the task count of any product of a network: sizes the ``sq`` scratch.
+    (At most TASKS row blocks, and at most one panel per 2 columns: NR >= 2.)"""
+    return max(sizes) // 2 + TASKS + 1
+
+
+@njit(**JIT)
+def _vectors(N, lanes):
+    """Vectors per tile row: the narrowest register tile that covers N columns."""
+    if N <= lanes:
+        return 1
+    if N <= 2 * lanes:
+        return 2
+    return 4
+
+
+@njit(**JIT)
+def _microkernel(nv, Af, abase, a_rs, a_cs, mr, pack, kc, Cf, coff, crs, acc):
+    if nv == 4:
+        microkernel_4x4(Af, abase, a_rs, a_cs, mr, pack, kc, Cf, coff, crs, acc)
+    elif nv == 2:
+        microkernel_8x2(Af, abase, a_rs, a_cs, mr, pack, kc, Cf, coff, crs, acc)
+    else:
+        microkernel_16x1(Af, abase, a_rs, a_cs, mr, pack, kc, Cf, coff, crs, acc)
 
 
 @njit(**JIT)
@@ -63,20 +80,61 @@ def _pack(Bf, b_rs, b_cs, k0, kc, j0, nr, NR, pack):
 
 
 @njit(**JIT)
-def _task(t, nmb, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, C, aux, vec, act, scale):
+def _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack):
+    """C rows m_lo..m_hi for N <= NARROW columns, where a register tile would be mostly empty:
+    a dot product along k when A's rows are contiguous (forward), otherwise an axpy along A's
+    contiguous columns (gradient, a_rs == 1).  Each element is summed in k order either way."""
+    zero = pack.dtype.type(0)
+    if a_cs == 1:
+        for k0 in range(0, K, KC):                    # Bᵀ block, contiguous along k
+            kc = min(KC, K - k0)
+            for j in range(N):
+                for k in range(kc):
+                    pack[j * KC + k] = Bf[(k0 + k) * b_rs + j * b_cs]
+            for i in range(m_lo, m_hi):
+                a = Af[i * a_rs + k0:i * a_rs + k0 + kc]
+                for j in range(N):
+                    b = pack[j * KC:j * KC + kc]
+                    s = zero
+                    for k in range(kc):
+                        s += a[k] * b[k]
+                    if k0 == 0:
+                        Cf[i * c_rs + j] = s
+                    else:
+                        Cf[i * c_rs + j] += s
+    else:
+        m = m_hi - m_lo
+        for j in range(N):
+            acc = pack[:m]
+            for i in range(m):
+                acc[i] = zero
+            for k in range(K):
+                d = Bf[k * b_rs + j * b_cs]
+                a = Af[k * a_cs + m_lo:k * a_cs + m_hi]
+                for i in range(m):
+                    acc[i] += a[i] * d
+            for i in range(m):
+                Cf[(m_lo + i) * c_rs + j] = acc[i]
+
+
+@njit(**JIT)
+def _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, C, aux, vec, act, scale):
     """Task t of the grid (column panel t // nmb, row block t % nmb); returns its Σ C² for
     GRADIENT (0 otherwise)."""
-    NR = panel_width(Af)
+    lanes = vector_lanes(Af)
+    NR = nv * lanes
+    MR = ACCUMULATORS // nv
     Cf = C.reshape(C.size)
     c_rs = C.shape[1]
-    p = t // nmb
-    j0 = p * NR
+    j0 = (t // nmb) * NR
     nr = min(NR, N - j0)
     m_lo = (t % nmb) * MC
     m_hi = min(M, m_lo + MC)
-    pack = np.empty(KC * NR, Af.dtype)
-    tile = np.empty(MR * NR, Af.dtype)
-    for k0 in range(0, K, KC):
+    pack = np.empty(max(KC * NR, m_hi - m_lo), Af.dtype)
+    tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
+    if N <= NARROW:
+        _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack)
+    for k0 in range(0, K if N > NARROW else 0, KC):
         kc = min(KC, K - k0)
         _pack(Bf, b_rs, b_cs, k0, kc, j0, nr, NR, pack)
         acc = k0 > 0
@@ -84,12 +142,9 @@ def _task(t, nmb, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, C, aux, vec, ac
             mr = min(MR, m_hi - i0)
             base = i0 * a_rs + k0 * a_cs
             if mr == MR and nr == NR:
-                microkernel(Af, base, base + a_rs, base + 2 * a_rs, base + 3 * a_rs, a_cs,
-                            pack, kc, Cf, i0 * c_rs + j0, c_rs, acc)
-            else:   # edge tile: rows past the edge repeat the last one, then are dropped
-                last = mr - 1
-                microkernel(Af, base, base + min(1, last) * a_rs, base + min(2, last) * a_rs,
-                            base + last * a_rs, a_cs, pack, kc, tile, 0, NR, False)
+                _microkernel(nv, Af, base, a_rs, a_cs, mr, pack, kc, Cf, i0 * c_rs + j0, c_rs, acc)
+            else:   # edge tile into scratch: rows past the edge repeat the last one
+                _microkernel(nv, Af, base, a_rs, a_cs, mr, pack, kc, tile, 0, NR, False)
                 for r in range(mr):
                     c = (i0 + r) * c_rs + j0
                     if acc:
@@ -124,15 +179,24 @@ def _task(t, nmb, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, C, aux, vec, ac
 def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, sq):
     """C (M × N, row-major) = A·B with the ``kind`` epilogue; per-task Σ C² into ``sq``."""
     N = C.shape[1]
-    NR = panel_width(Af)
+    lanes = vector_lanes(Af)
+    nv = _vectors(N, lanes)
+    NR = nv * lanes
+    MR = ACCUMULATORS // nv
+    npan = (N + NR - 1) // NR
+    serial = M * N * K < PAR_MIN
+    # row blocks: as few as give TASKS parallel tasks (each re-packs its B panels); one when
+    # serial.  Whole register tiles.  The grid depends on the shape only, never on threads.
+    nmb = 1 if serial else min((M + MR - 1) // MR, max(1, (TASKS + npan - 1) // npan))
+    MC = (((M + nmb - 1) // nmb + MR - 1) // MR) * MR
     nmb = (M + MC - 1) // MC
-    ntasks = ((N + NR - 1) // NR) * nmb
-    if M * N * K < PAR_MIN:
+    ntasks = npan * nmb
+    if serial or ntasks == 1:
         for t in range(ntasks):
-            sq[t] = _task(t, nmb, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, C, aux, vec, act, scale)
+            sq[t] = _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, C, aux, vec, act, scale)
     else:
         for t in prange(ntasks):
-            sq[t] = _task(t, nmb, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, C, aux, vec, act, scale)
+            sq[t] = _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, C, aux, vec, act, scale)
     return ntasks
 
 
