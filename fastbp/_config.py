@@ -22,29 +22,8 @@ import hashlib
 import os
 import sys
 
-
-def _prefer_512_bit_vectors():
-    """LLVM tunes Intel AVX-512 CPUs with "prefer-256-bit": it then splits 512-bit vectors in two
-    and fastbp's 16-accumulator register tile spills.  numba reads its CPU features once, when it
-    is imported, so they are set here, before fastbp imports numba — only when numba is not loaded
-    yet, the user set no NUMBA_CPU_FEATURES, and FASTBP_PREFER_512 is not "0".  The kernels read
-    the features numba really uses (simd.vector_bytes), so either way the code stays consistent."""
-    if "numba" in sys.modules or os.environ.get("NUMBA_CPU_FEATURES") or \
-            os.environ.get("FASTBP_PREFER_512", "1") == "0":
-        return
-    try:
-        import llvmlite.binding as ll
-        features = ll.get_host_cpu_features().flatten()
-    except Exception:   # pragma: no cover - exotic llvmlite builds
-        return
-    if "+avx512f" in features.split(","):
-        os.environ["NUMBA_CPU_FEATURES"] = features + ",-prefer-256-bit"
-
-
-_prefer_512_bit_vectors()
-
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
+import numba
+import numpy as np
 
 # --- compilation options -------------------------------------------------------------------
 # contract: FMA instructions; reassoc: lets LLVM vectorise reductions (dot products).  The order

@@ -22,16 +22,27 @@ SHAPES = ((4, 4), (8, 2), (16, 1))   # (MR rows, NV vectors): wide, medium and n
 
 
 def vector_bytes(context):
-    """Widest vector (bytes) the code numba generates should use."""
+    """Widest vector register (bytes) of the CPU numba compiles for."""
     codegen = context.codegen()
-    features = getattr(codegen, "_tm_features", "") or ""
-    cpu = codegen._get_host_cpu_name() if hasattr(codegen, "_get_host_cpu_name") else ""
+    features = getattr(codegen, "_tm_features", None)
+    if features is None:    # numba internals moved: ask llvmlite about the host
+        import llvmlite.binding as ll
+        features = ll.get_host_cpu_features().flatten()
     flags = set(features.split(","))
-    if "+avx512f" in flags and ("-prefer-256-bit" in flags or cpu.startswith("znver")):
+    if "+avx512f" in flags:
         return 64
     if "+avx" in flags:
         return 32
     return 16
+
+
+def _allow_wide_vectors(builder, nbytes):
+    """LLVM tunes Intel AVX-512 CPUs with prefer-256-bit, and then splits explicit 512-bit
+    vectors into halves — the 16-accumulator tile would need 32 registers and spill.  The
+    function attribute clang puts on code using 512-bit intrinsics makes them legal again, for
+    this function only (llvmlite's attribute set only knows flag attributes, hence set.add)."""
+    if nbytes > 32:
+        set.add(builder.function.attributes, f'"min-legal-vector-width"="{nbytes * 8}"')
 
 
 def _lanes(context, dtype):
@@ -64,6 +75,7 @@ def _make_microkernel(MR, NV):
             bd = context.make_array(sig.args[5])(context, builder, b_arr).data
             cd = context.make_array(sig.args[7])(context, builder, c_arr).data
             lanes = _lanes(context, dtype)
+            _allow_wide_vectors(builder, vector_bytes(context))
             nr = NV * lanes
             align = dtype.bitwidth // 8
             vty = ir.VectorType(context.get_value_type(dtype), lanes)
