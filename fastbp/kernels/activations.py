@@ -34,7 +34,7 @@ def sigmoid(x, one):
 @njit(**JIT)
 def activate_row(z, code):
     """``z <- f(z)`` for a hidden or output activation (softmax over the whole row)."""
-    n = z.shape[0]
+    n = np.uint64(z.shape[0])   # unsigned: no negative-index wraparound, so loops vectorise
     if code == RELU:
         for j in range(n):
             if z[j] < 0:
@@ -53,7 +53,7 @@ def activate_row(z, code):
             z[j] = math.tanh(z[j])
     elif code == SOFTMAX:
         m = z[0]
-        for j in range(1, n):
+        for j in range(np.uint64(1), n):
             if z[j] > m:
                 m = z[j]
         s = z.dtype.type(0)
@@ -68,7 +68,7 @@ def activate_row(z, code):
 @njit(**JIT)
 def scale_by_derivative_row(d, a, code):
     """``d <- d * f'(z)`` where ``a = f(z)`` is the layer's stored output (hidden codes only)."""
-    n = d.shape[0]
+    n = np.uint64(d.shape[0])
     if code == RELU:
         for j in range(n):
             if a[j] <= 0:

@@ -59,24 +59,28 @@ def _microkernel(nv, Af, abase, a_rs, a_cs, mr, pack, kc, Cf, coff, crs, acc):
 
 @njit(**JIT)
 def _pack(Bf, b_rs, b_cs, k0, kc, j0, nr, NR, pack):
-    """``pack[k·NR + j] = B[k0 + k, j0 + j]``, zero for j >= nr."""
+    """``pack[k·NR + j] = B[k0 + k, j0 + j]``, zero for j >= nr.  (Indices unsigned here and
+    in the other elementwise loops: signed ones keep numba's negative-index wraparound, which
+    stops LLVM from vectorising.)"""
     zero = pack.dtype.type(0)
+    unr, uNR = np.uint64(nr), np.uint64(NR)
     if b_cs == 1:
         for k in range(kc):
-            src = (k0 + k) * b_rs + j0
-            dst = k * NR
-            for j in range(nr):
-                pack[dst + j] = Bf[src + j]
-            for j in range(nr, NR):
-                pack[dst + j] = zero
+            src = Bf[(k0 + k) * b_rs + j0:(k0 + k) * b_rs + j0 + nr]
+            dst = pack[k * NR:(k + 1) * NR]
+            for j in range(unr):
+                dst[j] = src[j]
+            for j in range(unr, uNR):
+                dst[j] = zero
     else:           # b_rs == 1: B's columns are contiguous rows of the source (Wᵀ)
         for j in range(nr):
-            src = (j0 + j) * b_cs + k0
-            for k in range(kc):
-                pack[k * NR + j] = Bf[src + k]
+            src = Bf[(j0 + j) * b_cs + k0:(j0 + j) * b_cs + k0 + kc]
+            for k in range(np.uint64(kc)):
+                pack[k * uNR + np.uint64(j)] = src[k]
         for k in range(kc):
-            for j in range(nr, NR):
-                pack[k * NR + j] = zero
+            dst = pack[k * NR:(k + 1) * NR]
+            for j in range(unr, uNR):
+                dst[j] = zero
 
 
 @njit(**JIT)
@@ -96,7 +100,7 @@ def _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack):
                 for j in range(N):
                     b = pack[j * KC:j * KC + kc]
                     s = zero
-                    for k in range(kc):
+                    for k in range(np.uint64(kc)):
                         s += a[k] * b[k]
                     if k0 == 0:
                         Cf[i * c_rs + j] = s
@@ -104,14 +108,15 @@ def _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack):
                         Cf[i * c_rs + j] += s
     else:
         m = m_hi - m_lo
+        um = np.uint64(m)
         for j in range(N):
             acc = pack[:m]
-            for i in range(m):
+            for i in range(um):
                 acc[i] = zero
             for k in range(K):
                 d = Bf[k * b_rs + j * b_cs]
                 a = Af[k * a_cs + m_lo:k * a_cs + m_hi]
-                for i in range(m):
+                for i in range(um):
                     acc[i] += a[i] * d
             for i in range(m):
                 Cf[(m_lo + i) * c_rs + j] = acc[i]
@@ -146,19 +151,21 @@ def _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, C, aux,
             else:   # edge tile into scratch: rows past the edge repeat the last one
                 _microkernel(nv, Af, base, a_rs, a_cs, mr, pack, kc, tile, 0, NR, False)
                 for r in range(mr):
-                    c = (i0 + r) * c_rs + j0
+                    c = Cf[(i0 + r) * c_rs + j0:(i0 + r) * c_rs + j0 + nr]
+                    src = tile[r * NR:r * NR + nr]
                     if acc:
-                        for j in range(nr):
-                            Cf[c + j] += tile[r * NR + j]
+                        for j in range(np.uint64(nr)):
+                            c[j] += src[j]
                     else:
-                        for j in range(nr):
-                            Cf[c + j] = tile[r * NR + j]
+                        for j in range(np.uint64(nr)):
+                            c[j] = src[j]
     total = 0.0
+    unr = np.uint64(nr)
     if kind == FORWARD:
+        b = vec[j0:j0 + nr]
         for i in range(m_lo, m_hi):
             z = C[i, j0:j0 + nr]
-            b = vec[j0:j0 + nr]
-            for j in range(nr):
+            for j in range(unr):
                 z[j] += b[j]
             activate_row(z, act)
     elif kind == BACKPROP:
@@ -168,7 +175,7 @@ def _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, C, aux,
         for i in range(m_lo, m_hi):
             g = C[i, j0:j0 + nr]
             s = g.dtype.type(0)
-            for j in range(nr):
+            for j in range(unr):
                 g[j] = g[j] * scale
                 s += g[j] * g[j]
             total += float(s)
@@ -230,11 +237,12 @@ def gradient(A, D, gW, gb, scale, sq):
     for t in range(ntasks):
         total += sq[t]
     zero = D.dtype.type(0)
-    for j in range(N):
+    uN = np.uint64(N)
+    for j in range(uN):
         gb[j] = zero
     for k in range(B):
         d = D[k]
-        for j in range(N):
+        for j in range(uN):
             gb[j] += d[j]
     for j in range(N):
         gb[j] = gb[j] * scale

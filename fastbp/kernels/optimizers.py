@@ -17,6 +17,7 @@ Zero-initialised buffers reproduce PyTorch's first step exactly (``buf = g``, da
 """
 import math
 
+import numpy as np
 from numba import njit, prange
 
 from .._config import JIT, PARALLEL_JIT
@@ -47,6 +48,7 @@ def _update_chunk(code, p, g, s1, s2, c, lo, hi):
         c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9])
     one = p.dtype.type(1)
     zero = p.dtype.type(0)
+    lo, hi = np.uint64(lo), np.uint64(hi)   # unsigned indices: the loops vectorise
     w1 = one - b1
     w2 = one - b2
     finite = zero
