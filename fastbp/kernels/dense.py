@@ -207,12 +207,18 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
     return ntasks
 
 
+# The three entry points pass their constants (kind, unit strides) as np.int64: a bare literal
+# makes numba compile a separate _gemm per call site (3 × ~6 s of a cold start).
+ONE = 1
+
+
 @njit(**JIT)
 def forward(A, W, b, Z, act, sq):
     """``Z[:M] = f(A·W + b)`` for the ``M = A.shape[0]`` rows of A."""
     M, K = A.shape
-    _gemm(FORWARD, A.reshape(A.size), K, 1, M, K, W.reshape(W.size), W.shape[1], 1, Z, Z, b,
-          act, Z.dtype.type(1), sq)
+    one = np.int64(ONE)
+    _gemm(np.int64(FORWARD), A.reshape(A.size), K, one, M, K, W.reshape(W.size), W.shape[1], one,
+          Z, Z, b, np.int64(act), Z.dtype.type(1), sq)
 
 
 @njit(**JIT)
@@ -220,7 +226,9 @@ def backprop(D, W, A, Dp, act, sq):
     """``Dp = (D·Wᵀ) ⊙ f'(A)`` where ``A = f(z)`` is the previous layer's output."""
     M, K = D.shape
     Wf = W.reshape(W.size)
-    _gemm(BACKPROP, D.reshape(D.size), K, 1, M, K, Wf, 1, K, Dp, A, Wf, act, Dp.dtype.type(1), sq)
+    one = np.int64(ONE)
+    _gemm(np.int64(BACKPROP), D.reshape(D.size), K, one, M, K, Wf, one, K, Dp, A, Wf,
+          np.int64(act), Dp.dtype.type(1), sq)
 
 
 @njit(**JIT)
@@ -232,7 +240,9 @@ def gradient(A, D, gW, gb, scale, sq):
     B, M = A.shape
     N = D.shape[1]
     Af = A.reshape(A.size)
-    ntasks = _gemm(GRADIENT, Af, 1, M, M, B, D.reshape(D.size), N, 1, gW, gW, Af, 0, scale, sq)
+    one = np.int64(ONE)
+    ntasks = _gemm(np.int64(GRADIENT), Af, one, M, M, B, D.reshape(D.size), N, one, gW, gW, Af,
+                   np.int64(0), scale, sq)
     total = 0.0
     for t in range(ntasks):
         total += sq[t]
