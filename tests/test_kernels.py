@@ -5,7 +5,7 @@ import pytest
 import naive
 from conftest import tol
 from fastbp.kernels import dense, losses, optimizers
-from fastbp.kernels.activations import HIDDEN, OUTPUT, activate_row, scale_by_derivative_row
+from fastbp.kernels.activations import HIDDEN, OUTPUT, activate, scale_by_derivative
 
 DTYPES = [np.float32, np.float64]
 # (M, K, N): tiny (serial path), odd sizes, edge tiles in both directions, K longer than one,
@@ -68,24 +68,30 @@ def test_gradient(rng, dtype, shape):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "softmax"])
 def test_activation_rows(rng, dtype, act):
+    # a span in the middle of a buffer: the neighbours must stay untouched
     z = (rng.standard_normal(13) * 5).astype(dtype)
-    a = z.copy()
-    activate_row(a, {**HIDDEN, **OUTPUT}[act])
-    np.testing.assert_allclose(a, naive.act(act, z[None])[0], **tol(dtype))
+    buf = np.full(20, 7.0, dtype)
+    buf[3:16] = z
+    activate(buf, 3, 13, {**HIDDEN, **OUTPUT}[act])
+    np.testing.assert_allclose(buf[3:16], naive.act(act, z[None])[0], **tol(dtype))
+    assert np.all(buf[:3] == 7) and np.all(buf[16:] == 7)
     if act != "softmax":
         d = rng.standard_normal(13).astype(dtype)
+        dbuf = np.full(15, 7.0, dtype)
+        dbuf[2:] = d
         expected = d * naive.act_deriv(act, z.astype(float))
-        scale_by_derivative_row(d, a, HIDDEN[act])
-        np.testing.assert_allclose(d, expected, rtol=1e-3 if dtype == np.float32 else 1e-9, atol=1e-6)
+        scale_by_derivative(dbuf, 2, buf, 3, 13, HIDDEN[act])
+        np.testing.assert_allclose(dbuf[2:], expected, rtol=1e-3 if dtype == np.float32 else 1e-9, atol=1e-6)
+        assert np.all(dbuf[:2] == 7)
 
 
 def test_sigmoid_and_softmax_extremes():
     z = np.array([-1000.0, -50.0, 0.0, 50.0, 1000.0], np.float32)
     a = z.copy()
-    activate_row(a, OUTPUT["sigmoid"])
+    activate(a, 0, 5, OUTPUT["sigmoid"])
     assert np.all(np.isfinite(a)) and a[0] == 0 and a[-1] == 1 and a[2] == 0.5
     s = z.copy()
-    activate_row(s, OUTPUT["softmax"])
+    activate(s, 0, 5, OUTPUT["softmax"])
     assert np.isfinite(s).all() and s[-1] == 1 and abs(s.sum() - 1) < 1e-6
 
 

@@ -31,58 +31,70 @@ def sigmoid(x, one):
     return e / (one + e)
 
 
+# Activations work on ``n`` elements of a flat buffer from offset ``lo`` rather than on row
+# views: a view made per row costs an atomic reference-count pair, and in small layers those
+# (NRT_incref/NRT_decref) took more time than the arithmetic.  Indices are unsigned: signed ones
+# keep numba's negative-index wraparound, which stops LLVM from vectorising.
+
+
 @njit(**JIT)
-def activate_row(z, code):
-    """``z <- f(z)`` for a hidden or output activation (softmax over the whole row)."""
-    n = np.uint64(z.shape[0])   # unsigned: no negative-index wraparound, so loops vectorise
+def activate(z, lo, n, code):
+    """``z[lo:lo+n] <- f(z[lo:lo+n])`` for a hidden or output activation (softmax: the span)."""
+    lo = np.uint64(lo)
+    hi = lo + np.uint64(n)
     if code == RELU:
-        for j in range(n):
+        for j in range(lo, hi):
             if z[j] < 0:
                 z[j] = 0
     elif code == LEAKY_RELU:
         slope = z.dtype.type(LEAKY_SLOPE)
-        for j in range(n):
+        for j in range(lo, hi):
             if z[j] < 0:
                 z[j] = z[j] * slope
     elif code == SIGMOID:
         one = z.dtype.type(1)
-        for j in range(n):
+        for j in range(lo, hi):
             z[j] = sigmoid(z[j], one)
     elif code == TANH:
-        for j in range(n):
+        for j in range(lo, hi):
             z[j] = math.tanh(z[j])
     elif code == SOFTMAX:
-        m = z[0]
-        for j in range(np.uint64(1), n):
+        m = z[lo]
+        for j in range(lo, hi):
             if z[j] > m:
                 m = z[j]
         s = z.dtype.type(0)
-        for j in range(n):
+        for j in range(lo, hi):
             z[j] = math.exp(z[j] - m)
             s += z[j]
         inv = z.dtype.type(1) / s
-        for j in range(n):
+        for j in range(lo, hi):
             z[j] = z[j] * inv
 
 
 @njit(**JIT)
-def scale_by_derivative_row(d, a, code):
-    """``d <- d * f'(z)`` where ``a = f(z)`` is the layer's stored output (hidden codes only)."""
-    n = np.uint64(d.shape[0])
+def scale_by_derivative(d, d_lo, a, a_lo, n, code):
+    """``d[d_lo:d_lo+n] *= f'(z)`` where ``a[a_lo:a_lo+n] = f(z)`` is the layer's stored output
+    (hidden codes only)."""
+    d_lo = np.uint64(d_lo)
+    a_lo = np.uint64(a_lo)
+    un = np.uint64(n)
     if code == RELU:
-        for j in range(n):
-            if a[j] <= 0:
-                d[j] = 0
+        for j in range(un):
+            if a[a_lo + j] <= 0:
+                d[d_lo + j] = 0
     elif code == LEAKY_RELU:
         slope = d.dtype.type(LEAKY_SLOPE)
-        for j in range(n):
-            if a[j] <= 0:
-                d[j] = d[j] * slope
+        for j in range(un):
+            if a[a_lo + j] <= 0:
+                d[d_lo + j] = d[d_lo + j] * slope
     elif code == SIGMOID:
         one = d.dtype.type(1)
-        for j in range(n):
-            d[j] = d[j] * (a[j] * (one - a[j]))
+        for j in range(un):
+            x = a[a_lo + j]
+            d[d_lo + j] = d[d_lo + j] * (x * (one - x))
     elif code == TANH:
         one = d.dtype.type(1)
-        for j in range(n):
-            d[j] = d[j] * (one - a[j] * a[j])
+        for j in range(un):
+            x = a[a_lo + j]
+            d[d_lo + j] = d[d_lo + j] * (one - x * x)

@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import JIT, PARALLEL_JIT
-from .activations import activate_row, scale_by_derivative_row
+from .activations import activate, scale_by_derivative
 from .simd import ACCUMULATORS, microkernel_4x4, microkernel_8x2, microkernel_16x1, vector_lanes
 
 KC = 128            # k-block: a packed panel of KC × NR stays in L1
@@ -47,40 +47,33 @@ def _vectors(N, lanes):
     return 4
 
 
-@njit(**JIT)
-def _microkernel(nv, Af, abase, a_rs, a_cs, mr, pack, kc, Cf, coff, crs, acc):
-    if nv == 4:
-        microkernel_4x4(Af, abase, a_rs, a_cs, mr, pack, kc, Cf, coff, crs, acc)
-    elif nv == 2:
-        microkernel_8x2(Af, abase, a_rs, a_cs, mr, pack, kc, Cf, coff, crs, acc)
-    else:
-        microkernel_16x1(Af, abase, a_rs, a_cs, mr, pack, kc, Cf, coff, crs, acc)
+# The helpers below index flat buffers through unsigned offsets.  They create no views inside
+# their loops: a view costs an atomic reference-count pair (NRT_incref/NRT_decref), and in the
+# small layers of tabular nets those took more time than the arithmetic.  Unsigned indices avoid
+# numba's negative-index wraparound, which stops LLVM from vectorising.
 
 
 @njit(**JIT)
 def _pack(Bf, b_rs, b_cs, k0, kc, j0, nr, NR, pack):
-    """``pack[k·NR + j] = B[k0 + k, j0 + j]``, zero for j >= nr.  (Indices unsigned here and
-    in the other elementwise loops: signed ones keep numba's negative-index wraparound, which
-    stops LLVM from vectorising.)"""
+    """``pack[k·NR + j] = B[k0 + k, j0 + j]``, zero for j >= nr."""
     zero = pack.dtype.type(0)
-    unr, uNR = np.uint64(nr), np.uint64(NR)
+    unr, uNR, ukc = np.uint64(nr), np.uint64(NR), np.uint64(kc)
     if b_cs == 1:
-        for k in range(kc):
-            src = Bf[(k0 + k) * b_rs + j0:(k0 + k) * b_rs + j0 + nr]
-            dst = pack[k * NR:(k + 1) * NR]
+        for k in range(ukc):
+            src = np.uint64((k0 + k) * b_rs + j0)
+            dst = k * uNR
             for j in range(unr):
-                dst[j] = src[j]
+                pack[dst + j] = Bf[src + j]
             for j in range(unr, uNR):
-                dst[j] = zero
+                pack[dst + j] = zero
     else:           # b_rs == 1: B's columns are contiguous rows of the source (Wᵀ)
-        for j in range(nr):
-            src = Bf[(j0 + j) * b_cs + k0:(j0 + j) * b_cs + k0 + kc]
-            for k in range(np.uint64(kc)):
-                pack[k * uNR + np.uint64(j)] = src[k]
-        for k in range(kc):
-            dst = pack[k * NR:(k + 1) * NR]
+        for j in range(unr):
+            src = np.uint64((j0 + j) * b_cs + k0)
+            for k in range(ukc):
+                pack[k * uNR + j] = Bf[src + k]
+        for k in range(ukc):
             for j in range(unr, uNR):
-                dst[j] = zero
+                pack[k * uNR + j] = zero
 
 
 @njit(**JIT)
@@ -89,54 +82,52 @@ def _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack):
     a dot product along k when A's rows are contiguous (forward), otherwise an axpy along A's
     contiguous columns (gradient, a_rs == 1).  Each element is summed in k order either way."""
     zero = pack.dtype.type(0)
+    uKC = np.uint64(KC)
     if a_cs == 1:
         for k0 in range(0, K, KC):                    # Bᵀ block, contiguous along k
-            kc = min(KC, K - k0)
+            ukc = np.uint64(min(KC, K - k0))
             for j in range(N):
-                for k in range(kc):
-                    pack[j * KC + k] = Bf[(k0 + k) * b_rs + j * b_cs]
+                for k in range(ukc):
+                    pack[np.uint64(j) * uKC + k] = Bf[np.uint64((k0 + k) * b_rs + j * b_cs)]
             for i in range(m_lo, m_hi):
-                a = Af[i * a_rs + k0:i * a_rs + k0 + kc]
+                a = np.uint64(i * a_rs + k0)
                 for j in range(N):
-                    b = pack[j * KC:j * KC + kc]
+                    b = np.uint64(j) * uKC
                     s = zero
-                    for k in range(np.uint64(kc)):
-                        s += a[k] * b[k]
+                    for k in range(ukc):
+                        s += Af[a + k] * pack[b + k]
+                    c = np.uint64(i * c_rs + j)
                     if k0 == 0:
-                        Cf[i * c_rs + j] = s
+                        Cf[c] = s
                     else:
-                        Cf[i * c_rs + j] += s
+                        Cf[c] += s
     else:
-        m = m_hi - m_lo
-        um = np.uint64(m)
+        um = np.uint64(m_hi - m_lo)
         for j in range(N):
-            acc = pack[:m]
             for i in range(um):
-                acc[i] = zero
+                pack[i] = zero
             for k in range(K):
                 d = Bf[k * b_rs + j * b_cs]
-                a = Af[k * a_cs + m_lo:k * a_cs + m_hi]
+                a = np.uint64(k * a_cs + m_lo)
                 for i in range(um):
-                    acc[i] += a[i] * d
-            for i in range(m):
-                Cf[(m_lo + i) * c_rs + j] = acc[i]
+                    pack[i] += Af[a + i] * d
+            for i in range(um):
+                Cf[(np.uint64(m_lo) + i) * np.uint64(c_rs) + np.uint64(j)] = pack[i]
 
 
 @njit(**JIT)
-def _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, C, aux, vec, act, scale):
+def _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs, auxf, vec,
+          act, scale, pack, tile):
     """Task t of the grid (column panel t // nmb, row block t % nmb); returns its Σ C² for
-    GRADIENT (0 otherwise)."""
+    GRADIENT (0 otherwise).  ``pack``/``tile`` are this task's scratch."""
     lanes = vector_lanes(Af)
     NR = nv * lanes
     MR = ACCUMULATORS // nv
-    Cf = C.reshape(C.size)
-    c_rs = C.shape[1]
     j0 = (t // nmb) * NR
     nr = min(NR, N - j0)
     m_lo = (t % nmb) * MC
     m_hi = min(M, m_lo + MC)
-    pack = np.empty(max(KC * NR, m_hi - m_lo), Af.dtype)
-    tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
+    unr = np.uint64(nr)
     if N <= NARROW:
         _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack)
     for k0 in range(0, K if N > NARROW else 0, KC):
@@ -147,37 +138,48 @@ def _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, C, aux,
             mr = min(MR, m_hi - i0)
             base = i0 * a_rs + k0 * a_cs
             if mr == MR and nr == NR:
-                _microkernel(nv, Af, base, a_rs, a_cs, mr, pack, kc, Cf, i0 * c_rs + j0, c_rs, acc)
-            else:   # edge tile into scratch: rows past the edge repeat the last one
-                _microkernel(nv, Af, base, a_rs, a_cs, mr, pack, kc, tile, 0, NR, False)
+                coff = i0 * c_rs + j0
+                if nv == 4:
+                    microkernel_4x4(Af, base, a_rs, a_cs, mr, pack, kc, Cf, coff, c_rs, acc)
+                elif nv == 2:
+                    microkernel_8x2(Af, base, a_rs, a_cs, mr, pack, kc, Cf, coff, c_rs, acc)
+                else:
+                    microkernel_16x1(Af, base, a_rs, a_cs, mr, pack, kc, Cf, coff, c_rs, acc)
+            else:   # edge tile into scratch (rows past the edge repeat the last one)
+                if nv == 4:
+                    microkernel_4x4(Af, base, a_rs, a_cs, mr, pack, kc, tile, 0, NR, False)
+                elif nv == 2:
+                    microkernel_8x2(Af, base, a_rs, a_cs, mr, pack, kc, tile, 0, NR, False)
+                else:
+                    microkernel_16x1(Af, base, a_rs, a_cs, mr, pack, kc, tile, 0, NR, False)
                 for r in range(mr):
-                    c = Cf[(i0 + r) * c_rs + j0:(i0 + r) * c_rs + j0 + nr]
-                    src = tile[r * NR:r * NR + nr]
+                    c = np.uint64((i0 + r) * c_rs + j0)
+                    src = np.uint64(r * NR)
                     if acc:
-                        for j in range(np.uint64(nr)):
-                            c[j] += src[j]
+                        for j in range(unr):
+                            Cf[c + j] += tile[src + j]
                     else:
-                        for j in range(np.uint64(nr)):
-                            c[j] = src[j]
+                        for j in range(unr):
+                            Cf[c + j] = tile[src + j]
     total = 0.0
-    unr = np.uint64(nr)
     if kind == FORWARD:
-        b = vec[j0:j0 + nr]
         for i in range(m_lo, m_hi):
-            z = C[i, j0:j0 + nr]
+            c = np.uint64(i * c_rs + j0)
             for j in range(unr):
-                z[j] += b[j]
-            activate_row(z, act)
-    elif kind == BACKPROP:
+                Cf[c + j] += vec[np.uint64(j0) + j]
+            activate(Cf, c, nr, act)
+    elif kind == BACKPROP:      # aux (the previous layer's output) has C's shape
         for i in range(m_lo, m_hi):
-            scale_by_derivative_row(C[i, j0:j0 + nr], aux[i, j0:j0 + nr], act)
+            c = i * c_rs + j0
+            scale_by_derivative(Cf, c, auxf, c, nr, act)
     else:
         for i in range(m_lo, m_hi):
-            g = C[i, j0:j0 + nr]
-            s = g.dtype.type(0)
+            c = np.uint64(i * c_rs + j0)
+            s = Cf.dtype.type(0)
             for j in range(unr):
-                g[j] = g[j] * scale
-                s += g[j] * g[j]
+                g = Cf[c + j] * scale
+                Cf[c + j] = g
+                s += g * g
             total += float(s)
     return total
 
@@ -198,12 +200,22 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
     MC = (((M + nmb - 1) // nmb + MR - 1) // MR) * MR
     nmb = (M + MC - 1) // MC
     ntasks = npan * nmb
+    Cf = C.reshape(C.size)
+    auxf = aux.reshape(aux.size)
+    c_rs = C.shape[1]
+    scratch = max(KC * NR, MC)
     if serial or ntasks == 1:
+        pack = np.empty(scratch, Af.dtype)
+        tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
         for t in range(ntasks):
-            sq[t] = _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, C, aux, vec, act, scale)
+            sq[t] = _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs,
+                          auxf, vec, act, scale, pack, tile)
     else:
         for t in prange(ntasks):
-            sq[t] = _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, C, aux, vec, act, scale)
+            pack = np.empty(scratch, Af.dtype)
+            tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
+            sq[t] = _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs,
+                          auxf, vec, act, scale, pack, tile)
     return ntasks
 
 
@@ -248,12 +260,13 @@ def gradient(A, D, gW, gb, scale, sq):
         total += sq[t]
     zero = D.dtype.type(0)
     uN = np.uint64(N)
+    Df = D.reshape(D.size)
     for j in range(uN):
         gb[j] = zero
     for k in range(B):
-        d = D[k]
+        d = np.uint64(k * N)
         for j in range(uN):
-            gb[j] += d[j]
+            gb[j] += Df[d + j]
     for j in range(N):
         gb[j] = gb[j] * scale
         total += float(gb[j]) * float(gb[j])

@@ -12,10 +12,11 @@ identity; the façade refuses the other pairs.
 """
 import math
 
+import numpy as np
 from numba import njit, prange
 
 from .._config import JIT, PARALLEL_JIT
-from .activations import IDENTITY, SIGMOID, SOFTMAX, activate_row, sigmoid
+from .activations import SIGMOID, SOFTMAX, activate, sigmoid
 
 SQUARED_ERROR, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = 0, 1, 2
 LOSSES = {"squared_error": SQUARED_ERROR, "cross_entropy": CROSS_ENTROPY,
@@ -25,78 +26,87 @@ PAR_MIN = 1 << 14   # output elements below which the rows run serially
 
 
 @njit(**JIT)
-def output_row(z, d, t, label, out_code, loss_code):
-    """Loss of one sample; ``d <- δ``, ``z <- f(z)``.  ``label >= 0`` means a class index
-    (cross-entropy) and ``t`` is then ignored."""
-    n = z.shape[0]
-    one = z.dtype.type(1)
-    zero = z.dtype.type(0)
-    half = z.dtype.type(0.5)
+def output_row(Z, D, zo, T, to, label, n, out_code, loss_code):
+    """Loss of one sample whose ``n`` outputs ``z`` are ``Z[zo:zo+n]`` (flat buffers, like δ in
+    ``D`` at the same offset): ``δ`` into D, ``f(z)`` into Z.  ``label >= 0`` is a class index
+    (cross-entropy); otherwise the targets are ``T[to:to+n]``."""
+    one = Z.dtype.type(1)
+    zero = Z.dtype.type(0)
+    half = Z.dtype.type(0.5)
+    zo = np.uint64(zo)
+    to = np.uint64(to)
+    un = np.uint64(n)
     loss = zero
     if loss_code == SQUARED_ERROR:
-        activate_row(z, out_code)
+        activate(Z, zo, n, out_code)
         dot = zero
-        for j in range(n):
-            g = z[j] - t[j]
+        for j in range(un):
+            a = Z[zo + j]
+            g = a - T[to + j]
             loss += g * g
-            d[j] = g
-            dot += z[j] * g
+            D[zo + j] = g
+            dot += a * g
         loss = loss * half
         if out_code == SIGMOID:
-            for j in range(n):
-                d[j] = d[j] * (z[j] * (one - z[j]))
+            for j in range(un):
+                a = Z[zo + j]
+                D[zo + j] = D[zo + j] * (a * (one - a))
         elif out_code == SOFTMAX:
-            for j in range(n):
-                d[j] = z[j] * (d[j] - dot)
+            for j in range(un):
+                D[zo + j] = Z[zo + j] * (D[zo + j] - dot)
     elif loss_code == CROSS_ENTROPY:
-        m = z[0]
-        for j in range(1, n):
-            if z[j] > m:
-                m = z[j]
+        m = Z[zo]
+        for j in range(un):
+            if Z[zo + j] > m:
+                m = Z[zo + j]
         s = zero
-        for j in range(n):
-            d[j] = math.exp(z[j] - m)
-            s += d[j]
+        for j in range(un):
+            e = math.exp(Z[zo + j] - m)
+            D[zo + j] = e
+            s += e
         lse = m + math.log(s)
         inv = one / s
-        for j in range(n):
-            d[j] = d[j] * inv                       # softmax(z)
+        for j in range(un):
+            D[zo + j] = D[zo + j] * inv                 # softmax(z)
+        tsum = one
         if label >= 0:
-            loss = lse - z[label]
+            loss = lse - Z[zo + np.uint64(label)]
         else:
             tsum = zero
-            for j in range(n):
-                loss += t[j] * (lse - z[j])
-                tsum += t[j]
+            for j in range(un):
+                t = T[to + j]
+                loss += t * (lse - Z[zo + j])
+                tsum += t
         if out_code == SOFTMAX:
-            for j in range(n):
-                z[j] = d[j]
+            for j in range(un):
+                Z[zo + j] = D[zo + j]
         if label >= 0:
-            d[label] -= one
+            D[zo + np.uint64(label)] -= one
         else:
-            for j in range(n):
-                d[j] = d[j] * tsum - t[j]
+            for j in range(un):
+                D[zo + j] = D[zo + j] * tsum - T[to + j]
     else:  # BINARY_CROSS_ENTROPY
-        for j in range(n):
-            x = z[j]
+        for j in range(un):
+            x = Z[zo + j]
+            t = T[to + j]
             softplus = (x if x > 0 else zero) + math.log1p(math.exp(-abs(x)))
-            loss += softplus - t[j] * x
+            loss += softplus - t * x
             p = sigmoid(x, one)
-            d[j] = p - t[j]
+            D[zo + j] = p - t
             if out_code == SIGMOID:
-                z[j] = p
+                Z[zo + j] = p
     return loss
 
 
 @njit(**JIT)
-def _output_rows(Z, D, Yf, Yi, rows, out_code, loss_code, rowloss, lo, hi):
+def _output_rows(Z, D, T, Yi, rows, m, out_code, loss_code, rowloss, lo, hi):
     labels = Yi.shape[0] > 0
     for r in range(lo, hi):
         src = rows[r]
         if labels:
-            rowloss[r] = output_row(Z[r], D[r], Yf[0], Yi[src], out_code, loss_code)
+            rowloss[r] = output_row(Z, D, r * m, T, 0, Yi[src], m, out_code, loss_code)
         else:
-            rowloss[r] = output_row(Z[r], D[r], Yf[src], -1, out_code, loss_code)
+            rowloss[r] = output_row(Z, D, r * m, T, src * m, -1, m, out_code, loss_code)
 
 
 @njit(**PARALLEL_JIT)
@@ -105,11 +115,15 @@ def output_batch(Z, D, Yf, Yi, rows, out_code, loss_code, rowloss):
     of the per-sample losses (float64, added in row order).  Exactly one of ``Yi`` (class labels)
     and ``Yf`` (target rows) is non-empty; when ``Yi`` is used, ``Yf`` holds one dummy row."""
     B = rows.shape[0]
-    if B * Z.shape[1] < PAR_MIN:
-        _output_rows(Z, D, Yf, Yi, rows, out_code, loss_code, rowloss, 0, B)
+    m = Z.shape[1]
+    Zf = Z.reshape(Z.size)
+    Df = D.reshape(D.size)
+    T = Yf.reshape(Yf.size)
+    if B * m < PAR_MIN:
+        _output_rows(Zf, Df, T, Yi, rows, m, out_code, loss_code, rowloss, 0, B)
     else:
         for t in prange((B + 15) // 16):
-            _output_rows(Z, D, Yf, Yi, rows, out_code, loss_code, rowloss, t * 16, min(B, t * 16 + 16))
+            _output_rows(Zf, Df, T, Yi, rows, m, out_code, loss_code, rowloss, t * 16, min(B, t * 16 + 16))
     total = 0.0
     for r in range(B):
         total += float(rowloss[r])

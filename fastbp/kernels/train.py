@@ -14,10 +14,11 @@ between steps; batch rows are gathered from ``X`` through the permutation.
 """
 import math
 
+import numpy as np
 from numba import njit
 
 from .._config import JIT
-from .activations import IDENTITY, activate_row
+from .activations import IDENTITY, activate
 from .dense import backprop, forward, gradient
 from .losses import output_batch
 from .optimizers import update
@@ -41,9 +42,15 @@ def forward_batch(X, rows, params, layout, act, acts, aoff, sq):
     """Gather ``X[rows]`` into slot 0 and run every layer; the output slot holds ``z_L``."""
     B = rows.shape[0]
     L = layout.shape[0]
-    A = slot(acts, aoff, 0, B, X.shape[1])
-    for r in range(B):
-        A[r, :] = X[rows[r]]
+    n0 = X.shape[1]
+    A = slot(acts, aoff, 0, B, n0)
+    Xf = X.reshape(X.size)
+    un0 = np.uint64(n0)
+    for r in range(B):        # flat copies: a row view per sample costs an atomic refcount pair
+        src = np.uint64(rows[r] * n0)
+        dst = np.uint64(aoff[0] + r * n0)
+        for j in range(un0):
+            acts[dst + j] = Xf[src + j]
     for l in range(L):
         W, b = layer_params(params, layout, l)
         Z = slot(acts, aoff, l + 1, B, W.shape[1])
@@ -146,10 +153,12 @@ def predict(X, params, layout, act, out_code, acts, aoff, rows, out, sq):
         for i in range(hi - lo):
             r[i] = lo + i
         forward_batch(X, r, params, layout, act, acts, aoff, sq)
-        Z = slot(acts, aoff, L, hi - lo, m)
+        outf = out.reshape(out.size)
         for i in range(hi - lo):
-            activate_row(Z[i], out_code)
-            out[lo + i, :] = Z[i]
+            z = aoff[L] + i * m
+            activate(acts, z, m, out_code)
+            for j in range(m):
+                outf[(lo + i) * m + j] = acts[z + j]
 
 
 @njit(**JIT)
