@@ -42,7 +42,7 @@ class Workspace:
         self.acts = np.empty(int(self.aoff[-1]), dtype)
         self.deltas = np.empty(int(self.doff[-1]), dtype)
         self.rowloss = np.empty(rows, dtype)
-        self.sq = np.empty(max_tasks(list(sizes), rows), np.float64)   # per-task partial sums
+        self.sq = np.empty(max_tasks(list(sizes)), np.float64)   # per-task partial sums
         self.gsq = np.empty(len(sizes) - 1, np.float64)
         self.rows = np.empty(rows, np.int64)
 

@@ -16,7 +16,7 @@ SHAPES = [(3, 5, 7), (1, 1, 1), (70, 61, 33), (128, 40, 37), (9, 300, 130), (131
 
 
 def _sq(M, N):
-    return np.empty(dense.max_tasks([M, N], M), np.float64)
+    return np.empty(dense.max_tasks([M, N]), np.float64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

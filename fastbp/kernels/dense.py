@@ -31,9 +31,10 @@ FORWARD, BACKPROP, GRADIENT = 0, 1, 2
 NARROW = 4          # outputs this narrow skip the register tile (see _narrow)
 
 
-def max_tasks(sizes, rows=0):
-    """Upper bound on the task count of any product of a network: sizes the ``sq`` scratch.
-    (At most TASKS row blocks, and at most one panel per 2 columns: NR >= 2.)"""
+def max_tasks(sizes):
+    """Upper bound on the task count of any product of a network of these layer sizes: sizes
+    the ``sq`` scratch.  A grid has one row block when serial, else npan·⌈TASKS/npan⌉ <
+    npan + TASKS tasks, and npan <= N/2 + 1 panels (NR >= 2)."""
     return max(sizes) // 2 + TASKS + 1
 
 

@@ -1,16 +1,17 @@
 """The register-tile micro-kernel, written as LLVM IR through a numba intrinsic.
 
 A micro-kernel computes an ``MR x NR`` tile ``C[r, j] (+)= Σ_k A[a_r + k·acs] · Bp[k·NR + j]``
-(``NR = NV`` vectors of the widest vector the CPU prefers; ``MR·NV = 16``): 16 vector
-accumulators held in phi nodes — registers by construction — one broadcast of A per row and
-one load of the packed B panel per vector per k, and ``llvm.fma``.  Three shapes: 4×4 vectors
-for wide outputs, 8×2 and 16×1 for narrow ones (a 10-class output in a 64-wide tile wastes 85%).  Plain numba loops over a
-stack tile compile to the same instructions only when LLVM unrolls and promotes them exactly
-right; on this machine they spilled (29 GFLOP/s against 120+ here), so the tile is spelled out.
+(``NR = NV`` vectors of the CPU's widest vector; ``MR·NV = 16``): 16 vector accumulators held
+in phi nodes — registers by construction — one broadcast of A per row and one load of the packed
+B panel per vector per k, and ``llvm.fma``.  Three shapes: 4×4 vectors for wide outputs, 8×2 and
+16×1 for narrow ones (a 10-class output in a 64-wide tile would waste 85%).  Plain numba loops
+over a stack tile compile to the same instructions only when LLVM unrolls and promotes them
+exactly right; on this machine they spilled (29 GFLOP/s against 175 here), so the tile is
+spelled out.
 
-The vector width follows the CPU features numba compiles for (the codegen's own string):
-64 bytes with AVX-512 unless LLVM is tuned to prefer 256-bit vectors, 32 with AVX, else 16.
-Every output element is accumulated in k order by one FMA chain: deterministic.
+The vector width follows the CPU features numba compiles for (the codegen's own string): 64
+bytes with AVX-512, 32 with AVX, else 16.  Every output element is accumulated in k order by one
+FMA chain: deterministic.
 """
 from llvmlite import ir
 from numba import types
@@ -18,7 +19,6 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 ACCUMULATORS = 16  # vector registers holding the tile: MR × NV = 16 (of 32 with AVX-512)
-SHAPES = ((4, 4), (8, 2), (16, 1))   # (MR rows, NV vectors): wide, medium and narrow outputs
 
 
 def vector_bytes(context):
