@@ -29,6 +29,8 @@ TASKS = 8           # row blocks are cut so that a product has at least this man
 PAR_MIN = 1 << 18   # multiply-adds below which a product runs serially (a launch costs ~2 µs)
 FORWARD, BACKPROP, GRADIENT = 0, 1, 2
 NARROW = 4          # outputs this narrow skip the register tile (see _narrow)
+PACK_A_PANELS = 8   # A is packed into micro-panels when this many column panels reuse it
+PACK_A_MIN = 1 << 16  # ... and it has this many elements (smaller, it sits in L1 anyway)
 
 
 def max_tasks(sizes):
@@ -78,6 +80,26 @@ def _pack(Bf, b_rs, b_cs, k0, kc, j0, nr, NR, pack):
 
 
 @njit(**JIT)
+def _pack_a(Af, a_rs, a_cs, M, K, MR, p, Ap):
+    """Row panel p of A (rows p·MR ..) into ``Ap[p·K·MR + k·MR + r]``, rows past M repeating
+    the last: the micro-kernel then reads one contiguous stream instead of MR strided ones."""
+    uMR, uK = np.uint64(MR), np.uint64(K)
+    base = np.uint64(p) * uK * uMR
+    if a_cs == 1:                   # rows contiguous along k (forward, backprop)
+        for r in range(MR):
+            src = np.uint64(min(p * MR + r, M - 1) * a_rs)
+            ur = np.uint64(r)
+            for k in range(uK):
+                Ap[base + k * uMR + ur] = Af[src + k]
+    else:                           # a_rs == 1: the MR rows are adjacent in each k (gradient)
+        last = np.uint64(M - 1)
+        for k in range(uK):
+            src = k * np.uint64(a_cs)
+            for r in range(uMR):
+                Ap[base + k * uMR + r] = Af[src + min(np.uint64(p * MR) + r, last)]
+
+
+@njit(**JIT)
 def _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack):
     """C rows m_lo..m_hi for N <= NARROW columns, where a register tile would be mostly empty:
     a dot product along k when A's rows are contiguous (forward), otherwise an axpy along A's
@@ -118,9 +140,10 @@ def _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack):
 
 @njit(**JIT)
 def _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs, auxf, vec,
-          act, scale, pack, tile):
+          act, scale, pack, tile, Ap, packed):
     """Task t of the grid (column panel t // nmb, row block t % nmb); returns its Σ C² for
-    GRADIENT (0 otherwise).  ``pack``/``tile`` are this task's scratch."""
+    GRADIENT (0 otherwise).  ``pack``/``tile`` are this task's scratch; when ``packed``, A is
+    read from its micro-panels in ``Ap`` (see _pack_a)."""
     lanes = vector_lanes(Af)
     NR = nv * lanes
     MR = ACCUMULATORS // nv
@@ -137,22 +160,25 @@ def _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_r
         acc = k0 > 0
         for i0 in range(m_lo, m_hi, MR):
             mr = min(MR, m_hi - i0)
-            base = i0 * a_rs + k0 * a_cs
+            if packed:      # i0 is a multiple of MR: its micro-panel starts at i0·K
+                A, base, rs, cs = Ap, i0 * K + k0 * MR, 1, MR
+            else:
+                A, base, rs, cs = Af, i0 * a_rs + k0 * a_cs, a_rs, a_cs
             if mr == MR and nr == NR:
                 coff = i0 * c_rs + j0
                 if nv == 4:
-                    microkernel_4x4(Af, base, a_rs, a_cs, mr, pack, kc, Cf, coff, c_rs, acc)
+                    microkernel_4x4(A, base, rs, cs, mr, pack, kc, Cf, coff, c_rs, acc)
                 elif nv == 2:
-                    microkernel_8x2(Af, base, a_rs, a_cs, mr, pack, kc, Cf, coff, c_rs, acc)
+                    microkernel_8x2(A, base, rs, cs, mr, pack, kc, Cf, coff, c_rs, acc)
                 else:
-                    microkernel_16x1(Af, base, a_rs, a_cs, mr, pack, kc, Cf, coff, c_rs, acc)
+                    microkernel_16x1(A, base, rs, cs, mr, pack, kc, Cf, coff, c_rs, acc)
             else:   # edge tile into scratch (rows past the edge repeat the last one)
                 if nv == 4:
-                    microkernel_4x4(Af, base, a_rs, a_cs, mr, pack, kc, tile, 0, NR, False)
+                    microkernel_4x4(A, base, rs, cs, mr, pack, kc, tile, 0, NR, False)
                 elif nv == 2:
-                    microkernel_8x2(Af, base, a_rs, a_cs, mr, pack, kc, tile, 0, NR, False)
+                    microkernel_8x2(A, base, rs, cs, mr, pack, kc, tile, 0, NR, False)
                 else:
-                    microkernel_16x1(Af, base, a_rs, a_cs, mr, pack, kc, tile, 0, NR, False)
+                    microkernel_16x1(A, base, rs, cs, mr, pack, kc, tile, 0, NR, False)
                 for r in range(mr):
                     c = np.uint64((i0 + r) * c_rs + j0)
                     src = np.uint64(r * NR)
@@ -210,13 +236,21 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
         tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
         for t in range(ntasks):
             sq[t] = _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs,
-                          auxf, vec, act, scale, pack, tile)
+                          auxf, vec, act, scale, pack, tile, Af, False)
     else:
+        # A in contiguous micro-panels, once per product (M·K copies for M·K·N multiply-adds):
+        # +10% per core measured against reading MR strided rows from L2, when every panel of
+        # A is reused by several column panels (a pass and a launch cost more otherwise)
+        packed = N > NARROW and npan >= PACK_A_PANELS and M * K >= PACK_A_MIN
+        Ap = np.empty(((M + MR - 1) // MR) * K * MR if packed else 0, Af.dtype)
+        if packed:
+            for p in prange((M + MR - 1) // MR):
+                _pack_a(Af, a_rs, a_cs, M, K, MR, p, Ap)
         for t in prange(ntasks):
             pack = np.empty(scratch, Af.dtype)
             tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
             sq[t] = _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs,
-                          auxf, vec, act, scale, pack, tile)
+                          auxf, vec, act, scale, pack, tile, Ap, packed)
     return ntasks
 
 
