@@ -12,7 +12,8 @@ DTYPES = [np.float32, np.float64]
 # k-block, large enough for the parallel path, and every register-tile shape
 SHAPES = [(3, 5, 7), (1, 1, 1), (70, 61, 33), (128, 40, 37), (9, 300, 130), (131, 260, 70),
           (37, 50, 20), (13, 17, 12),    # the 8×2 tile (float32 / float64)
-          (33, 300, 3), (700, 200, 2)]   # narrow outputs: serial over k-blocks, parallel grid
+          (33, 300, 3), (700, 200, 2),   # narrow outputs: serial over k-blocks, parallel grid
+          (130, 520, 600)]               # A packed into micro-panels (>= 8 panels, big A)
 
 
 def _sq(M, N):

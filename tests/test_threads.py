@@ -12,15 +12,16 @@ import pytest
 
 import fastbp
 
-# shapes large enough that every product takes its parallel path
+# shapes large enough that every product takes its parallel path (the first layer's with A
+# packed into micro-panels), with a narrow output
 SCRIPT = textwrap.dedent("""
     import hashlib, sys, numpy as np, fastbp
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((700, 40)).astype(np.{dtype})
-    y = rng.integers(0, 5, 700)
-    net = fastbp.Network([40, 96, 64, 5], activation="tanh", output_activation="softmax",
+    X = rng.standard_normal((400, 520)).astype(np.{dtype})
+    y = rng.integers(0, 5, 400)
+    net = fastbp.Network([520, 600, 64, 5], activation="tanh", output_activation="softmax",
                          dtype=np.{dtype}, seed=1)
-    fastbp.Trainer(net, optimizer="{opt}", batch_size=128, epochs=2, seed=3).fit(X, y)
+    fastbp.Trainer(net, optimizer="{opt}", batch_size=130, epochs=2, seed=3).fit(X, y)
     print(hashlib.sha256(net.params.tobytes()).hexdigest())
 """)
 
