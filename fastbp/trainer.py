@@ -10,7 +10,7 @@ from . import _config
 from ._validation import check_choice, check_float, check_int, check_targets, check_X
 from .kernels import train as K
 from .kernels.losses import LOSSES
-from .kernels.optimizers import OPTIMIZERS, STATE_ARRAYS
+from .kernels.optimizers import CHUNK, OPTIMIZERS, STATE_ARRAYS
 from .network import PREDICT_CHUNK, Network, Workspace
 
 
@@ -148,7 +148,7 @@ class Trainer:
         grads = np.zeros_like(net.params)
         hyper = self._hyper()
         consts = np.zeros(10, net.dtype)
-        flags = np.zeros(-(-net.params.shape[0] // 4096), net.dtype)
+        flags = np.zeros(-(-net.params.shape[0] // CHUNK), net.dtype)   # one per update chunk
         gnorm = np.zeros(net.n_layers, np.float64)
         codes = (net._act, net._out, LOSSES[self.loss], OPTIMIZERS[self.optimizer])
         perm = np.arange(n, dtype=np.int64)
@@ -172,7 +172,8 @@ class Trainer:
             self.step += steps
             history.loss.append(total / n)
             history._grad.append(gnorm / steps)
-            history._weight.append([np.sqrt(np.sum(W.astype(np.float64) ** 2) + np.sum(b.astype(np.float64) ** 2))
+            history._weight.append([np.sqrt(np.sum(np.square(W, dtype=np.float64))
+                                            + np.sum(np.square(b, dtype=np.float64)))
                                     for W, b in zip(net.weights, net.biases)])
             if val is not None:
                 vt = K.evaluate(val[0], val[1], val[2], net.params, net._layout, codes[0], codes[1],
