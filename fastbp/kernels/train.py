@@ -124,17 +124,23 @@ def train_epoch(X, Yf, Yi, perm, batch, max_steps, params, grads, state1, state2
 
 
 @njit(**JIT)
+def _chunk(rows, lo, n):
+    """The indices lo .. lo + chunk (at most n) in the scratch ``rows``: one chunk of a pass
+    over X in order."""
+    hi = min(n, lo + rows.shape[0])
+    r = rows[:hi - lo]
+    for i in range(hi - lo):
+        r[i] = lo + i
+    return r
+
+
+@njit(**JIT)
 def evaluate(X, Yf, Yi, params, layout, act, out_code, loss_code, acts, aoff, deltas, doff,
              rowloss, rows, sq):
     """Σ per-sample loss over all of X, in chunks of ``rows.shape[0]`` rows."""
-    n = X.shape[0]
-    chunk = rows.shape[0]
     total = 0.0
-    for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        r = rows[:hi - lo]
-        for i in range(hi - lo):
-            r[i] = lo + i
+    for lo in range(0, X.shape[0], rows.shape[0]):
+        r = _chunk(rows, lo, X.shape[0])
         forward_batch(X, r, params, layout, act, acts, aoff, sq)
         total += loss_batch(Yf, Yi, r, layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss)
     return total
@@ -143,18 +149,13 @@ def evaluate(X, Yf, Yi, params, layout, act, out_code, loss_code, acts, aoff, de
 @njit(**JIT)
 def predict(X, params, layout, act, out_code, acts, aoff, rows, out, sq):
     """``out = network(X)``, in chunks of ``rows.shape[0]`` rows."""
-    n = X.shape[0]
-    chunk = rows.shape[0]
     L = layout.shape[0]
     m = out.shape[1]
-    for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        r = rows[:hi - lo]
-        for i in range(hi - lo):
-            r[i] = lo + i
+    outf = out.reshape(out.size)
+    for lo in range(0, X.shape[0], rows.shape[0]):
+        r = _chunk(rows, lo, X.shape[0])
         forward_batch(X, r, params, layout, act, acts, aoff, sq)
-        outf = out.reshape(out.size)
-        for i in range(hi - lo):
+        for i in range(r.shape[0]):
             z = aoff[L] + i * m
             activate(acts, z, m, out_code)
             for j in range(m):
