@@ -16,11 +16,13 @@ mini-batch and promises that two threads may train at once.  So fastbp asks for
 
 ``NUMBA_THREADING_LAYER`` set by the user wins over all of this.
 """
+import contextlib
 import ctypes
 import glob
 import hashlib
 import os
 import sys
+import threading
 
 import numba
 import numpy as np
@@ -133,17 +135,22 @@ if hasattr(os, "register_at_fork"):
 
 
 _threads_started = False
+_guard = contextlib.nullcontext()
 
 
 def ready():
-    """Call before any compiled fastbp function.
+    """Call before any compiled fastbp function; run the call inside the returned guard
+    (``with _config.ready(): kernel(...)``).
 
     * Refuses, with a clear error, a process forked after GNU OpenMP ran (numba would kill it).
     * Starts numba's threading layer.  A cached function that calls ``parallel=True`` functions
       without being parallel itself does not start it when loaded from the cache, and the first
       parallel launch then segfaults (numba issue #8578).  fastbp's epoch/predict kernels are
-      such callers, so the layer is started here, once."""
-    global _threads_started
+      such callers, so the layer is started here, once.
+    * The guard does nothing under tbb and omp.  If numba could only load ``workqueue`` (neither
+      tbb nor an OpenMP runtime present), which aborts when two threads launch at once, the guard
+      is a lock: concurrent calls then take turns instead of crashing."""
+    global _threads_started, _guard
     if _forked_after_omp:
         raise RuntimeError(
             "fastbp cannot run in a process forked from one that already used the GNU OpenMP "
@@ -153,4 +160,7 @@ def ready():
     if not _threads_started:
         from numba.np.ufunc.parallel import _launch_threads
         _launch_threads()
+        if numba.threading_layer() == "workqueue":
+            _guard = threading.RLock()
         _threads_started = True
+    return _guard

@@ -199,11 +199,12 @@ class Network:
 
     def forward(self, X):
         """Output activations for the rows of ``X``: an array ``(n_samples, n_out)``."""
-        _config.ready()
         X = check_X(X, self._dtype, self._sizes[0])
         ws = Workspace(self._sizes, min(PREDICT_CHUNK, X.shape[0]), self._dtype)
         out = np.empty((X.shape[0], self._sizes[-1]), self._dtype)
-        K.predict(X, self.params, self._layout, self._act, self._out, ws.acts, ws.aoff, ws.rows, out, ws.sq)
+        with _config.ready():
+            K.predict(X, self.params, self._layout, self._act, self._out, ws.acts, ws.aoff,
+                      ws.rows, out, ws.sq)
         return out
 
     predict = forward
@@ -216,23 +217,23 @@ class Network:
 
     def loss(self, X, Y, loss=None):
         """Mean per-sample loss over ``X`` (``loss=None``: the output's natural loss)."""
-        _config.ready()
         X, Yf, Yi, loss = self._prepare(X, Y, loss)
         ws = Workspace(self._sizes, min(PREDICT_CHUNK, X.shape[0]), self._dtype)
-        total = K.evaluate(X, Yf, Yi, self.params, self._layout, *self._codes(loss), ws.acts,
-                           ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.rows, ws.sq)
+        with _config.ready():
+            total = K.evaluate(X, Yf, Yi, self.params, self._layout, *self._codes(loss), ws.acts,
+                               ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.rows, ws.sq)
         return total / X.shape[0]
 
     def _backprop_all(self, X, Y, loss):
-        _config.ready()
         X, Yf, Yi, loss = self._prepare(X, Y, loss)
         n = X.shape[0]
         ws = Workspace(self._sizes, n, self._dtype)
         grads = np.empty_like(self.params)
         rows = np.arange(n, dtype=np.int64)
-        total = K.batch_gradients(X, Yf, Yi, rows, self.params, grads, self._layout,
-                                  *self._codes(loss), ws.acts, ws.aoff, ws.deltas, ws.doff,
-                                  ws.rowloss, ws.sq, ws.gsq)
+        with _config.ready():
+            total = K.batch_gradients(X, Yf, Yi, rows, self.params, grads, self._layout,
+                                      *self._codes(loss), ws.acts, ws.aoff, ws.deltas, ws.doff,
+                                      ws.rowloss, ws.sq, ws.gsq)
         return total / n, grads, ws
 
     def deltas(self, X, Y, loss=None):

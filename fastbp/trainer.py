@@ -129,7 +129,6 @@ class Trainer:
             When a loss, gradient or parameter becomes non-finite; the network keeps the last
             finite parameters and ``exc.history`` holds the completed epochs.
         """
-        _config.ready()
         net = self.network
         sizes = net.layer_sizes
         X = check_X(X, net.dtype, sizes[0])
@@ -160,32 +159,33 @@ class Trainer:
                                  hyper, self.step, net._layout, *codes, ws.acts, ws.aoff,
                                  ws.deltas, ws.doff, ws.rowloss, ws.sq, ws.gsq, consts, flags, gnorm)
 
-        for epoch in range(self.epochs):
-            t0 = time.perf_counter()
-            if self.shuffle:   # a fresh draw, independent of the last order: fits can be split
-                perm[...] = self._rng.permutation(n)
-            snapshot = (net.params.copy(), s1.copy(), s2.copy())
-            gnorm[:] = 0
-            total, steps, status = run(-1)
-            if status != K.OK:
-                self._diverged(status, steps, snapshot, run, epoch, history)
-            self.step += steps
-            history.loss.append(total / n)
-            history._grad.append(gnorm / steps)
-            history._weight.append([np.sqrt(np.sum(np.square(W, dtype=np.float64))
-                                            + np.sum(np.square(b, dtype=np.float64)))
-                                    for W, b in zip(net.weights, net.biases)])
-            if val is not None:
-                vt = K.evaluate(val[0], val[1], val[2], net.params, net._layout, codes[0], codes[1],
-                                codes[2], vws.acts, vws.aoff, vws.deltas, vws.doff, vws.rowloss, vws.rows, vws.sq)
-                history.val_loss.append(vt / val[0].shape[0])
-            history.seconds.append(time.perf_counter() - t0)
-            if self.verbose:
-                vl = f"  val_loss {history.val_loss[-1]:.6g}" if val is not None else ""
-                print(f"epoch {epoch + 1}/{self.epochs}  loss {history.loss[-1]:.6g}{vl}  "
-                      f"{n / history.seconds[-1]:,.0f} samples/s", flush=True)
-            if self.callback is not None and self.callback(epoch, history):
-                break
+        with _config.ready():    # a no-op, or a lock if numba only has workqueue
+            for epoch in range(self.epochs):
+                t0 = time.perf_counter()
+                if self.shuffle:   # a fresh draw, independent of the last order: fits can be split
+                    perm[...] = self._rng.permutation(n)
+                snapshot = (net.params.copy(), s1.copy(), s2.copy())
+                gnorm[:] = 0
+                total, steps, status = run(-1)
+                if status != K.OK:
+                    self._diverged(status, steps, snapshot, run, epoch, history)
+                self.step += steps
+                history.loss.append(total / n)
+                history._grad.append(gnorm / steps)
+                history._weight.append([np.sqrt(np.sum(np.square(W, dtype=np.float64))
+                                                + np.sum(np.square(b, dtype=np.float64)))
+                                        for W, b in zip(net.weights, net.biases)])
+                if val is not None:
+                    vt = K.evaluate(*val, net.params, net._layout, *codes[:3], vws.acts, vws.aoff,
+                                    vws.deltas, vws.doff, vws.rowloss, vws.rows, vws.sq)
+                    history.val_loss.append(vt / val[0].shape[0])
+                history.seconds.append(time.perf_counter() - t0)
+                if self.verbose:
+                    vl = f"  val_loss {history.val_loss[-1]:.6g}" if val is not None else ""
+                    print(f"epoch {epoch + 1}/{self.epochs}  loss {history.loss[-1]:.6g}{vl}  "
+                          f"{n / history.seconds[-1]:,.0f} samples/s", flush=True)
+                if self.callback is not None and self.callback(epoch, history):
+                    break
         return history
 
     def _diverged(self, status, steps, snapshot, run, epoch, history):

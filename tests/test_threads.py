@@ -61,6 +61,31 @@ def test_two_python_threads_at_once_match_sequential_runs():
     assert concurrent == sequential
 
 
+CONCURRENT = textwrap.dedent("""
+    import hashlib, json, threading, numba, numpy as np, fastbp
+    def train(seed, out):
+        rng = np.random.default_rng(seed)
+        X = rng.standard_normal((600, 30)).astype(np.float32)
+        y = rng.integers(0, 4, 600)
+        net = fastbp.Network([30, 300, 4], output_activation="softmax", seed=seed)
+        fastbp.Trainer(net, batch_size=100, epochs=3, seed=seed).fit(X, y)
+        out[seed] = hashlib.sha256(net.params.tobytes()).hexdigest()
+    sequential, concurrent = {}, {}
+    for s in (1, 2):
+        train(s, sequential)
+    threads = [threading.Thread(target=train, args=(s, concurrent)) for s in (1, 2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    print(json.dumps([numba.threading_layer(), concurrent == sequential]))
+""")
+
+
+def test_two_threads_under_workqueue_take_turns_instead_of_aborting():
+    # numba's workqueue layer aborts on concurrent launches; fastbp then serialises its calls
+    layer, same = json.loads(_run(CONCURRENT, 2, {"NUMBA_THREADING_LAYER": "workqueue"}))
+    assert layer == "workqueue" and same
+
+
 FORK = textwrap.dedent("""
     import json, multiprocessing as mp, numpy as np, fastbp, numba
     def work(q):
