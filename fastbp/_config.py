@@ -35,7 +35,7 @@ FASTMATH = {"contract", "reassoc", "nsz"}
 JIT = dict(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", boundscheck=False)
 PARALLEL_JIT = dict(JIT, parallel=True)
 
-DTYPES = (np.float32, np.float64)
+DTYPES = (np.float32, np.float64)    # the dtypes every kernel is compiled for
 
 
 # --- cache invalidation -------------------------------------------------------------------
@@ -97,7 +97,7 @@ def _libtbb_candidates():
 
 def _choose_threading_layer():
     if os.environ.get("NUMBA_THREADING_LAYER"):
-        return numba.config.THREADING_LAYER
+        return
     for path in _libtbb_candidates():
         try:
             ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
@@ -108,13 +108,12 @@ def _choose_threading_layer():
         except ImportError:
             break
         numba.config.THREADING_LAYER = "tbb"
-        return "tbb"
+        return
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
     numba.config.THREADING_LAYER = "default"
-    return "omp"
 
 
-THREADING_LAYER = _choose_threading_layer()
+_choose_threading_layer()
 
 # --- fork safety ------------------------------------------------------------------------------
 _forked_after_omp = False
@@ -136,6 +135,7 @@ if hasattr(os, "register_at_fork"):
 
 _threads_started = False
 _guard = contextlib.nullcontext()
+_init_lock = threading.Lock()
 
 
 def ready():
@@ -158,9 +158,11 @@ def ready():
             "method of multiprocessing, or install the tbb threading layer: "
             "pip install 'fastbp[tbb]'.")
     if not _threads_started:
-        from numba.np.ufunc.parallel import _launch_threads
-        _launch_threads()
-        if numba.threading_layer() == "workqueue":
-            _guard = threading.RLock()
-        _threads_started = True
+        with _init_lock:        # two threads' first calls must agree on one guard
+            if not _threads_started:
+                from numba.np.ufunc.parallel import _launch_threads
+                _launch_threads()
+                if numba.threading_layer() == "workqueue":
+                    _guard = threading.RLock()
+                _threads_started = True
     return _guard

@@ -4,6 +4,8 @@ import numbers
 
 import numpy as np
 
+from ._config import DTYPES
+
 
 def _describe(value):
     return f"{value!r} ({type(value).__name__})"
@@ -49,7 +51,7 @@ def check_dtype(dtype):
         dt = np.dtype(dtype)
     except TypeError as e:
         raise TypeError(f"dtype must be float32 or float64; got {_describe(dtype)}") from e
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+    if dt not in [np.dtype(t) for t in DTYPES]:
         raise ValueError(f"dtype must be float32 or float64; got {dt}")
     return dt
 
