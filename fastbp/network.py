@@ -6,7 +6,7 @@ from ._validation import check_choice, check_dtype, check_int, check_targets, ch
 from .kernels import train as K
 from .kernels.dense import max_tasks
 from .kernels.activations import HIDDEN, NAMES as ACT_NAMES, OUTPUT, RELU, LEAKY_RELU
-from .kernels.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, LOSSES
+from .kernels.losses import LOSSES
 
 INITS = ("auto", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "normal")
 NORMAL_STD = 0.01

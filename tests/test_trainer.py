@@ -4,7 +4,6 @@ import pytest
 
 import fastbp
 import naive
-from conftest import targets_for
 
 OPTS = ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"]
 
