@@ -2,8 +2,9 @@
 
 ``state1``/``state2`` share the parameters' layout: ``state1`` is the momentum buffer, Adam's
 ``exp_avg`` or RMSprop's ``square_avg``; ``state2`` is Adam's ``exp_avg_sq`` (``STATE_ARRAYS``
-says how many each optimizer uses; the unused ones may be empty).  ``hyper`` holds, in the parameters' dtype,
-``[lr, momentum, beta1, beta2, eps, weight_decay]``; ``step`` is the 1-based step count.
+says how many each optimizer uses; the unused ones may be empty).  ``hyper`` holds, in the
+parameters' dtype, ``[lr, momentum, beta1, beta2, eps, weight_decay]``; ``step`` is the 1-based
+step count.
 
 * sgd       ``g += wd·p; p -= lr·g``
 * momentum  ``g += wd·p; buf = μ·buf + g; p -= lr·buf``                 (torch.optim.SGD, momentum)
