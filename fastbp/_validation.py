@@ -128,7 +128,7 @@ def check_targets(Y, loss, n_out, n_samples, dtype, name="y"):
         arr = arr.reshape(-1, 1)
     if arr.shape[1] != n_out:
         raise ValueError(f"{name} has {arr.shape[1]} columns but the network has {n_out} outputs")
-    if loss in ("cross_entropy", "binary_cross_entropy"):
+    if loss in ("cross_entropy", "binary_cross_entropy", "poisson"):
         if arr.min() < 0 or (loss == "binary_cross_entropy" and arr.max() > 1):
             rng = "[0, 1]" if loss == "binary_cross_entropy" else "[0, inf)"
             raise ValueError(f"{name}: {loss} targets must lie in {rng}; got values from "

@@ -5,6 +5,7 @@ from . import _config
 from ._validation import check_choice, check_dtype, check_int, check_targets, check_X
 from .kernels import train as K
 from .kernels.dense import max_tasks
+from .kernels.train import L2_CHUNK
 from .kernels.activations import HIDDEN, NAMES as ACT_NAMES, OUTPUT, RELU, LEAKY_RELU
 from .kernels.losses import LOSSES
 
@@ -15,9 +16,11 @@ PREDICT_CHUNK = 512   # rows per forward chunk: bounds the workspace of forward/
 # which losses accept which output activation (the kernels compute every loss from z)
 _COMPATIBLE = {"squared_error": ("identity", "sigmoid", "softmax"),
                "cross_entropy": ("identity", "softmax"),
-               "binary_cross_entropy": ("identity", "sigmoid")}
+               "binary_cross_entropy": ("identity", "sigmoid"),
+               "poisson": ("exp",)}
 _DEFAULT_LOSS = {"identity": "squared_error", "softmax": "cross_entropy",
-                 "sigmoid": "binary_cross_entropy"}
+                 "sigmoid": "binary_cross_entropy", "exp": "poisson"}
+NO_WEIGHTS = np.empty(0)   # sample weights: none (the kernels test for an empty array)
 
 
 def parameter_layout(sizes):
@@ -45,6 +48,8 @@ class Workspace:
         self.sq = np.empty(max_tasks(list(sizes)), np.float64)   # per-task partial sums
         self.gsq = np.empty(len(sizes) - 1, np.float64)
         self.rows = np.empty(rows, np.int64)
+        self.partial = np.empty(max(-(-int(a) * int(b) // L2_CHUNK)
+                                    for a, b in zip(sizes[:-1], sizes[1:])), np.float64)
 
     def view(self, which, l, n):
         buf, off = (self.acts, self.aoff) if which == "acts" else (self.deltas, self.doff)
@@ -61,7 +66,8 @@ class Network:
         Two or more positive sizes; ``[n_in, n_out]`` is a single-layer network.
     activation : {"relu", "leaky_relu", "sigmoid" (alias "logistic"), "tanh", "identity"}
         Hidden-layer activation (leaky_relu has slope 0.01).
-    output_activation : {"identity", "sigmoid", "softmax"}
+    output_activation : {"identity", "sigmoid", "softmax", "exp"}
+        ``exp`` (a positive rate) goes with the Poisson loss.
     dtype : float32 or float64
         Kept end to end: parameters, inputs (converted once), kernels and outputs.
     init : {"auto", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "normal"}
@@ -220,8 +226,9 @@ class Network:
         X, Yf, Yi, loss = self._prepare(X, Y, loss)
         ws = Workspace(self._sizes, min(PREDICT_CHUNK, X.shape[0]), self._dtype)
         with _config.ready():
-            total = K.evaluate(X, Yf, Yi, self.params, self._layout, *self._codes(loss), ws.acts,
-                               ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.rows, ws.sq)
+            total = K.evaluate(X, Yf, Yi, NO_WEIGHTS.astype(self._dtype), self.params,
+                               self._layout, *self._codes(loss), ws.acts, ws.aoff, ws.deltas,
+                               ws.doff, ws.rowloss, ws.rows, ws.sq)
         return total / X.shape[0]
 
     def _backprop_all(self, X, Y, loss):
@@ -231,9 +238,10 @@ class Network:
         grads = np.empty_like(self.params)
         rows = np.arange(n, dtype=np.int64)
         with _config.ready():
-            total = K.batch_gradients(X, Yf, Yi, rows, self.params, grads, self._layout,
-                                      *self._codes(loss), ws.acts, ws.aoff, ws.deltas, ws.doff,
-                                      ws.rowloss, ws.sq, ws.gsq)
+            total, _ = K.batch_gradients(X, Yf, Yi, NO_WEIGHTS.astype(self._dtype), rows,
+                                         self.params, grads, self._layout, *self._codes(loss),
+                                         0.0, 1.0, ws.acts, ws.aoff, ws.deltas, ws.doff,
+                                         ws.rowloss, ws.sq, ws.gsq, ws.partial)
         return total / n, grads, ws
 
     def deltas(self, X, Y, loss=None):

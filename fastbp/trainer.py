@@ -11,7 +11,7 @@ from ._validation import check_choice, check_float, check_int, check_targets, ch
 from .kernels import train as K
 from .kernels.losses import LOSSES
 from .kernels.optimizers import CHUNK, OPTIMIZERS, STATE_ARRAYS
-from .network import PREDICT_CHUNK, Network, Workspace
+from .network import NO_WEIGHTS, PREDICT_CHUNK, Network, Workspace
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -153,11 +153,13 @@ class Trainer:
         perm = np.arange(n, dtype=np.int64)
         history = History(net.n_layers)
         s1, s2 = self._state
+        sw = NO_WEIGHTS.astype(net.dtype)
 
         def run(max_steps):
-            return K.train_epoch(X, Yf, Yi, perm, batch, max_steps, net.params, grads, s1, s2,
-                                 hyper, self.step, net._layout, *codes, ws.acts, ws.aoff,
-                                 ws.deltas, ws.doff, ws.rowloss, ws.sq, ws.gsq, consts, flags, gnorm)
+            return K.train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, net.params, grads, s1, s2,
+                                 hyper, self.step, net._layout, *codes, 0.0, 1.0, ws.acts,
+                                 ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq, ws.gsq, consts,
+                                 flags, gnorm, ws.partial)
 
         with _config.ready():    # a no-op, or a lock if numba only has workqueue
             for epoch in range(self.epochs):
@@ -176,8 +178,8 @@ class Trainer:
                                                 + np.sum(np.square(b, dtype=np.float64)))
                                         for W, b in zip(net.weights, net.biases)])
                 if val is not None:
-                    vt = K.evaluate(*val, net.params, net._layout, *codes[:3], vws.acts, vws.aoff,
-                                    vws.deltas, vws.doff, vws.rowloss, vws.rows, vws.sq)
+                    vt = K.evaluate(*val, sw, net.params, net._layout, *codes[:3], vws.acts,
+                                    vws.aoff, vws.deltas, vws.doff, vws.rowloss, vws.rows, vws.sq)
                     history.val_loss.append(vt / val[0].shape[0])
                 history.seconds.append(time.perf_counter() - t0)
                 if self.verbose:

@@ -31,4 +31,6 @@ def targets_for(rng, loss, n, k, dtype=np.float64):
         return rng.integers(0, k, n)
     if loss == "binary_cross_entropy":
         return rng.uniform(0, 1, (n, k)).astype(dtype)
+    if loss == "poisson":
+        return rng.poisson(1.5, (n, k)).astype(dtype)
     return rng.standard_normal((n, k)).astype(dtype)

@@ -19,6 +19,8 @@ def act(name, z):
         return 1 / (1 + np.exp(-z))
     if name == "tanh":
         return np.tanh(z)
+    if name == "exp":
+        return np.exp(z)
     if name == "softmax":
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
@@ -66,6 +68,9 @@ def sample_losses(loss, out, z, T):
     if loss == "binary_cross_entropy":
         a = act("sigmoid", z)
         return -(T * np.log(a) + (1 - T) * np.log(1 - a)).sum(axis=1)
+    if loss == "poisson":   # scikit-learn's: xlogy(t, t / exp(z)) - t + exp(z)
+        mu = np.exp(z)
+        return (np.where(T > 0, T * np.log(np.where(T > 0, T, 1) / mu), 0) - T + mu).sum(axis=1)
     raise ValueError(loss)
 
 
@@ -81,6 +86,8 @@ def output_delta(loss, out, z, T):
         return a * g - a * (a * g).sum(axis=1, keepdims=True)
     if loss == "cross_entropy":
         return act("softmax", z) * T.sum(axis=1, keepdims=True) - T
+    if loss == "poisson":
+        return np.exp(z) - T
     return act("sigmoid", z) - T
 
 
@@ -123,7 +130,7 @@ class Optimizer:
             st = self.state.setdefault(i, {})
             if self.name == "adamw":
                 p *= 1 - self.lr * self.wd
-            elif self.wd:
+            elif self.wd and not self.name.startswith("sk_"):   # sklearn's L2 is in the gradient
                 g += self.wd * p
             if self.name == "sgd":
                 p -= self.lr * g
@@ -141,6 +148,16 @@ class Optimizer:
                 v = st.get("v", np.zeros_like(g)) * 0.99 + (1 - 0.99) * g * g   # torch: value=1 - alpha
                 st["v"] = v
                 p -= self.lr * g / (np.sqrt(v) + self.eps)
+            elif self.name in ("sk_sgd", "sk_nesterov"):   # sklearn's SGDOptimizer
+                v = self.mu * st.get("v", np.zeros_like(g)) - self.lr * g
+                st["v"] = v
+                p += self.mu * v - self.lr * g if self.name == "sk_nesterov" else v
+            elif self.name == "sk_adam":                    # sklearn's AdamOptimizer
+                m = self.b1 * st.get("m", np.zeros_like(g)) + (1 - self.b1) * g
+                v = self.b2 * st.get("v", np.zeros_like(g)) + (1 - self.b2) * g ** 2
+                st["m"], st["v"] = m, v
+                lr = self.lr * np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
+                p += -lr * m / (np.sqrt(v) + self.eps)
             else:
                 raise ValueError(self.name)
 

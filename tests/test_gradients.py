@@ -9,7 +9,8 @@ from conftest import targets_for
 HIDDEN = ["identity", "relu", "leaky_relu", "sigmoid", "tanh"]
 PAIRS = [("squared_error", "identity"), ("squared_error", "sigmoid"), ("squared_error", "softmax"),
          ("cross_entropy", "softmax"), ("cross_entropy", "identity"),
-         ("binary_cross_entropy", "sigmoid"), ("binary_cross_entropy", "identity")]
+         ("binary_cross_entropy", "sigmoid"), ("binary_cross_entropy", "identity"),
+         ("poisson", "exp")]
 DEPTHS = [[4, 3], [4, 5, 3], [4, 6, 5, 3]]
 
 
@@ -64,3 +65,40 @@ def test_deltas_and_gradients_match_naive(rng, hidden, loss, out, dtype):
     assert value == pytest.approx(li.mean(), rel=t["rtol"])
     for a, b in zip(GW + GB, gW + gb):
         np.testing.assert_allclose(a, b, **t)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("loss,out,div", [("squared_error", "identity", 4.0), ("cross_entropy", "softmax", 1.0),
+                                          ("poisson", "exp", 1.0)])
+@pytest.mark.parametrize("sizes", [[7, 9, 4], [300, 260, 4]], ids=["small", "parallel-l2"])
+def test_weighted_penalised_batch_gradients_match_naive(rng, dtype, loss, out, div, sizes):
+    """The scikit-learn objective: (Σ w·ℓ / div + ½α Σ‖W‖²) / Σw, gradients (Aᵀ(w∘δ) + αW) / Σw."""
+    from fastbp.kernels import train as K
+    from fastbp.network import Workspace
+    net = fastbp.Network(sizes, activation="tanh", output_activation=out, dtype=dtype, seed=4)
+    n, alpha = 13, 0.3
+    X = rng.standard_normal((n, sizes[0]))
+    Y = targets_for(rng, loss, n, sizes[-1])
+    w = rng.uniform(0.1, 2.0, n)
+    rows = rng.permutation(n).astype(np.int64)
+    Xc, Yf, Yi, _ = net._prepare(X, Y, loss)
+    ws = Workspace(sizes, n, dtype)
+    grads = np.empty_like(net.params)
+    value, wsum = K.batch_gradients(Xc, Yf, Yi, w.astype(dtype), rows, net.params, grads, net._layout,
+                                    *net._codes(loss), alpha, div, ws.acts, ws.aoff, ws.deltas, ws.doff,
+                                    ws.rowloss, ws.sq, ws.gsq, ws.partial)
+    li, deltas, gW, gb = naive.backprop(net.weights, net.biases, "tanh", out, loss, Xc[rows].astype(float),
+                                        np.asarray(Y)[rows])
+    wr = w[rows]
+    Ws = [np.asarray(W, float) for W in net.weights]
+    expected = (wr @ li) / div + 0.5 * alpha * sum((W ** 2).sum() for W in Ws)
+    t = dict(rtol=2e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    assert wsum == pytest.approx(wr.sum(), rel=1e-6)
+    assert value == pytest.approx(expected, rel=t["rtol"])
+    # naive.backprop averages over n: undo that, weight the rows, add the penalty, divide by Σw
+    _, a = naive.forward(net.weights, net.biases, "tanh", out, Xc[rows].astype(float))
+    got_W, got_b = net._views(grads, 0), net._views(grads, 1)
+    for l in range(len(Ws)):
+        dw = deltas[l] * wr[:, None]
+        np.testing.assert_allclose(got_W[l], (a[l].T @ dw + alpha * Ws[l]) / wr.sum(), **t)
+        np.testing.assert_allclose(got_b[l], dw.sum(axis=0) / wr.sum(), **t)

@@ -98,7 +98,8 @@ def test_sigmoid_and_softmax_extremes():
 
 PAIRS = [("squared_error", "identity"), ("squared_error", "sigmoid"), ("squared_error", "softmax"),
          ("cross_entropy", "softmax"), ("cross_entropy", "identity"),
-         ("binary_cross_entropy", "sigmoid"), ("binary_cross_entropy", "identity")]
+         ("binary_cross_entropy", "sigmoid"), ("binary_cross_entropy", "identity"),
+         ("poisson", "exp")]
 # (loss, output, integer labels?)
 CASES = [p + (False,) for p in PAIRS] + [("cross_entropy", "softmax", True), ("cross_entropy", "identity", True)]
 
@@ -121,7 +122,7 @@ def test_output_batch(rng, dtype, loss, out, labels, B, m):
     Z = z.copy()
     D = np.empty_like(Z)
     rowloss = np.empty(B, dtype)
-    total = losses.output_batch(Z, D, Yf, Yi, rows, OUTPUT[out], losses.LOSSES[loss], rowloss)
+    total = losses.output_batch(Z, D, Yf, Yi, np.empty(0, dtype), rows, OUTPUT[out], losses.LOSSES[loss], rowloss)
     Tb = T[rows]
     zf = z.astype(float)
     np.testing.assert_allclose(rowloss, naive.sample_losses(loss, out, zf, Tb), rtol=1e-4 if dtype == np.float32 else 1e-9, atol=1e-5)
@@ -129,6 +130,29 @@ def test_output_batch(rng, dtype, loss, out, labels, B, m):
     np.testing.assert_allclose(D, naive.output_delta(loss, out, zf, Tb), **tol(dtype))
     expected_a = naive.act(out, zf) if out != "identity" else zf
     np.testing.assert_allclose(Z, expected_a, **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss,out,labels", [("cross_entropy", "softmax", True), ("squared_error", "identity", False)])
+@pytest.mark.parametrize("B", [5, 300])
+def test_output_batch_sample_weights_scale_loss_and_delta(rng, dtype, loss, out, labels, B):
+    m = 70
+    z = rng.standard_normal((B, m)).astype(dtype)
+    if labels:
+        Yf, Yi = np.zeros((1, m), dtype), rng.integers(0, m, B).astype(np.int64)
+    else:
+        Yf, Yi = rng.standard_normal((B, m)).astype(dtype), np.empty(0, np.int64)
+    w = rng.uniform(0, 3, B).astype(dtype)
+    rows = rng.permutation(B).astype(np.int64)
+    code = OUTPUT[out], losses.LOSSES[loss]
+    Z0, D0, l0 = z.copy(), np.empty_like(z), np.empty(B, dtype)
+    t0 = losses.output_batch(Z0, D0, Yf, Yi, np.empty(0, dtype), rows, *code, l0)
+    Z1, D1, l1 = z.copy(), np.empty_like(z), np.empty(B, dtype)
+    t1 = losses.output_batch(Z1, D1, Yf, Yi, w, rows, *code, l1)
+    np.testing.assert_allclose(l1, l0 * w[rows], **tol(dtype))
+    np.testing.assert_allclose(D1, D0 * w[rows][:, None], **tol(dtype))
+    assert t1 == pytest.approx(float((l0 * w[rows]).sum()), rel=1e-5)
+    np.testing.assert_array_equal(Z1, Z0)
 
 
 def test_losses_are_stable_at_extremes():
@@ -141,12 +165,13 @@ def test_losses_are_stable_at_extremes():
             Yf, Yi = np.array([[0, 1], [1, 0]], np.float32), np.empty(0, np.int64)
         else:
             Yf, Yi = np.zeros((1, 2), np.float32), y.astype(np.int64)
-        total = losses.output_batch(Z, D, Yf, Yi, np.arange(2), OUTPUT[out], losses.LOSSES[loss], rowloss)
+        total = losses.output_batch(Z, D, Yf, Yi, np.empty(0, np.float32), np.arange(2), OUTPUT[out], losses.LOSSES[loss], rowloss)
         assert np.isfinite(total) and total > 1000          # log(0) would be inf
         assert np.isfinite(D).all()
 
 
-OPTS = ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"]
+OPTS = ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "sk_sgd", "sk_nesterov", "sk_adam"]
+CODES = {**optimizers.OPTIMIZERS, **optimizers.SKLEARN}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -163,7 +188,7 @@ def test_optimizer_steps_follow_formulas(rng, dtype, name, n, wd):
     opt = naive.Optimizer(name, 0.01, weight_decay=wd)
     for step in range(1, 4):
         g = rng.standard_normal(n).astype(dtype)
-        assert optimizers.update(optimizers.OPTIMIZERS[name], p, g, s1, s2, hyper, step, consts, flags)
+        assert optimizers.update(CODES[name], p, g, s1, s2, hyper, step, consts, flags)
         opt.step(ref, [g])
         np.testing.assert_allclose(p, ref[0], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32 else 1e-13)
 

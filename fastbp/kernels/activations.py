@@ -2,7 +2,8 @@
 
 Derivatives are computed from the activation's *output* ``a`` (never from ``z``), so the forward
 pass keeps one buffer per layer: relu ``H(a)``, leaky_relu ``1 or 0.01``, sigmoid ``a(1-a)``,
-tanh ``1-a²``, identity ``1``.
+tanh ``1-a²``, identity ``1``.  ``exp`` is an output activation only (the Poisson loss's
+inverse link).
 """
 import math
 
@@ -11,13 +12,13 @@ from numba import njit
 
 from .._config import JIT
 
-IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4, 5
+IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, SOFTMAX, EXP = 0, 1, 2, 3, 4, 5, 6
 
 HIDDEN = {"identity": IDENTITY, "relu": RELU, "leaky_relu": LEAKY_RELU, "sigmoid": SIGMOID,
           "logistic": SIGMOID, "tanh": TANH}
-OUTPUT = {"identity": IDENTITY, "sigmoid": SIGMOID, "softmax": SOFTMAX}
+OUTPUT = {"identity": IDENTITY, "sigmoid": SIGMOID, "softmax": SOFTMAX, "exp": EXP}
 NAMES = {IDENTITY: "identity", RELU: "relu", LEAKY_RELU: "leaky_relu", SIGMOID: "sigmoid",
-         TANH: "tanh", SOFTMAX: "softmax"}
+         TANH: "tanh", SOFTMAX: "softmax", EXP: "exp"}
 LEAKY_SLOPE = 0.01
 
 
@@ -58,6 +59,9 @@ def activate(z, lo, n, code):
     elif code == TANH:
         for j in range(lo, hi):
             z[j] = math.tanh(z[j])
+    elif code == EXP:
+        for j in range(lo, hi):
+            z[j] = math.exp(z[j])
     elif code == SOFTMAX:
         m = z[lo]
         for j in range(lo, hi):

@@ -5,10 +5,13 @@ log-sum-exp, binary cross-entropy through a stable softplus, so no ``log(0)`` ca
 
 * squared error ``½‖a − t‖²``: ``δ = f'(z)(a − t)`` (softmax: its Jacobian times ``a − t``);
 * cross-entropy ``−Σ t log softmax(z)``: ``δ = softmax(z)·Σt − t`` (``= a − t`` for one-hot t);
-* binary cross-entropy ``Σ softplus(z) − t z``: ``δ = σ(z) − t``.
+* binary cross-entropy ``Σ softplus(z) − t z``: ``δ = σ(z) − t``;
+* Poisson deviance ``Σ t log t − t z − t + e^z`` (half the deviance of rate ``e^z``, as
+  scikit-learn's MLPRegressor computes it): ``δ = e^z − t``.
 
 Cross-entropy takes softmax or identity (logits) outputs, binary cross-entropy sigmoid or
-identity; the façade refuses the other pairs.
+identity, Poisson exp; the façade refuses the other pairs.  Sample weights ``w`` scale a row's
+loss and δ.
 """
 import math
 
@@ -16,11 +19,11 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import JIT, PARALLEL_JIT
-from .activations import SIGMOID, SOFTMAX, activate, sigmoid
+from .activations import EXP, SIGMOID, SOFTMAX, activate, sigmoid
 
-SQUARED_ERROR, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = 0, 1, 2
+SQUARED_ERROR, CROSS_ENTROPY, BINARY_CROSS_ENTROPY, POISSON = 0, 1, 2, 3
 LOSSES = {"squared_error": SQUARED_ERROR, "cross_entropy": CROSS_ENTROPY,
-          "binary_cross_entropy": BINARY_CROSS_ENTROPY}
+          "binary_cross_entropy": BINARY_CROSS_ENTROPY, "poisson": POISSON}
 NAMES = {v: k for k, v in LOSSES.items()}
 PAR_MIN = 1 << 14   # output elements below which the rows run serially
 
@@ -85,6 +88,15 @@ def output_row(Z, D, zo, T, to, label, n, out_code, loss_code):
         else:
             for j in range(un):
                 D[zo + j] = D[zo + j] * tsum - T[to + j]
+    elif loss_code == POISSON:
+        for j in range(un):
+            x = Z[zo + j]
+            t = T[to + j]
+            e = math.exp(x)
+            loss += (t * math.log(t) if t > 0 else zero) - t * x - t + e
+            D[zo + j] = e - t
+            if out_code == EXP:
+                Z[zo + j] = e
     else:  # BINARY_CROSS_ENTROPY
         for j in range(un):
             x = Z[zo + j]
@@ -99,31 +111,40 @@ def output_row(Z, D, zo, T, to, label, n, out_code, loss_code):
 
 
 @njit(**JIT)
-def _output_rows(Z, D, T, Yi, rows, m, out_code, loss_code, rowloss, lo, hi):
+def _output_rows(Z, D, T, Yi, sw, rows, m, out_code, loss_code, rowloss, lo, hi):
     labels = Yi.shape[0] > 0
+    weighted = sw.shape[0] > 0
     for r in range(lo, hi):
         src = rows[r]
         if labels:
             rowloss[r] = output_row(Z, D, r * m, T, 0, Yi[src], m, out_code, loss_code)
         else:
             rowloss[r] = output_row(Z, D, r * m, T, src * m, -1, m, out_code, loss_code)
+        if weighted:
+            w = sw[src]
+            rowloss[r] = rowloss[r] * w
+            base = np.uint64(r * m)
+            for j in range(np.uint64(m)):
+                D[base + j] = D[base + j] * w
 
 
 @njit(**PARALLEL_JIT)
-def output_batch(Z, D, Yf, Yi, rows, out_code, loss_code, rowloss):
+def output_batch(Z, D, Yf, Yi, sw, rows, out_code, loss_code, rowloss):
     """Losses and deltas of the batch whose row ``r`` holds data row ``rows[r]``; returns the sum
     of the per-sample losses (float64, added in row order).  Exactly one of ``Yi`` (class labels)
-    and ``Yf`` (target rows) is non-empty; when ``Yi`` is used, ``Yf`` holds one dummy row."""
+    and ``Yf`` (target rows) is non-empty; when ``Yi`` is used, ``Yf`` holds one dummy row.
+    ``sw`` (empty: none) holds per-sample weights that scale each row's loss and δ."""
     B = rows.shape[0]
     m = Z.shape[1]
     Zf = Z.reshape(Z.size)
     Df = D.reshape(D.size)
     T = Yf.reshape(Yf.size)
     if B * m < PAR_MIN:
-        _output_rows(Zf, Df, T, Yi, rows, m, out_code, loss_code, rowloss, 0, B)
+        _output_rows(Zf, Df, T, Yi, sw, rows, m, out_code, loss_code, rowloss, 0, B)
     else:
         for t in prange((B + 15) // 16):
-            _output_rows(Zf, Df, T, Yi, rows, m, out_code, loss_code, rowloss, t * 16, min(B, t * 16 + 16))
+            _output_rows(Zf, Df, T, Yi, sw, rows, m, out_code, loss_code, rowloss, t * 16,
+                         min(B, t * 16 + 16))
     total = 0.0
     for r in range(B):
         total += float(rowloss[r])

@@ -15,6 +15,15 @@ step count.
 * rmsprop   ``g += wd·p; v = α·v + (1−α)·g²; p -= lr·g/(√v + eps)``, α = 0.99 (torch.optim.RMSprop)
 
 Zero-initialised buffers reproduce PyTorch's first step exactly (``buf = g``, dampening 0).
+
+scikit-learn's MLP optimizers (``sklearn.neural_network._stochastic_optimizers``) are not the
+same rules, and its estimators are reproduced with their own codes (no weight decay: its L2 term
+is in the gradient already):
+
+* sk_sgd       ``v = μ·v − lr·g; p += v``
+* sk_nesterov  ``v = μ·v − lr·g; p += μ·v − lr·g``
+* sk_adam      ``m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
+  p += −lr·√(1−β2ᵗ)/(1−β1ᵗ) · m / (√v + eps)``
 """
 import math
 
@@ -24,10 +33,13 @@ from numba import njit, prange
 from .._config import JIT, PARALLEL_JIT
 
 SGD, MOMENTUM, NESTEROV, ADAM, ADAMW, RMSPROP = 0, 1, 2, 3, 4, 5
+SK_SGD, SK_NESTEROV, SK_ADAM = 6, 7, 8
 OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "adam": ADAM,
               "adamw": ADAMW, "rmsprop": RMSPROP}
-NAMES = {v: k for k, v in OPTIMIZERS.items()}
-STATE_ARRAYS = {SGD: 0, MOMENTUM: 1, NESTEROV: 1, ADAM: 2, ADAMW: 2, RMSPROP: 1}
+SKLEARN = {"sk_sgd": SK_SGD, "sk_nesterov": SK_NESTEROV, "sk_adam": SK_ADAM}
+NAMES = {v: k for k, v in {**OPTIMIZERS, **SKLEARN}.items()}
+STATE_ARRAYS = {SGD: 0, MOMENTUM: 1, NESTEROV: 1, ADAM: 2, ADAMW: 2, RMSPROP: 1,
+                SK_SGD: 1, SK_NESTEROV: 1, SK_ADAM: 2}
 RMSPROP_ALPHA = 0.99
 CHUNK = 4096        # elements per parallel task
 PAR_MIN = 1 << 16   # parameters below which the update runs serially
@@ -83,6 +95,23 @@ def _update_chunk(code, p, g, s1, s2, c, lo, hi):
             s2[i] = v
             p[i] = p[i] - step_size * (m / (math.sqrt(v) / bc2_sqrt + eps))
             finite += p[i] * zero
+    elif code == SK_SGD or code == SK_NESTEROV:
+        nesterov = code == SK_NESTEROV
+        for i in range(lo, hi):
+            v = mom * s1[i] - lr * g[i]
+            s1[i] = v
+            if nesterov:
+                v = mom * v - lr * g[i]
+            p[i] = p[i] + v
+            finite += p[i] * zero
+    elif code == SK_ADAM:
+        for i in range(lo, hi):
+            m = b1 * s1[i] + w1 * g[i]
+            v = b2 * s2[i] + w2 * (g[i] * g[i])
+            s1[i] = m
+            s2[i] = v
+            p[i] = p[i] + (-step_size * m) / (math.sqrt(v) + eps)
+            finite += p[i] * zero
     else:  # RMSPROP
         wa = one - alpha
         for i in range(lo, hi):
@@ -107,6 +136,8 @@ def update(code, params, grads, state1, state2, hyper, step, consts, flags):
         consts[i] = hyper[i]
     # step-dependent scalars in float64, as PyTorch computes them in Python, then cast once
     consts[6] = lr / (1.0 - b1 ** step) if code == ADAM or code == ADAMW else 0.0
+    if code == SK_ADAM:
+        consts[6] = lr * math.sqrt(1.0 - b2 ** step) / (1.0 - b1 ** step)
     consts[7] = math.sqrt(1.0 - b2 ** step) if code == ADAM or code == ADAMW else 1.0
     consts[8] = RMSPROP_ALPHA
     consts[9] = 1.0 - lr * wd

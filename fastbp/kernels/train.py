@@ -11,13 +11,19 @@ the forward product and ``f(z)`` after the loss.
 
 ``train_epoch`` runs every mini-batch step of an epoch in one call: no Python and no allocation
 between steps; batch rows are gathered from ``X`` through the permutation.
+
+Two optional terms serve scikit-learn's MLP semantics (and are off for :class:`fastbp.Trainer`):
+sample weights ``sw`` (empty: none) scale each row's loss and δ, and the gradient is divided by
+their sum instead of the batch size; an L2 penalty ``½·alpha·Σ‖W‖²`` (weights only) adds
+``alpha·W`` to each weight gradient before that division.  ``loss_div`` divides the data loss
+(scikit-learn's squared error averages over the outputs too).
 """
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from .._config import JIT
+from .._config import JIT, PARALLEL_JIT
 from .activations import IDENTITY, activate
 from .dense import backprop, forward, gradient
 from .losses import output_batch
@@ -59,21 +65,55 @@ def forward_batch(X, rows, params, layout, act, acts, aoff, sq):
 
 
 @njit(**JIT)
-def loss_batch(Yf, Yi, rows, layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss):
-    """Output δ into the deltas' last slot, ``f(z)`` into the output slot; returns Σ losses."""
+def loss_batch(Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss):
+    """Output δ into the deltas' last slot, ``f(z)`` into the output slot; returns Σ losses
+    (weighted by ``sw`` when it is not empty)."""
     B = rows.shape[0]
     L = layout.shape[0]
     m = layout[L - 1, 1]
-    return output_batch(slot(acts, aoff, L, B, m), slot(deltas, doff, L, B, m), Yf, Yi, rows,
+    return output_batch(slot(acts, aoff, L, B, m), slot(deltas, doff, L, B, m), Yf, Yi, sw, rows,
                         out_code, loss_code, rowloss[:B])
 
 
+L2_CHUNK = 4096
+
+
 @njit(**JIT)
-def backward_batch(B, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq):
-    """Mean gradients of the batch into ``grads`` (δ of the output already in place); every
-    hidden δ into ``deltas``; ``gsq[l]`` = squared norm of layer l's gradient."""
+def _l2_chunk(params, grads, c, lo, hi):
+    s = 0.0
+    for i in range(np.uint64(lo), np.uint64(hi)):
+        w = params[i]
+        grads[i] = grads[i] + c * w
+        s += float(w * w)
+    return s
+
+
+@njit(**PARALLEL_JIT)
+def add_l2(params, grads, layout, c, partial):
+    """``∂W += c·W`` for every layer's weights (not biases); returns ``Σ‖W‖²`` (float64, summed in
+    a fixed order).  ``partial`` is scratch of ``max_l ceil(n_in·n_out / L2_CHUNK)`` floats."""
+    total = 0.0
+    for l in range(layout.shape[0]):
+        w_off = layout[l, 2]
+        n = layout[l, 0] * layout[l, 1]
+        nchunks = (n + L2_CHUNK - 1) // L2_CHUNK
+        if n < 1 << 16:
+            total += _l2_chunk(params, grads, c, w_off, w_off + n)
+            continue
+        for t in prange(nchunks):
+            partial[t] = _l2_chunk(params, grads, c, w_off + t * L2_CHUNK,
+                                   w_off + min(n, t * L2_CHUNK + L2_CHUNK))
+        for t in range(nchunks):
+            total += partial[t]
+    return total
+
+
+@njit(**JIT)
+def backward_batch(B, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq):
+    """Gradients of the batch of ``B`` rows, scaled by ``scale`` (``1/B`` for the mean), into
+    ``grads`` (δ of the output already in place); every hidden δ into ``deltas``; ``gsq[l]`` =
+    squared norm of layer l's gradient."""
     L = layout.shape[0]
-    scale = acts.dtype.type(1) / acts.dtype.type(B)
     for l in range(L - 1, -1, -1):
         n_in, n_out = layout[l, 0], layout[l, 1]
         A = slot(acts, aoff, l, B, n_in)
@@ -86,16 +126,47 @@ def backward_batch(B, params, grads, layout, act, acts, aoff, deltas, doff, sq, 
 
 
 @njit(**JIT)
-def train_epoch(X, Yf, Yi, perm, batch, max_steps, params, grads, state1, state2, hyper, step0,
-                layout, act, out_code, loss_code, opt_code,
-                acts, aoff, deltas, doff, rowloss, sq, gsq, consts, flags, gnorm):
+def batch_gradients(X, Yf, Yi, sw, rows, params, grads, layout, act, out_code, loss_code, alpha,
+                    loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq, partial):
+    """Forward, loss and backward over one batch (``rows`` of X): ``grads`` = the gradients of
+    the batch's mean loss (weighted mean with ``sw``, plus the L2 term when ``alpha > 0``),
+    ``deltas`` = every layer's δ, ``rowloss`` = the per-sample (weighted) losses.
+
+    Returns ``(loss, wsum)``: ``loss = Σ w·ℓ / loss_div + ½·alpha·Σ‖W‖²`` and ``wsum`` = Σ w (the
+    batch size without weights), so that the batch's objective is ``loss / wsum``."""
+    B = rows.shape[0]
+    forward_batch(X, rows, params, layout, act, acts, aoff, sq)
+    loss = loss_batch(Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, deltas, doff,
+                      rowloss)
+    if loss_div != 1.0:
+        loss /= loss_div
+    wsum = float(B)
+    if sw.shape[0] > 0:
+        wsum = 0.0
+        for r in range(B):
+            wsum += float(sw[rows[r]])
+    one = acts.dtype.type(1)
+    scale = one / acts.dtype.type(wsum)
+    backward_batch(B, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq)
+    if alpha > 0:
+        # sklearn: (Aᵀδ + alpha·W) / wsum; the product is already scaled
+        sumsq = add_l2(params, grads, layout, acts.dtype.type(alpha) * scale, partial)
+        loss += 0.5 * alpha * sumsq
+    return loss, wsum
+
+
+@njit(**JIT)
+def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, state1, state2, hyper,
+                step0, layout, act, out_code, loss_code, opt_code, alpha, loss_div,
+                acts, aoff, deltas, doff, rowloss, sq, gsq, consts, flags, gnorm, partial):
     """All mini-batch steps of one epoch (at most ``max_steps`` when it is >= 0).
 
-    Returns ``(loss_sum, steps_done, status)``: the summed per-sample losses of the completed
-    steps, how many steps completed, and ``OK`` or the reason training stopped.  A step whose loss
-    or gradient is not finite stops before its update (parameters untouched); a step whose update
-    gives non-finite parameters stops after it (``PARAMS_NOT_FINITE``: the caller restores).
-    ``gnorm[l]`` accumulates each completed step's gradient norm of layer l."""
+    Returns ``(loss_sum, steps_done, status)``: Σ over the completed steps of the batch's
+    objective times its size (the summed per-sample losses when there are no weights and no
+    penalty), how many steps completed, and ``OK`` or the reason training stopped.  A step whose
+    loss or gradient is not finite stops before its update (parameters untouched); a step whose
+    update gives non-finite parameters stops after it (``PARAMS_NOT_FINITE``: the caller
+    restores).  ``gnorm[l]`` accumulates each completed step's gradient norm of layer l."""
     n = perm.shape[0]
     steps = (n + batch - 1) // batch
     if max_steps >= 0 and max_steps < steps:
@@ -105,11 +176,11 @@ def train_epoch(X, Yf, Yi, perm, batch, max_steps, params, grads, state1, state2
     for s in range(steps):
         rows = perm[s * batch:min(n, s * batch + batch)]
         B = rows.shape[0]
-        forward_batch(X, rows, params, layout, act, acts, aoff, sq)
-        loss = loss_batch(Yf, Yi, rows, layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss)
+        loss, wsum = batch_gradients(X, Yf, Yi, sw, rows, params, grads, layout, act, out_code,
+                                     loss_code, alpha, loss_div, acts, aoff, deltas, doff,
+                                     rowloss, sq, gsq, partial)
         if not math.isfinite(loss):
             return total, s, LOSS_NOT_FINITE
-        backward_batch(B, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq)
         g = 0.0
         for l in range(L):
             g += gsq[l]
@@ -119,7 +190,7 @@ def train_epoch(X, Yf, Yi, perm, batch, max_steps, params, grads, state1, state2
             return total, s, PARAMS_NOT_FINITE
         for l in range(L):
             gnorm[l] += math.sqrt(gsq[l])
-        total += loss
+        total += loss if wsum == B else loss / wsum * B
     return total, steps, OK
 
 
@@ -135,14 +206,16 @@ def _chunk(rows, lo, n):
 
 
 @njit(**JIT)
-def evaluate(X, Yf, Yi, params, layout, act, out_code, loss_code, acts, aoff, deltas, doff,
+def evaluate(X, Yf, Yi, sw, params, layout, act, out_code, loss_code, acts, aoff, deltas, doff,
              rowloss, rows, sq):
-    """Σ per-sample loss over all of X, in chunks of ``rows.shape[0]`` rows."""
+    """Σ per-sample loss (weighted by ``sw`` when not empty) over all of X, in chunks of
+    ``rows.shape[0]`` rows."""
     total = 0.0
     for lo in range(0, X.shape[0], rows.shape[0]):
         r = _chunk(rows, lo, X.shape[0])
         forward_batch(X, r, params, layout, act, acts, aoff, sq)
-        total += loss_batch(Yf, Yi, r, layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss)
+        total += loss_batch(Yf, Yi, sw, r, layout, out_code, loss_code, acts, aoff, deltas, doff,
+                            rowloss)
     return total
 
 
@@ -160,14 +233,3 @@ def predict(X, params, layout, act, out_code, acts, aoff, rows, out, sq):
             activate(acts, z, m, out_code)
             for j in range(m):
                 outf[(lo + i) * m + j] = acts[z + j]
-
-
-@njit(**JIT)
-def batch_gradients(X, Yf, Yi, rows, params, grads, layout, act, out_code, loss_code,
-                    acts, aoff, deltas, doff, rowloss, sq, gsq):
-    """Forward, loss and backward over one batch (``rows`` of X): fills ``grads`` with the mean
-    gradients, ``deltas`` with every layer's δ and ``rowloss`` with the per-sample losses."""
-    forward_batch(X, rows, params, layout, act, acts, aoff, sq)
-    loss = loss_batch(Yf, Yi, rows, layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss)
-    backward_batch(rows.shape[0], params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq)
-    return loss
