@@ -146,7 +146,7 @@ def test_output_batch_sample_weights_scale_loss_and_delta(rng, dtype, loss, out,
     rows = rng.permutation(B).astype(np.int64)
     code = OUTPUT[out], losses.LOSSES[loss]
     Z0, D0, l0 = z.copy(), np.empty_like(z), np.empty(B, dtype)
-    t0 = losses.output_batch(Z0, D0, Yf, Yi, np.empty(0, dtype), rows, *code, l0)
+    losses.output_batch(Z0, D0, Yf, Yi, np.empty(0, dtype), rows, *code, l0)
     Z1, D1, l1 = z.copy(), np.empty_like(z), np.empty(B, dtype)
     t1 = losses.output_batch(Z1, D1, Yf, Yi, w, rows, *code, l1)
     np.testing.assert_allclose(l1, l0 * w[rows], **tol(dtype))
