@@ -5,4 +5,12 @@ from .network import Network
 from .trainer import History, Trainer, TrainingDivergedError
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # the scikit-learn estimators load on first use: `import fastbp` works without scikit-learn
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from . import sklearn
+        return getattr(sklearn, name)
+    raise AttributeError(f"module 'fastbp' has no attribute {name!r}")
 __all__ = ["Network", "Trainer", "History", "TrainingDivergedError", "load", "__version__"]

@@ -1,0 +1,655 @@
+"""scikit-learn drop-ins: :class:`MLPClassifier` and :class:`MLPRegressor`.
+
+``from fastbp import MLPClassifier`` in place of ``from sklearn.neural_network import
+MLPClassifier`` gives the same model: every constructor parameter with scikit-learn 1.9's name
+and default, the same loss (with its L2 term ``alpha/2·Σ‖W‖²`` per batch, divided by the batch's
+weight), the same initial weights for the same ``random_state``, the same update rules, shuffles,
+batches, stopping rules, learning-rate schedules, warnings and fitted attributes.  What differs is
+where the work happens: every mini-batch step of an epoch runs in one compiled call of fastbp's
+kernels (scikit-learn runs NumPy per batch from Python), and lbfgs evaluates its loss and gradient
+with the same kernels.
+
+Differences a user may notice:
+
+* ``activation`` also accepts ``"leaky_relu"`` (slope 0.01).
+* Sparse input is accepted and converted to a dense array (the kernels are dense).
+* Prediction runs in the model's dtype (float32 models predict float32 even for float64 input).
+* The log-loss is computed from the logits (log-sum-exp, softplus) rather than from probabilities
+  clipped at machine epsilon: identical except where a probability is below epsilon.
+* A training run whose loss, gradient or weights become non-finite stops at once with
+  scikit-learn's ``ValueError`` ("Solver produced non-finite parameter weights ...") instead of
+  running its remaining epochs on NaN.
+* With ``early_stopping=True``, ``validation_loss_curve_`` holds the mean validation loss of every
+  epoch (the data term of the loss, without the L2 term).
+
+scikit-learn is an optional dependency: ``pip install "fastbp[sklearn]"``.
+"""
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+
+try:
+    import scipy.sparse as sp
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils import check_random_state, column_or_1d, shuffle
+    from sklearn.utils._param_validation import Interval, Options, StrOptions
+    from sklearn.utils.metaestimators import available_if
+    from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+except ImportError as e:  # pragma: no cover - exercised in a subprocess without scikit-learn
+    raise ImportError(
+        "fastbp.MLPClassifier and fastbp.MLPRegressor need scikit-learn >= 1.6 (and scipy): "
+        'pip install "fastbp[sklearn]"') from e
+
+from . import _config
+from .kernels import train as K
+from .kernels.activations import HIDDEN, OUTPUT
+from .kernels.losses import LOSSES
+from .kernels.optimizers import CHUNK, SK_ADAM, SK_NESTEROV, SK_SGD, STATE_ARRAYS
+from .network import PREDICT_CHUNK, Workspace, parameter_layout
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+_STOCHASTIC_SOLVERS = ("sgd", "adam")
+# scikit-learn's output activation names -> fastbp's, and the loss each one is trained with
+_OUT = {"identity": "identity", "logistic": "sigmoid", "softmax": "softmax", "exp": "exp"}
+_LOSS = {"identity": "squared_error", "logistic": "binary_cross_entropy", "softmax": "cross_entropy",
+         "exp": "poisson"}
+
+
+class _Optimizer:
+    """scikit-learn's SGDOptimizer/AdamOptimizer state over fastbp's flat parameter buffer."""
+
+    def __init__(self, est, n, dtype):
+        if est.solver == "sgd":
+            self.code = SK_NESTEROV if est.nesterovs_momentum else SK_SGD
+        else:
+            self.code = SK_ADAM
+        self.learning_rate_init = est.learning_rate_init
+        self.learning_rate = float(est.learning_rate_init)
+        self.lr_schedule = est.learning_rate
+        self.power_t = est.power_t
+        self.hyper = (est.momentum, est.beta_1, est.beta_2, est.epsilon)
+        self.t = 0       # Adam's step count
+        self.state = [np.zeros(n if i < STATE_ARRAYS[self.code] else 0, dtype) for i in range(2)]
+
+    def hyper_array(self, dtype):
+        mom, b1, b2, eps = self.hyper
+        return np.array([self.learning_rate, mom, b1, b2, eps, 0.0], dtype)
+
+    def iteration_ends(self, time_step):
+        if self.code != SK_ADAM and self.lr_schedule == "invscaling":
+            self.learning_rate = float(self.learning_rate_init) / (time_step + 1) ** self.power_t
+
+    def trigger_stopping(self, msg, verbose):
+        if self.code == SK_ADAM or self.lr_schedule != "adaptive":
+            if verbose:
+                print(msg + " Stopping.")
+            return True
+        if self.learning_rate <= 1e-6:
+            if verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        self.learning_rate /= 5.0
+        if verbose:
+            print(msg + " Setting learning rate to %f" % self.learning_rate)
+        return False
+
+
+class _BaseMLP(BaseEstimator):
+    """The machinery shared by the two estimators (scikit-learn's BaseMultilayerPerceptron)."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"identity", "logistic", "tanh", "relu", "leaky_relu"})],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def _init_params(self, hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
+                     learning_rate_init, power_t, max_iter, loss, shuffle, random_state, tol,
+                     verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
+                     validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        if loss is not None:
+            self.loss = loss
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+
+    # -- the flat parameter buffer behind coefs_ and intercepts_ ----------------------------------
+    def _params(self):
+        """The flat buffer the kernels train, with ``coefs_``/``intercepts_`` as views into it.
+
+        Rebuilt (copying the user's arrays in) whenever those lists no longer view it: after
+        unpickling, cloning, early stopping's restore, or an assignment such as
+        ``est.coefs_[0] = W``."""
+        sizes = [c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]]
+        layout, n = parameter_layout(sizes)
+        flat = getattr(self, "_flat", None)
+        dtype = self.coefs_[0].dtype
+        if flat is not None and flat.shape[0] == n and flat.dtype == dtype and all(
+                _views(c, flat, row[2], (row[0], row[1])) and _views(b, flat, row[3], (row[1],))
+                for c, b, row in zip(self.coefs_, self.intercepts_, layout)):
+            return flat, layout
+        for l, (n_in, n_out, _, _) in enumerate(layout):
+            c, b = np.asarray(self.coefs_[l]), np.asarray(self.intercepts_[l])
+            if c.shape != (n_in, n_out) or b.shape != (n_out,):
+                raise ValueError(f"coefs_[{l}] / intercepts_[{l}] must have shapes "
+                                 f"{(n_in, n_out)} / {(n_out,)}; got {c.shape} / {b.shape}")
+        flat = np.empty(n, dtype)
+        coefs, intercepts = [], []
+        for l, (n_in, n_out, w, b) in enumerate(layout):
+            W = flat[w:w + n_in * n_out].reshape(n_in, n_out)
+            bias = flat[b:b + n_out]
+            W[...] = self.coefs_[l]
+            bias[...] = self.intercepts_[l]
+            coefs.append(W)
+            intercepts.append(bias)
+        self._flat, self.coefs_, self.intercepts_ = flat, coefs, intercepts
+        return flat, layout
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_flat", None)   # coefs_/intercepts_ hold the values; rebuilt on first use
+        return state
+
+    # -- fitting ----------------------------------------------------------------------------------
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        hidden = self.hidden_layer_sizes
+        if not hasattr(hidden, "__iter__"):
+            hidden = [hidden]
+        hidden = list(hidden)
+        if np.any(np.array(hidden) <= 0):
+            raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sp.issparse(X):
+            X = X.toarray()
+        if not first_pass and X.dtype != self.coefs_[0].dtype:
+            X = X.astype(self.coefs_[0].dtype)
+        # a read-only X (a memmap) would make numba compile every kernel again for that type
+        X = np.ascontiguousarray(X) if X.flags.writeable else np.array(X, order="C")
+        n_samples, n_features = X.shape
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        if y.ndim == 1:
+            y = y.reshape((-1, 1))
+        if not is_classifier(self) and self.loss == "poisson" and np.any(y < 0):
+            raise ValueError("loss='poisson' needs non-negative targets y; got a minimum of "
+                             f"{y.min()}")
+        self.n_outputs_ = y.shape[1]
+        layer_units = [n_features] + hidden + [self.n_outputs_]
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(y, layer_units, X.dtype)
+        elif [c.shape for c in self.coefs_] != list(zip(layer_units[:-1], layer_units[1:])):
+            raise ValueError(f"the fitted layers {[c.shape for c in self.coefs_]} do not match "
+                             f"hidden_layer_sizes={self.hidden_layer_sizes} for this data; "
+                             f"refit with warm_start=False")
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self._fit_stochastic(X, y, sample_weight, incremental)
+        else:
+            self._fit_lbfgs(X, y, sample_weight)
+        params, _ = self._params()
+        if not np.isfinite(params).all():
+            raise ValueError("Solver produced non-finite parameter weights. The input data may "
+                             "contain large values and need to be preprocessed.")
+        return self
+
+    def _initialize(self, y, layer_units, dtype):
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = y.shape[1]
+        self.n_layers_ = len(layer_units)
+        if not is_classifier(self):
+            self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
+        elif self._label_binarizer.y_type_ == "multiclass":
+            self.out_activation_ = "softmax"
+        else:
+            self.out_activation_ = "logistic"
+        # Glorot uniform, scikit-learn's factor and draw order (coefs then intercept per layer)
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        self.coefs_, self.intercepts_ = [], []
+        for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:]):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            self.coefs_.append(self._random_state.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype, copy=False))
+            self.intercepts_.append(self._random_state.uniform(-bound, bound, fan_out).astype(dtype, copy=False))
+        self._flat = None
+        self._best_params = self._params()[0].copy()
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.validation_loss_curve_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+
+    def _targets(self, y, dtype):
+        """``(Yf, Yi, codes, loss_div)`` for the kernels from the (binarised) 2-D targets."""
+        out = _OUT[self.out_activation_]
+        loss = _LOSS[self.out_activation_]
+        codes = (HIDDEN[self.activation], OUTPUT[out], LOSSES[loss])
+        if out == "softmax":        # one-hot rows -> class indices (the faster path)
+            return np.zeros((1, y.shape[1]), dtype), np.argmax(y, axis=1).astype(np.int64), codes, 1.0
+        Yf = np.ascontiguousarray(y, dtype=dtype)
+        return Yf, np.empty(0, np.int64), codes, float(y.shape[1]) if loss == "squared_error" else 1.0
+
+    def _fit_stochastic(self, X, y, sample_weight, incremental):
+        params, layout = self._params()
+        dtype = params.dtype
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = _Optimizer(self, params.shape[0], dtype)
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        early_stopping = self.early_stopping
+        if early_stopping:
+            stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
+            if sample_weight is None:
+                X_train, X_val, y_train, y_val = train_test_split(
+                    X, y, random_state=self._random_state, test_size=self.validation_fraction,
+                    stratify=stratify)
+                sw_train = sw_val = None
+            else:
+                X_train, X_val, y_train, y_val, sw_train, sw_val = train_test_split(
+                    X, y, sample_weight, random_state=self._random_state,
+                    test_size=self.validation_fraction, stratify=stratify)
+            if X_val.shape[0] < 2:
+                raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                                 "or the size of your dataset.")
+            val_targets = self._targets(y_val, dtype)
+            if is_classifier(self):
+                y_val = self._label_binarizer.inverse_transform(y_val)
+            X_train = np.ascontiguousarray(X_train)
+            X_val = np.ascontiguousarray(X_val)
+        else:
+            X_train, y_train, sw_train = X, y, sample_weight
+            X_val = y_val = sw_val = None
+        n_samples = X_train.shape[0]
+        sample_idx = np.arange(n_samples, dtype=int)
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                              "going to be clipped")
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+
+        Yf, Yi, codes, loss_div = self._targets(y_train, dtype)
+        sw = np.empty(0, dtype) if sw_train is None else np.ascontiguousarray(sw_train, dtype)
+        opt = self._optimizer
+        s1, s2 = opt.state
+        ws = Workspace([c.shape[0] for c in self.coefs_] + [self.n_outputs_], batch_size, dtype)
+        grads = np.zeros_like(params)
+        consts = np.zeros(10, dtype)
+        flags = np.zeros(-(-params.shape[0] // CHUNK), dtype)
+        gnorm = np.zeros(len(self.coefs_), np.float64)
+        alpha = float(self.alpha)
+        try:
+            self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                perm = np.ascontiguousarray(sample_idx, dtype=np.int64)
+                with _config.ready():
+                    total, steps, status = K.train_epoch(
+                        X_train, Yf, Yi, sw, perm, batch_size, -1, params, grads, s1, s2,
+                        opt.hyper_array(dtype), opt.t, layout, *codes, opt.code, alpha, loss_div,
+                        ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq, ws.gsq, consts,
+                        flags, gnorm, ws.partial)
+                opt.t += steps
+                if status != K.OK:
+                    raise ValueError("Solver produced non-finite parameter weights. The input "
+                                     "data may contain large values and need to be preprocessed.")
+                self.n_iter_ += 1
+                self.loss_ = total / n_samples
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+                if early_stopping:
+                    self._validation_loss(X_val, val_targets, sw_val)
+                self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
+                opt.iteration_ends(self.t_)
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if early_stopping:
+                        msg = ("Validation score did not improve more than tol=%f for %d "
+                               "consecutive epochs." % (self.tol, self.n_iter_no_change))
+                    else:
+                        msg = ("Training loss did not improve more than tol=%f for %d "
+                               "consecutive epochs." % (self.tol, self.n_iter_no_change))
+                    if opt.trigger_stopping(msg, self.verbose):
+                        break
+                    self._no_improvement_count = 0
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                                  "optimization hasn't converged yet." % self.max_iter,
+                                  ConvergenceWarning)
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+        if early_stopping:
+            params[...] = self._best_params    # the best weights, restored in place
+
+    def _validation_loss(self, X_val, targets, sw_val):
+        params, layout = self._params()
+        Yf, Yi, codes, loss_div = targets
+        ws = Workspace([c.shape[0] for c in self.coefs_] + [self.n_outputs_],
+                       min(PREDICT_CHUNK, X_val.shape[0]), params.dtype)
+        sw = np.empty(0, params.dtype) if sw_val is None else np.ascontiguousarray(sw_val, params.dtype)
+        with _config.ready():
+            total = K.evaluate(X_val, Yf, Yi, sw, params, layout, *codes, ws.acts, ws.aoff,
+                               ws.deltas, ws.doff, ws.rowloss, ws.rows, ws.sq)
+        weight = X_val.shape[0] if sw_val is None else float(np.sum(sw_val))
+        self.validation_loss_curve_.append(total / loss_div / weight)
+
+    def _update_no_improvement_count(self, early_stopping, X_val, y_val, sw_val):
+        if early_stopping:
+            score = self._score(X_val, y_val, sample_weight=sw_val)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print("Validation score: %f" % self.validation_scores_[-1])
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_params = self._params()[0].copy()
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    def _fit_lbfgs(self, X, y, sample_weight):
+        try:
+            import scipy.optimize
+        except ImportError as e:  # pragma: no cover
+            raise ImportError('solver="lbfgs" needs scipy: pip install scipy') from e
+        from sklearn.utils.optimize import _check_optimize_result
+        params, layout = self._params()
+        dtype = params.dtype
+        # scikit-learn packs every layer's W, then every b: the same coordinate order for L-BFGS
+        order = np.concatenate([np.arange(w, w + a * b) for a, b, w, _ in layout]
+                               + [np.arange(o, o + b) for _, b, _, o in layout])
+        Yf, Yi, codes, loss_div = self._targets(y, dtype)
+        n = X.shape[0]
+        sw = np.empty(0, dtype) if sample_weight is None else np.ascontiguousarray(sample_weight, dtype)
+        ws = Workspace([c.shape[0] for c in self.coefs_] + [self.n_outputs_], n, dtype)
+        grads = np.empty_like(params)
+        rows = np.arange(n, dtype=np.int64)
+        alpha = float(self.alpha)
+
+        def loss_grad(x):
+            params[order] = x
+            with _config.ready():
+                loss, wsum = K.batch_gradients(X, Yf, Yi, sw, rows, params, grads, layout, *codes,
+                                               alpha, loss_div, ws.acts, ws.aoff, ws.deltas,
+                                               ws.doff, ws.rowloss, ws.sq, ws.gsq, ws.partial)
+            return loss / wsum, grads[order]
+
+        iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
+        try:
+            from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+            extra = _get_additional_lbfgs_options_dict("iprint", iprint)
+        except ImportError:  # pragma: no cover - older scikit-learn
+            extra = {"iprint": iprint}
+        opt_res = scipy.optimize.minimize(
+            loss_grad, params[order], method="L-BFGS-B", jac=True,
+            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol, **extra})
+        self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
+        self.loss_ = opt_res.fun
+        params[order] = opt_res.x
+
+    # -- prediction -------------------------------------------------------------------------------
+    def _forward_pass_fast(self, X, check_input=True):
+        if check_input:
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        if sp.issparse(X):
+            X = X.toarray()
+        params, layout = self._params()
+        X = np.ascontiguousarray(X, dtype=params.dtype)
+        if not X.flags.writeable:
+            X = X.copy()
+        if X.dtype.kind == "f" and not np.isfinite(X).all():   # e.g. float64 overflowing float32
+            raise ValueError("Input X contains infinity or a value too large for "
+                             f"{params.dtype}.")
+        sizes = [c.shape[0] for c in self.coefs_] + [self.n_outputs_]
+        ws = Workspace(sizes, min(PREDICT_CHUNK, max(1, X.shape[0])), params.dtype)
+        out = np.empty((X.shape[0], self.n_outputs_), params.dtype)
+        with _config.ready():
+            K.predict(X, params, layout, HIDDEN[self.activation], OUTPUT[_OUT[self.out_activation_]],
+                      ws.acts, ws.aoff, ws.rows, out, ws.sq)
+        return out
+
+    def _score_with_function(self, X, y, sample_weight, score_function):
+        y_pred = self._predict(X, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return score_function(y, y_pred, sample_weight=sample_weight)
+
+    def _check_solver(self):
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError("partial_fit is only available for stochastic optimizers. %s is "
+                                 "not stochastic." % self.solver)
+        return True
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            float32 input trains a float32 model; anything else trains in float64.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+def _views(arr, flat, offset, shape):
+    """Is ``arr`` the view ``flat[offset:...]`` of that shape?"""
+    return (isinstance(arr, np.ndarray) and arr.shape == shape and arr.base is flat
+            and arr.__array_interface__["data"][0]
+            == flat.__array_interface__["data"][0] + int(offset) * flat.itemsize)
+
+
+_DOC_PARAMS = """
+    Every parameter has scikit-learn 1.9's name, meaning and default; see
+    :class:`sklearn.neural_network.{name}`.  ``activation`` also accepts ``"leaky_relu"``.
+"""
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    __doc__ = ("Multi-layer perceptron classifier: scikit-learn's MLPClassifier on fastbp's "
+               "kernels.\n" + _DOC_PARAMS.format(name="MLPClassifier"))
+
+    loss = "log_loss"   # not a parameter (as in scikit-learn): the classifier's only loss
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000):
+        self._init_params(hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
+                          learning_rate_init, power_t, max_iter, None, shuffle, random_state,
+                          tol, verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
+                          validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun)
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError("warm_start can only be used where `y` has the same classes "
+                                     f"as in the previous call to fit. Previously got "
+                                     f"{self.classes_}, `y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                                 f"{self.classes_}. 'y' has {classes}.")
+        y = self._label_binarizer.transform(y).astype(bool)
+        return X, y
+
+    def predict(self, X):
+        """Predict the class labels of X."""
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        return self._label_binarizer.inverse_transform(y_pred)
+
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with_function(X, y, sample_weight, accuracy_score)
+
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over (X, y); ``classes`` (every label) is required on the first call."""
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def predict_log_proba(self, X):
+        """Log of :meth:`predict_proba`."""
+        y_prob = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(y_prob, out=y_prob)
+
+    def predict_proba(self, X):
+        """Class probabilities ``(n_samples, n_classes)``, columns ordered as ``classes_``."""
+        check_is_fitted(self)
+        y_pred = self._forward_pass_fast(X)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        if y_pred.ndim == 1:
+            return np.vstack([1 - y_pred, y_pred]).T
+        return y_pred
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    __doc__ = ("Multi-layer perceptron regressor: scikit-learn's MLPRegressor on fastbp's "
+               "kernels.\n" + _DOC_PARAMS.format(name="MLPRegressor"))
+
+    _parameter_constraints: dict = {**_BaseMLP._parameter_constraints,
+                                    "loss": [StrOptions({"squared_error", "poisson"})]}
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000):
+        self._init_params(hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
+                          learning_rate_init, power_t, max_iter, loss, shuffle, random_state, tol,
+                          verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
+                          validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun)
+
+    def predict(self, X):
+        """Predicted values ``(n_samples,)`` or ``(n_samples, n_outputs)``."""
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        if y_pred.shape[1] == 1:
+            return y_pred.ravel()
+        return y_pred
+
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with_function(X, y, sample_weight, r2_score)
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, y
+
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y)."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
