@@ -280,7 +280,7 @@ class _BaseMLP(BaseEstimator):
         codes = (HIDDEN[self.activation], OUTPUT[out], LOSSES[loss])
         if out == "softmax":        # one-hot rows -> class indices (the faster path)
             return np.zeros((1, y.shape[1]), dtype), np.argmax(y, axis=1).astype(np.int64), codes, 1.0
-        Yf = np.ascontiguousarray(y, dtype=dtype)
+        Yf = np.array(y, dtype=dtype, order="C")   # a copy: never read-only (see _fit)
         return Yf, np.empty(0, np.int64), codes, float(y.shape[1]) if loss == "squared_error" else 1.0
 
     def _fit_stochastic(self, X, y, sample_weight, incremental):
@@ -324,7 +324,7 @@ class _BaseMLP(BaseEstimator):
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
         Yf, Yi, codes, loss_div = self._targets(y_train, dtype)
-        sw = np.empty(0, dtype) if sw_train is None else np.ascontiguousarray(sw_train, dtype)
+        sw = np.empty(0, dtype) if sw_train is None else np.array(sw_train, dtype, order="C")
         opt = self._optimizer
         s1, s2 = opt.state
         ws = Workspace([c.shape[0] for c in self.coefs_] + [self.n_outputs_], batch_size, dtype)
@@ -385,7 +385,7 @@ class _BaseMLP(BaseEstimator):
         Yf, Yi, codes, loss_div = targets
         ws = Workspace([c.shape[0] for c in self.coefs_] + [self.n_outputs_],
                        min(PREDICT_CHUNK, X_val.shape[0]), params.dtype)
-        sw = np.empty(0, params.dtype) if sw_val is None else np.ascontiguousarray(sw_val, params.dtype)
+        sw = np.empty(0, params.dtype) if sw_val is None else np.array(sw_val, params.dtype, order="C")
         with _config.ready():
             total = K.evaluate(X_val, Yf, Yi, sw, params, layout, *codes, ws.acts, ws.aoff,
                                ws.deltas, ws.doff, ws.rowloss, ws.rows, ws.sq)
@@ -426,7 +426,7 @@ class _BaseMLP(BaseEstimator):
                                + [np.arange(o, o + b) for _, b, _, o in layout])
         Yf, Yi, codes, loss_div = self._targets(y, dtype)
         n = X.shape[0]
-        sw = np.empty(0, dtype) if sample_weight is None else np.ascontiguousarray(sample_weight, dtype)
+        sw = np.empty(0, dtype) if sample_weight is None else np.array(sample_weight, dtype, order="C")
         ws = Workspace([c.shape[0] for c in self.coefs_] + [self.n_outputs_], n, dtype)
         grads = np.empty_like(params)
         rows = np.arange(n, dtype=np.int64)
