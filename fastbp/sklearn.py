@@ -36,7 +36,7 @@ try:
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
-    from sklearn.utils import check_random_state, column_or_1d, shuffle
+    from sklearn.utils import check_random_state, column_or_1d
     from sklearn.utils._param_validation import Interval, Options, StrOptions
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
@@ -336,8 +336,10 @@ class _BaseMLP(BaseEstimator):
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
-                if self.shuffle:
-                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                if self.shuffle:   # sklearn.utils.shuffle's draw, without its per-call checks
+                    order = np.arange(n_samples)
+                    self._random_state.shuffle(order)
+                    sample_idx = sample_idx[order]
                 perm = np.ascontiguousarray(sample_idx, dtype=np.int64)
                 with _config.ready():
                     total, steps, status = K.train_epoch(
