@@ -30,7 +30,7 @@ CASES = {
     "wine": (datasets.load_wine, True, dict(hidden_layer_sizes=(100,))),
     "iris": (datasets.load_iris, True, dict(hidden_layer_sizes=(100,), max_iter=500)),
     "diabetes": (datasets.load_diabetes, False,
-                 dict(hidden_layer_sizes=(100,), learning_rate_init=0.01, max_iter=500)),
+                 dict(hidden_layer_sizes=(100,), alpha=1.0, early_stopping=True, max_iter=500)),
 }
 
 

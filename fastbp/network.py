@@ -37,6 +37,7 @@ class Workspace:
     """Activation and delta buffers for batches of up to ``rows`` samples, allocated once."""
 
     def __init__(self, sizes, rows, dtype):
+        self.sizes = [int(s) for s in sizes]
         sizes = np.asarray(sizes, np.int64)
         self.capacity = rows
         widths = np.concatenate([[0], sizes[1:]])

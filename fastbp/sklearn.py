@@ -33,7 +33,6 @@ try:
     import scipy.sparse as sp
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state, column_or_1d
@@ -167,14 +166,15 @@ class _BaseMLP(BaseEstimator):
         Rebuilt (copying the user's arrays in) whenever those lists no longer view it: after
         unpickling, cloning, early stopping's restore, or an assignment such as
         ``est.coefs_[0] = W``."""
-        sizes = [c.shape[0] for c in self.coefs_] + [self.coefs_[-1].shape[1]]
+        cache = getattr(self, "_flat", None)
+        if cache is not None:   # still the same view objects (held here, so ids cannot recur)
+            flat, layout, views = cache
+            current = list(self.coefs_) + list(self.intercepts_)
+            if len(current) == len(views) and all(a is b for a, b in zip(current, views)):
+                return flat, layout
+        sizes = [np.shape(c)[0] for c in self.coefs_] + [np.shape(self.coefs_[-1])[1]]
         layout, n = parameter_layout(sizes)
-        flat = getattr(self, "_flat", None)
-        dtype = self.coefs_[0].dtype
-        if flat is not None and flat.shape[0] == n and flat.dtype == dtype and all(
-                _views(c, flat, row[2], (row[0], row[1])) and _views(b, flat, row[3], (row[1],))
-                for c, b, row in zip(self.coefs_, self.intercepts_, layout)):
-            return flat, layout
+        dtype = np.asarray(self.coefs_[0]).dtype
         for l, (n_in, n_out, _, _) in enumerate(layout):
             c, b = np.asarray(self.coefs_[l]), np.asarray(self.intercepts_[l])
             if c.shape != (n_in, n_out) or b.shape != (n_out,):
@@ -189,7 +189,8 @@ class _BaseMLP(BaseEstimator):
             bias[...] = self.intercepts_[l]
             coefs.append(W)
             intercepts.append(bias)
-        self._flat, self.coefs_, self.intercepts_ = flat, coefs, intercepts
+        self.coefs_, self.intercepts_ = coefs, intercepts
+        self._flat = (flat, layout, tuple(coefs + intercepts))
         return flat, layout
 
     def __getstate__(self):
@@ -333,6 +334,12 @@ class _BaseMLP(BaseEstimator):
         flags = np.zeros(-(-params.shape[0] // CHUNK), dtype)
         gnorm = np.zeros(len(self.coefs_), np.float64)
         alpha = float(self.alpha)
+        if early_stopping:      # allocated once: the validation pass runs every epoch
+            vws = Workspace(ws.sizes, min(PREDICT_CHUNK, X_val.shape[0]), dtype)
+            sw_val_kernel = (np.empty(0, dtype) if sw_val is None
+                             else np.array(sw_val, dtype, order="C"))
+        else:
+            vws = None
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
@@ -358,8 +365,8 @@ class _BaseMLP(BaseEstimator):
                 if self.verbose:
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
                 if early_stopping:
-                    self._validation_loss(X_val, val_targets, sw_val)
-                self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
+                    self._validation_loss(X_val, val_targets, sw_val_kernel, vws)
+                self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val, vws)
                 opt.iteration_ends(self.t_)
                 if self._no_improvement_count > self.n_iter_no_change:
                     if early_stopping:
@@ -382,21 +389,18 @@ class _BaseMLP(BaseEstimator):
         if early_stopping:
             params[...] = self._best_params    # the best weights, restored in place
 
-    def _validation_loss(self, X_val, targets, sw_val):
+    def _validation_loss(self, X_val, targets, sw, ws):
         params, layout = self._params()
         Yf, Yi, codes, loss_div = targets
-        ws = Workspace([c.shape[0] for c in self.coefs_] + [self.n_outputs_],
-                       min(PREDICT_CHUNK, X_val.shape[0]), params.dtype)
-        sw = np.empty(0, params.dtype) if sw_val is None else np.array(sw_val, params.dtype, order="C")
         with _config.ready():
             total = K.evaluate(X_val, Yf, Yi, sw, params, layout, *codes, ws.acts, ws.aoff,
                                ws.deltas, ws.doff, ws.rowloss, ws.rows, ws.sq)
-        weight = X_val.shape[0] if sw_val is None else float(np.sum(sw_val))
+        weight = X_val.shape[0] if sw.shape[0] == 0 else float(np.sum(sw))
         self.validation_loss_curve_.append(total / loss_div / weight)
 
-    def _update_no_improvement_count(self, early_stopping, X_val, y_val, sw_val):
+    def _update_no_improvement_count(self, early_stopping, X_val, y_val, sw_val, ws):
         if early_stopping:
-            score = self._score(X_val, y_val, sample_weight=sw_val)
+            score = self._score(X_val, y_val, sample_weight=sw_val, ws=ws)
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % self.validation_scores_[-1])
@@ -456,7 +460,7 @@ class _BaseMLP(BaseEstimator):
         params[order] = opt_res.x
 
     # -- prediction -------------------------------------------------------------------------------
-    def _forward_pass_fast(self, X, check_input=True):
+    def _forward_pass_fast(self, X, check_input=True, ws=None):
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         if sp.issparse(X):
@@ -468,19 +472,21 @@ class _BaseMLP(BaseEstimator):
         if X.dtype.kind == "f" and not np.isfinite(X).all():   # e.g. float64 overflowing float32
             raise ValueError("Input X contains infinity or a value too large for "
                              f"{params.dtype}.")
-        sizes = [c.shape[0] for c in self.coefs_] + [self.n_outputs_]
-        ws = Workspace(sizes, min(PREDICT_CHUNK, max(1, X.shape[0])), params.dtype)
+        if ws is None:
+            sizes = [c.shape[0] for c in self.coefs_] + [self.n_outputs_]
+            ws = Workspace(sizes, min(PREDICT_CHUNK, max(1, X.shape[0])), params.dtype)
         out = np.empty((X.shape[0], self.n_outputs_), params.dtype)
         with _config.ready():
             K.predict(X, params, layout, HIDDEN[self.activation], OUTPUT[_OUT[self.out_activation_]],
                       ws.acts, ws.aoff, ws.rows, out, ws.sq)
         return out
 
-    def _score_with_function(self, X, y, sample_weight, score_function):
-        y_pred = self._predict(X, check_input=False)
+    def _score_with_function(self, X, y, sample_weight, score_function, ws):
+        """The validation score of early stopping (inputs already validated)."""
+        y_pred = self._predict(X, check_input=False, ws=ws)
         if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
             return np.nan
-        return score_function(y, y_pred, sample_weight=sample_weight)
+        return score_function(y, y_pred, sample_weight)
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:
@@ -511,11 +517,32 @@ class _BaseMLP(BaseEstimator):
         return tags
 
 
-def _views(arr, flat, offset, shape):
-    """Is ``arr`` the view ``flat[offset:...]`` of that shape?"""
-    return (isinstance(arr, np.ndarray) and arr.shape == shape and arr.base is flat
-            and arr.__array_interface__["data"][0]
-            == flat.__array_interface__["data"][0] + int(offset) * flat.itemsize)
+def _accuracy(y_true, y_pred, sample_weight):
+    """sklearn.metrics.accuracy_score on already-validated labels, without its per-call checks
+    (early stopping scores every epoch)."""
+    if y_true.ndim == 2:    # multilabel: a row counts when every label matches
+        score = np.count_nonzero(y_true != y_pred, axis=1) == 0
+    else:
+        score = y_true == y_pred
+    return float(np.average(score, weights=sample_weight))
+
+
+def _r2(y_true, y_pred, sample_weight):
+    """sklearn.metrics.r2_score (uniform average over outputs, force_finite) on validated
+    targets, computed as scikit-learn computes it."""
+    dtype = np.result_type(y_true.dtype, y_pred.dtype, np.float32)
+    y_true = np.asarray(y_true, dtype).reshape(len(y_true), -1)
+    y_pred = np.asarray(y_pred, dtype).reshape(len(y_pred), -1)
+    weight = 1.0 if sample_weight is None else sample_weight[:, None]
+    numerator = np.sum(weight * (y_true - y_pred) ** 2, axis=0)
+    denominator = np.sum(weight * (y_true - np.average(y_true, axis=0, weights=sample_weight)) ** 2,
+                         axis=0)
+    nonzero_den, nonzero_num = denominator != 0, numerator != 0
+    scores = np.ones(y_true.shape[1], dtype=numerator.dtype)
+    valid = nonzero_den & nonzero_num
+    scores[valid] = 1 - numerator[valid] / denominator[valid]
+    scores[nonzero_num & ~nonzero_den] = 0.0
+    return float(np.average(scores))
 
 
 _DOC_PARAMS = """
@@ -568,14 +595,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         check_is_fitted(self)
         return self._predict(X)
 
-    def _predict(self, X, check_input=True):
-        y_pred = self._forward_pass_fast(X, check_input=check_input)
+    def _predict(self, X, check_input=True, ws=None):
+        y_pred = self._forward_pass_fast(X, check_input=check_input, ws=ws)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
         return self._label_binarizer.inverse_transform(y_pred)
 
-    def _score(self, X, y, sample_weight=None):
-        return self._score_with_function(X, y, sample_weight, accuracy_score)
+    def _score(self, X, y, sample_weight=None, ws=None):
+        return self._score_with_function(X, y, sample_weight, _accuracy, ws)
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
@@ -634,14 +661,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         check_is_fitted(self)
         return self._predict(X)
 
-    def _predict(self, X, check_input=True):
-        y_pred = self._forward_pass_fast(X, check_input=check_input)
+    def _predict(self, X, check_input=True, ws=None):
+        y_pred = self._forward_pass_fast(X, check_input=check_input, ws=ws)
         if y_pred.shape[1] == 1:
             return y_pred.ravel()
         return y_pred
 
-    def _score(self, X, y, sample_weight=None):
-        return self._score_with_function(X, y, sample_weight, r2_score)
+    def _score(self, X, y, sample_weight=None, ws=None):
+        return self._score_with_function(X, y, sample_weight, _r2, ws)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,

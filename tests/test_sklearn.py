@@ -118,12 +118,14 @@ def test_same_model_with_sample_weight(kind, solver):
     _assert_same_model(a, b, X)
 
 
-@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
-def test_early_stopping_same_scores_and_best_weights(kind):
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel", "regression", "multioutput"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_early_stopping_same_scores_and_best_weights(kind, weighted):
     X, y = _data(kind, n=150)
     a, b = _pair(kind, early_stopping=True, max_iter=40, n_iter_no_change=3, tol=1e-3,
                  learning_rate_init=0.05)
-    _fit_both(a, b, X, y)
+    sw = np.random.default_rng(2).uniform(0.2, 3.0, len(X)) if weighted else None
+    _fit_both(a, b, X, y, sample_weight=sw)
     _assert_same_model(a, b, X)
     assert len(a.validation_loss_curve_) == a.n_iter_ == len(a.validation_scores_)
     assert np.all(np.isfinite(a.validation_loss_curve_)) and a.best_loss_ is None
