@@ -20,7 +20,6 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-import fastbp  # noqa: E402
 from fastbp import MLPClassifier, MLPRegressor  # noqa: E402
 
 RTOL = dict(rtol=1e-9, atol=1e-12)
