@@ -22,19 +22,20 @@ def _digest(params):
     return hashlib.sha256(np.ascontiguousarray(params).tobytes()).hexdigest()
 
 
-def save(network, path):
-    """Write ``network`` to ``path`` atomically (a temporary file renamed over the target)."""
-    meta = {"format": FORMAT, "version": VERSION, "layer_sizes": network.layer_sizes,
-            "activation": network.activation, "output_activation": network.output_activation,
-            "dtype": network.dtype.name, "n_params": int(network.params.shape[0]),
-            "sha256": _digest(network.params)}
+def _json_bytes(obj):
+    return np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8)
+
+
+def atomic_write(path, write):
+    """Call ``write(f)`` on a temporary file next to ``path``, fsync it, rename it over ``path``
+    and fsync the directory: a reader (or a run killed at any moment) sees the old file or the
+    new one, never half of one."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".npz", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, params=network.params,
-                     meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -42,6 +43,56 @@ def save(network, path):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def save(network, path):
+    """Write ``network`` to ``path`` atomically (a temporary file renamed over the target)."""
+    meta = {"format": FORMAT, "version": VERSION, "layer_sizes": network.layer_sizes,
+            "activation": network.activation, "output_activation": network.output_activation,
+            "dtype": network.dtype.name, "n_params": int(network.params.shape[0]),
+            "sha256": _digest(network.params)}
+    atomic_write(path, lambda f: np.savez(f, params=network.params, meta=_json_bytes(meta)))
+
+
+CHECKPOINT = "fastbp.checkpoint"
+
+
+def save_checkpoint(path, arrays, info):
+    """Write a training checkpoint atomically: named arrays plus JSON ``info``, with a SHA-256
+    of every array so that a damaged file is refused rather than resumed from."""
+    meta = {"format": CHECKPOINT, "version": VERSION, "info": info,
+            "sha256": {k: _digest(v) for k, v in arrays.items()}}
+    atomic_write(path, lambda f: np.savez(f, **arrays, meta=_json_bytes(meta)))
+
+
+def load_checkpoint(path):
+    """``(arrays, info)`` from :func:`save_checkpoint`; ValueError for anything else."""
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise
+    except (ValueError, zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+        raise ValueError(f"{path} is not a readable fastbp checkpoint: {e}") from None
+    try:
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+        if meta.get("format") != CHECKPOINT or meta.get("version") != VERSION:
+            raise ValueError("not a fastbp checkpoint of this version")
+        sums = meta["sha256"]
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: invalid checkpoint metadata: {e}") from None
+    if set(sums) != set(arrays) or any(_digest(arrays[k]) != sums[k] for k in arrays):
+        raise ValueError(f"{path}: checksum mismatch: the checkpoint is damaged")
+    return arrays, meta["info"]
 
 
 def load(path):

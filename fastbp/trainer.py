@@ -116,6 +116,44 @@ class Trainer:
                        else np.zeros(0, network.dtype) for i in range(2)]
         self.step = 0   # optimizer steps taken (PyTorch's step count)
 
+    def state(self):
+        """Everything a later run needs to continue this one bitwise: ``(arrays, info)`` with
+        ``arrays`` = parameters and optimizer buffers (copies) and ``info`` = a JSON-able dict
+        (optimizer step, shuffling generator state, the configuration that must not change)."""
+        arrays = {"params": self.network.params.copy(), "state1": self._state[0].copy(),
+                  "state2": self._state[1].copy()}
+        info = {"step": self.step, "rng": self._rng.bit_generator.state,
+                "config": self._config()}
+        return arrays, info
+
+    def load_state(self, arrays, info):
+        """Restore what :meth:`state` returned (the trainer must be configured the same way)."""
+        if info.get("config") != self._config():
+            raise ValueError(f"the saved training state was made with {info.get('config')}, "
+                             f"not {self._config()}")
+        for name, buf in (("params", self.network.params), ("state1", self._state[0]),
+                          ("state2", self._state[1])):
+            saved = np.asarray(arrays[name])
+            if saved.shape != buf.shape or saved.dtype != buf.dtype:
+                raise ValueError(f"saved {name} has shape {saved.shape} and dtype {saved.dtype}; "
+                                 f"this trainer needs {buf.shape} {buf.dtype}")
+        rng = np.random.default_rng()
+        rng.bit_generator.state = info["rng"]    # validated before anything changes
+        for name, buf in (("params", self.network.params), ("state1", self._state[0]),
+                          ("state2", self._state[1])):
+            buf[...] = arrays[name]
+        self._rng = rng
+        self.step = int(info["step"])
+
+    def _config(self):
+        net = self.network
+        return {"layer_sizes": net.layer_sizes, "activation": net.activation,
+                "output_activation": net.output_activation, "dtype": net.dtype.name,
+                "loss": self.loss, "optimizer": self.optimizer,
+                "learning_rate": self.learning_rate, "batch_size": self.batch_size,
+                "shuffle": self.shuffle, "momentum": self.momentum, "beta1": self.beta1,
+                "beta2": self.beta2, "eps": self.eps, "weight_decay": self.weight_decay}
+
     def _hyper(self):
         h = [self.learning_rate, self.momentum, self.beta1, self.beta2, self.eps, self.weight_decay]
         return np.array(h, dtype=self.network.dtype)

@@ -1,13 +1,25 @@
-"""The fastbp command: the default job on the embedded digits, data files, errors."""
+"""The fastbp command: the default job, data files, config, errors, checkpoints and resume,
+signals, predict/evaluate/plot."""
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
+import pytest
 
 import fastbp
 from fastbp.cli import main
 from fastbp.datasets import load_digits
+from fastbp.io import load_checkpoint
+
+CMD = [sys.executable, "-m", "fastbp.cli"]
+
+
+def _params(d):
+    return fastbp.load(os.path.join(d, "model.npz")).params
 
 
 def test_embedded_digits():
@@ -17,42 +29,206 @@ def test_embedded_digits():
 
 
 def test_default_train_reaches_95_percent(tmp_path, capsys):
-    assert main(["train", "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["train", "--out", str(tmp_path), "--quiet", "--no-plot"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     acc = float(line.split()[2])
-    assert acc >= 0.95, line
+    assert line.startswith("validation accuracy") and acc >= 0.95, line
     net = fastbp.load(tmp_path / "model.npz")
     assert net.layer_sizes == [64, 64, 10]
-    hist = json.loads((tmp_path / "history.json").read_text())
-    assert len(hist["loss"]) == 30 and abs(hist["test_accuracy"] - acc) < 1e-4
+    lines = (tmp_path / "history.jsonl").read_text().splitlines()
+    assert len(lines) == 30
+    rec = json.loads(lines[-1])
+    assert rec["epoch"] == 30 and len(rec["grad_norm"]) == 2 and len(rec["weight_norm"]) == 2
+    assert rec["val_loss"] > 0 and rec["seconds"] > 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert abs(metrics["validation_accuracy"] - acc) < 1e-4 and metrics["classes"] == list(range(10))
+    arrays, info = load_checkpoint(tmp_path / "checkpoint.npz")
+    assert info["epoch"] == 30 and np.array_equal(arrays["params"], net.params)
 
 
-def test_train_from_npz_and_csv(tmp_path, capsys):
+def _regression_files(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((200, 3))
     y = X @ [1.0, -2.0, 0.5]
     np.savez(tmp_path / "d.npz", X=X, y=y)
-    np.savetxt(tmp_path / "d.csv", np.column_stack([X, y]), delimiter=",", header="a,b,c,t", comments="")
-    for f in ("d.npz", "d.csv"):
-        assert main(["train", "--data", str(tmp_path / f), "--epochs", "40", "--layers", "16", "--lr", "0.01", "--quiet"]) == 0
-        out = capsys.readouterr().out
-        assert "test mse" in out and float(out.split()[2]) < 0.5
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    # the target in the middle, found by name
+    np.savetxt(tmp_path / "d.csv", np.column_stack([X[:, :1], y, X[:, 1:]]), delimiter=",",
+               header="a,t,b,c", comments="")
+    return X, y
 
 
-def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys):
-    assert main(["train", "--data", str(tmp_path / "missing.npz")]) == 2
-    assert "no such file" in capsys.readouterr().err
+@pytest.mark.parametrize("files", [["d.npz"], ["X.npy", "--target", "y.npy"], ["d.csv", "--target", "t"]])
+def test_train_from_files(tmp_path, capsys, files):
+    _regression_files(tmp_path)
+    args = ["train", "--data", str(tmp_path / files[0]), *[str(tmp_path / f) if f.endswith(".npy") else f for f in files[1:]],
+            "--epochs", "40", "--layers", "16", "--lr", "0.01", "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "validation mse" in out and float(out.split()[2]) < 0.5
+
+
+def test_train_from_parquet(tmp_path, capsys):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    X, y = _regression_files(tmp_path)
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "t": y}), tmp_path / "d.parquet")
+    assert main(["train", "--data", str(tmp_path / "d.parquet"), "--target", "t", "--epochs", "40",
+                 "--layers", "16", "--lr", "0.01", "--quiet"]) == 0
+    assert float(capsys.readouterr().out.split()[2]) < 0.5
+
+
+def test_config_file_and_flags_override(tmp_path, capsys):
+    conf = tmp_path / "run.toml"
+    conf.write_text('layers = [8, 8]\nepochs = 2\nbatch-size = 64\noptimizer = "sgd"\nlr = 0.05\n')
+    out = tmp_path / "o"
+    assert main(["train", "--config", str(conf), "--epochs", "3", "--out", str(out), "--quiet", "--no-plot"]) == 0
+    assert fastbp.load(out / "model.npz").layer_sizes == [64, 8, 8, 10]
+    assert len((out / "history.jsonl").read_text().splitlines()) == 3          # the flag won
+    _, info = load_checkpoint(out / "checkpoint.npz")
+    assert info["settings"]["batch_size"] == 64 and info["settings"]["optimizer"] == "sgd"
+    conf.write_text("learning_rate = 0.1\n")
+    assert main(["train", "--config", str(conf)]) == 2
+    assert "unknown setting 'learning_rate'" in capsys.readouterr().err
+
+
+def _run_fails(args, capsys, needle):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert needle in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_input_gives_one_line_exit_2_and_no_model(tmp_path, capsys):
+    out = tmp_path / "out"
+    _run_fails(["train", "--data", str(tmp_path / "missing.npz"), "--out", str(out)], capsys, "no such file")
     bad = tmp_path / "bad.csv"
-    bad.write_text("1,2,3\n4,x,6\n")
-    assert main(["train", "--data", str(bad)]) == 2
-    assert "not a numeric CSV" in capsys.readouterr().err
+    bad.write_text("a,b,c\n1,2,3\n4,x,6\n")
+    _run_fails(["train", "--data", str(bad)], capsys, "'x' is not a number")
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("1,2,3\n4,5\n")
+    _run_fails(["train", "--data", str(ragged)], capsys, "ragged")
+    good = tmp_path / "good.csv"
+    good.write_text("a,b,c\n1,2,3\n4,5,6\n")
+    _run_fails(["train", "--data", str(good), "--target", "zz"], capsys, "no column 'zz'")
     nan = tmp_path / "nan.npz"
     np.savez(nan, X=np.array([[np.nan, 1.0]] * 10), y=np.zeros(10))
-    assert main(["train", "--data", str(nan)]) == 2
-    err = capsys.readouterr().err
-    assert "non-finite" in err and "Traceback" not in err
+    _run_fails(["train", "--data", str(nan), "--out", str(out)], capsys, "non-finite")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    _run_fails(["train", "--out", str(blocker / "sub")], capsys, "not a writable directory")
+    _run_fails(["train", "--resume", "--out", str(tmp_path / "nothing")], capsys, "no checkpoint")
+    _run_fails(["train", "--validation-split", "1.5"], capsys, "validation_split")
+    assert not (out / "model.npz").exists()
 
 
-def test_console_script_help():
-    out = subprocess.run([sys.executable, "-m", "fastbp.cli", "train", "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 and "--layers" in out.stdout
+def test_resume_is_bitwise_and_refuses_changed_settings(tmp_path, capsys):
+    full, split = tmp_path / "full", tmp_path / "split"
+    common = ["--epochs", "6", "--quiet", "--no-plot", "--seed", "3", "--batch-size", "50"]
+    assert main(["train", "--out", str(full), *common]) == 0
+    assert main(["train", "--out", str(split), *common[:1], "2", *common[2:]]) == 0
+    _run_fails(["train", "--out", str(split), "--resume", "--lr", "0.5", "--epochs", "6"], capsys,
+               "lr differ")
+    assert main(["train", "--out", str(split), "--resume", "--epochs", "6", "--quiet"]) == 0
+    assert np.array_equal(_params(full), _params(split))
+    a = [json.loads(x) for x in (full / "history.jsonl").read_text().splitlines()]
+    b = [json.loads(x) for x in (split / "history.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+
+
+def _uninterrupted(tmp_path, args):
+    ref = tmp_path / "ref"
+    out = subprocess.run(CMD + ["train", "--out", str(ref), *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return _params(ref)
+
+
+ARGS = ["--epochs", "40", "--batch-size", "16", "--quiet", "--no-plot", "--dtype", "float64"]
+
+
+def _start(out):
+    return subprocess.Popen(CMD + ["train", "--out", str(out), *ARGS], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_checkpoint(out, proc, epochs=2):
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        h = out / "history.jsonl"
+        if h.exists() and len(h.read_text().splitlines()) >= epochs:
+            return
+        time.sleep(0.01)
+    pytest.fail("the run ended or stalled before checkpointing")
+
+
+def test_sigkill_then_resume_is_bitwise(tmp_path):
+    ref = _uninterrupted(tmp_path, ARGS)
+    out = tmp_path / "killed"
+    proc = _start(out)
+    _wait_for_checkpoint(out, proc)
+    time.sleep(np.random.default_rng().uniform(0, 0.05))   # at any moment, mid-epoch or mid-write
+    proc.kill()
+    proc.wait()
+    res = subprocess.run(CMD + ["train", "--out", str(out), "--resume", *ARGS], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert np.array_equal(_params(out), ref)
+
+
+def test_sigterm_writes_checkpoint_exits_143_and_resumes(tmp_path):
+    ref = _uninterrupted(tmp_path, ARGS)
+    out = tmp_path / "term"
+    proc = _start(out)
+    _wait_for_checkpoint(out, proc)
+    t = time.time()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert time.time() - t < 5 and "resume" in err
+    _, info = load_checkpoint(out / "checkpoint.npz")
+    assert 2 <= info["epoch"] < 40
+    assert not (out / "model.npz").exists()       # nothing that looks like a finished model
+    res = subprocess.run(CMD + ["train", "--out", str(out), "--resume", *ARGS], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert np.array_equal(_params(out), ref)
+
+
+def test_predict_and_evaluate(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((300, 4))
+    labels = np.where(X[:, 0] + X[:, 1] > 0, "pos", "neg")
+    np.savez(tmp_path / "d.npz", X=X, y=labels)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "d.npz"), "--epochs", "30", "--lr", "0.01",
+                 "--out", str(run), "--quiet", "--no-plot"]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--model", str(run), "--data", str(tmp_path / "d.npz")]) == 0
+    pred = capsys.readouterr().out.split()
+    assert len(pred) == 300 and set(pred) <= {"pos", "neg"} and np.mean(np.array(pred) == labels) > 0.9
+    assert main(["predict", "--model", str(run / "model.npz"), "--data", str(tmp_path / "d.npz"),
+                 "--out", str(tmp_path / "p.npy")]) == 0
+    assert list(np.load(tmp_path / "p.npy")) == pred
+    assert main(["evaluate", "--model", str(run), "--data", str(tmp_path / "d.npz")]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["accuracy"] > 0.9 and res["samples"] == 300 and res["loss"] > 0
+
+
+def test_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    run = tmp_path / "run"
+    assert main(["train", "--epochs", "3", "--out", str(run), "--quiet"]) == 0
+    assert (run / "training.png").read_bytes()[:4] == b"\x89PNG"      # drawn at the end of train
+    assert main(["plot", str(run), "--out", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").stat().st_size > 10000
+    assert main(["plot", str(tmp_path / "nothing")]) == 2
+
+
+def test_help_reads_like_a_man_page():
+    out = subprocess.run(CMD + ["train", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for needle in ("--layers", "--resume", "--config", "history.jsonl", "143", "mpiexec"):
+        assert needle in out.stdout
+    top = subprocess.run(CMD + ["--help"], capture_output=True, text=True).stdout
+    assert all(c in top for c in ("train", "predict", "evaluate", "plot", "Exit codes"))

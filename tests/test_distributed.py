@@ -1,0 +1,45 @@
+"""MPI data-parallel training equals a single-process run with the same global batch size."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastbp
+
+pytest.importorskip("mpi4py")
+MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
+HERE = os.path.dirname(__file__)
+
+
+def _mpiexec(args, **kw):
+    return subprocess.run([MPIEXEC, "-n", "2", sys.executable, *args], capture_output=True,
+                          text=True, timeout=600, **kw)
+
+
+def test_two_ranks_equal_one_process():
+    out = _mpiexec([os.path.join(HERE, "mpi_equivalence.py")])
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    for optimizer, r in result.items():
+        assert r["params"] < 1e-10 and r["loss"] < 1e-10 and r["val_loss"] < 1e-10, (optimizer, r)
+        assert r["same_on_ranks"], optimizer
+
+
+def test_cli_under_mpiexec_matches_single_process(tmp_path):
+    args = ["-m", "fastbp.cli", "train", "--dtype", "float64", "--epochs", "3", "--batch-size", "64",
+            "--quiet", "--no-plot"]
+    single = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], capture_output=True,
+                            text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    two = _mpiexec([*args, "--out", str(tmp_path / "two")])
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("validation accuracy") == 1          # rank 0 alone prints
+    a = fastbp.load(tmp_path / "one" / "model.npz").params
+    b = fastbp.load(tmp_path / "two" / "model.npz").params
+    assert np.abs(a - b).max() / np.abs(a).max() < 1e-10
+    assert len((tmp_path / "two" / "history.jsonl").read_text().splitlines()) == 3   # written once
