@@ -302,8 +302,8 @@ def train(args, comm=None):
                              f"only {', '.join(sorted(RESUMABLE))} may change")
         s = {**saved, **{k: s[k] for k in RESUMABLE}}
         checkpoint = (arrays, info)
-    if out and rank == 0:
-        _prepare_out(out)
+    if out:
+        _prepare_out(out)       # on every rank: all refuse together, none waits for the others
     if s["threads"] is not None:
         import numba
         if s["threads"] > numba.config.NUMBA_NUM_THREADS:
@@ -364,6 +364,15 @@ def train(args, comm=None):
                              "data_sha256": fingerprint})
 
     stop = []
+
+    def stopping():
+        """The signal to stop on, agreed by every rank (a rank must not leave the others
+        waiting in an Allreduce), or None."""
+        if comm is None:
+            return stop[0] if stop else None
+        from mpi4py import MPI
+        return comm.allreduce(stop[0] if stop else 0, op=MPI.MAX) or None
+
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.append(signum))
                 for sig in EXIT_SIGNAL} if _main_thread() else {}
     progress = _Progress(s["epochs"], not say)
@@ -372,8 +381,9 @@ def train(args, comm=None):
         if out and rank == 0:
             _write_history(os.path.join(out, HISTORY), records)   # consistent with the checkpoint
         for epoch in range(start, s["epochs"]):
-            if stop:
-                raise Stopped(stop[0])
+            signum = stopping()
+            if signum:
+                raise Stopped(signum)
             h = trainer.fit(Xtr, ytr, validation_data=val)
             rec = {"epoch": epoch + 1, "loss": h.loss[-1],
                    "val_loss": h.val_loss[-1] if h.val_loss else None,
@@ -383,11 +393,12 @@ def train(args, comm=None):
             if out and rank == 0:
                 with open(os.path.join(out, HISTORY), "a") as f:
                     f.write(json.dumps(rec) + "\n")
-            if (epoch + 1) % s["checkpoint_every"] == 0 or epoch + 1 == s["epochs"] or stop:
+            signum = stopping()
+            if (epoch + 1) % s["checkpoint_every"] == 0 or epoch + 1 == s["epochs"] or signum:
                 save(epoch + 1)
             progress.epoch(epoch + 1, rec, len(Xtr))
-        if stop:
-            raise Stopped(stop[0])
+            if signum:
+                raise Stopped(signum)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

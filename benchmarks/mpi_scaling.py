@@ -1,0 +1,43 @@
+"""Samples/s of data-parallel training with 1 and K MPI ranks, and the share of time spent in
+Allreduce.  Run it under mpiexec with NUMBA_NUM_THREADS set so that ranks × threads = cores:
+
+    NUMBA_NUM_THREADS=1 mpiexec -n 2 python benchmarks/mpi_scaling.py
+    NUMBA_NUM_THREADS=2 python benchmarks/mpi_scaling.py        # the single-process baseline
+"""
+import time
+
+import numpy as np
+
+import fastbp
+from fastbp.distributed import DistributedTrainer, world
+
+CONFIGS = {"tabular": ([32, 64, 64, 1], 32, 16384), "mnist": ([784, 256, 128, 10], 128, 8192)}
+
+
+def main():
+    comm = world()
+    rank = 0 if comm is None else comm.Get_rank()
+    ranks = 1 if comm is None else comm.Get_size()
+    for name, (sizes, batch, n) in CONFIGS.items():
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((n, sizes[0])).astype(np.float32)
+        y = rng.integers(0, sizes[-1], n) if sizes[-1] > 1 else X[:, :4].sum(1)
+        net = fastbp.Network(sizes, output_activation="softmax" if sizes[-1] > 1 else "identity", seed=0)
+        tr = fastbp.Trainer(net, loss="cross_entropy" if sizes[-1] > 1 else "squared_error",
+                            optimizer="sgd", learning_rate=0.01, batch_size=batch, epochs=1, seed=0)
+        trainer = tr if comm is None else DistributedTrainer(tr, comm)
+        trainer.fit(X[:4 * batch], y[:4 * batch])          # compile
+        if comm is not None:
+            trainer.comm_seconds = 0.0
+            comm.Barrier()
+        t = time.perf_counter()
+        trainer.fit(X, y)
+        seconds = time.perf_counter() - t
+        share = trainer.comm_seconds / seconds if comm is not None else 0.0
+        if rank == 0:
+            print(f"{name:8s} ranks {ranks}  {n / seconds:12,.0f} samples/s  allreduce {100 * share:5.1f}% "
+                  f"of the time  ({net.params.nbytes / 1e6:.2f} MB per step)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
