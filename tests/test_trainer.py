@@ -121,3 +121,28 @@ def test_callback_can_stop(rng):
     seen = []
     tr = fastbp.Trainer(net, loss="squared_error", epochs=10, callback=lambda e, h: seen.append(e) or e == 2)
     assert tr.fit(X, y).epochs == 3 and seen == [0, 1, 2]
+
+
+def test_state_round_trip_continues_bitwise_and_refuses_other_configs():
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((97, 6))
+    y = rng.integers(0, 3, 97)
+
+    def make(lr=0.01):
+        net = fastbp.Network([6, 8, 3], output_activation="softmax", seed=0)
+        return fastbp.Trainer(net, optimizer="adam", learning_rate=lr, batch_size=10, epochs=2, seed=1)
+    full = make()
+    full.fit(X, y)
+    full.fit(X, y)
+    first = make()
+    first.fit(X, y)
+    arrays, info = first.state()
+    second = make()
+    second.load_state(arrays, info)
+    second.fit(X, y)
+    assert np.array_equal(second.network.params, full.network.params) and second.step == full.step
+    other = make(lr=0.5)
+    before = other.network.params.copy()
+    with pytest.raises(ValueError, match="learning_rate"):
+        other.load_state(arrays, info)
+    assert np.array_equal(other.network.params, before)          # refused: nothing changed
