@@ -121,8 +121,9 @@ class DistributedTrainer:
                 if not ok:
                     raise self._diverged("the updated parameters", steps, epoch, history)
                 for l, (a, b, w, o) in enumerate(layout):
-                    g = buf[w:o + b].astype(np.float64)      # W then b: adjacent in the layout
-                    gnorm[l] += math.sqrt(float(g @ g))
+                    # W then b, adjacent in the layout; no BLAS (its threads would spin against
+                    # the other ranks on a shared node)
+                    gnorm[l] += math.sqrt(float(np.sum(np.square(buf[w:o + b], dtype=np.float64))))
                 total += loss
                 steps += 1
             history.loss.append(total / n)
