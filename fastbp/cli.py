@@ -142,8 +142,8 @@ With no --data it trains on the 8x8 handwritten digits shipped with fastbp. The 
 from the target when --loss is omitted: integer targets with few distinct values train a softmax
 classifier (cross_entropy), anything else a regressor (squared_error).
 
-A run stopped by SIGTERM or SIGINT finishes its current epoch, writes the checkpoint and exits
-with 143 or 130; `fastbp train --out DIR --resume` continues it, and the final model is bitwise
+A run stopped by SIGTERM or SIGINT finishes its current step (within 32 steps), writes the
+checkpoint and exits with 143 or 130; `fastbp train --out DIR --resume` continues it, and the final model is bitwise
 identical to an uninterrupted run (also after SIGKILL, from the last checkpoint).
 
 Under `mpiexec -n K fastbp train ...` every rank trains on its share of each mini-batch and the
@@ -384,7 +384,10 @@ def train(args, comm=None):
             signum = stopping()
             if signum:
                 raise Stopped(signum)
-            h = trainer.fit(Xtr, ytr, validation_data=val)
+            h = trainer.fit(Xtr, ytr, validation_data=val, stop=lambda: bool(stop))
+            if h.interrupted:           # stopped mid-epoch: the checkpoint keeps its place
+                save(epoch)
+                raise Stopped(stop[0])
             rec = {"epoch": epoch + 1, "loss": h.loss[-1],
                    "val_loss": h.val_loss[-1] if h.val_loss else None,
                    "grad_norm": h.grad_norm[-1].tolist(), "weight_norm": h.weight_norm[-1].tolist(),

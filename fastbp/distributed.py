@@ -67,7 +67,9 @@ class DistributedTrainer:
     def load_state(self, arrays, info):
         self.trainer.load_state(arrays, info)
 
-    def fit(self, X, y, validation_data=None):
+    def fit(self, X, y, validation_data=None, stop=None):
+        """Every rank calls this with the same data.  ``stop`` is ignored: ranks stop between
+        epochs, where they can agree on it (see the command line)."""
         from mpi4py import MPI
         tr, net = self.trainer, self.network
         sizes, dtype = net.layer_sizes, net.dtype

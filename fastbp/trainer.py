@@ -38,6 +38,7 @@ class History:
     """
 
     def __init__(self, n_layers):
+        self.interrupted = False    # a fit stopped mid-epoch (see Trainer.fit's ``stop``)
         self.loss, self.val_loss, self.seconds = [], [], []
         self._grad, self._weight = [], []
         self._n_layers = n_layers
@@ -88,6 +89,8 @@ class Trainer:
     5 epochs equal one of 10.
     """
 
+    STOP_STEPS = 32   # steps per compiled call when fit polls a ``stop`` callable
+
     def __init__(self, network, loss="cross_entropy", optimizer="adam", learning_rate=1e-3,
                  batch_size=32, epochs=10, shuffle=True, seed=None, momentum=0.9, beta1=0.9,
                  beta2=0.999, eps=1e-8, weight_decay=0.0, verbose=False, callback=None):
@@ -115,6 +118,7 @@ class Trainer:
         self._state = [np.zeros(n, network.dtype) if i < STATE_ARRAYS[OPTIMIZERS[self.optimizer]]
                        else np.zeros(0, network.dtype) for i in range(2)]
         self.step = 0   # optimizer steps taken (PyTorch's step count)
+        self._pending = None   # an epoch interrupted by ``stop``
 
     def state(self):
         """Everything a later run needs to continue this one bitwise: ``(arrays, info)`` with
@@ -123,7 +127,11 @@ class Trainer:
         arrays = {"params": self.network.params.copy(), "state1": self._state[0].copy(),
                   "state2": self._state[1].copy()}
         info = {"step": self.step, "rng": self._rng.bit_generator.state,
-                "config": self._config()}
+                "config": self._config(), "pending": None}
+        if self._pending is not None:
+            p = self._pending
+            arrays["pending_perm"], arrays["pending_gnorm"] = p["perm"].copy(), p["gnorm"].copy()
+            info["pending"] = {k: p[k] for k in ("done", "total", "n", "batch")}
         return arrays, info
 
     def load_state(self, arrays, info):
@@ -139,11 +147,16 @@ class Trainer:
                                  f"this trainer needs {buf.shape} {buf.dtype}")
         rng = np.random.default_rng()
         rng.bit_generator.state = info["rng"]    # validated before anything changes
+        pending = None
+        if info.get("pending"):
+            pending = {**info["pending"], "perm": np.array(arrays["pending_perm"], np.int64),
+                       "gnorm": np.array(arrays["pending_gnorm"], np.float64)}
         for name, buf in (("params", self.network.params), ("state1", self._state[0]),
                           ("state2", self._state[1])):
             buf[...] = arrays[name]
         self._rng = rng
         self.step = int(info["step"])
+        self._pending = pending
 
     def _config(self):
         net = self.network
@@ -158,8 +171,14 @@ class Trainer:
         h = [self.learning_rate, self.momentum, self.beta1, self.beta2, self.eps, self.weight_decay]
         return np.array(h, dtype=self.network.dtype)
 
-    def fit(self, X, y, validation_data=None):
+    def fit(self, X, y, validation_data=None, stop=None):
         """Train the network in place from its current parameters; returns a :class:`History`.
+
+        ``stop``, when given, is polled every :attr:`STOP_STEPS` steps; when it returns True the
+        fit returns at once, mid-epoch, with ``history.interrupted`` set.  The unfinished epoch
+        is kept (its order, position and partial sums: in :meth:`state` too), and the next
+        ``fit`` finishes it before starting a new one: stopped and resumed, the result is
+        bitwise that of an uninterrupted fit.
 
         Raises
         ------
@@ -193,23 +212,46 @@ class Trainer:
         s1, s2 = self._state
         sw = NO_WEIGHTS.astype(net.dtype)
 
-        def run(max_steps):
-            return K.train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, net.params, grads, s1, s2,
-                                 hyper, self.step, net._layout, *codes, 0.0, 1.0, ws.acts,
-                                 ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq, ws.gsq, consts,
-                                 flags, gnorm, ws.partial)
+        n_steps = -(-n // batch)
+        pending = self._pending
+        if pending is not None and (pending["n"] != n or pending["batch"] != batch):
+            raise ValueError(f"an interrupted epoch over {pending['n']} samples in batches of "
+                             f"{pending['batch']} is pending; finish it with the same data")
+
+        def run(first, max_steps, step0):
+            return K.train_epoch(X, Yf, Yi, sw, perm[first * batch:], batch, max_steps,
+                                 net.params, grads, s1, s2, hyper, step0, net._layout, *codes,
+                                 0.0, 1.0, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss,
+                                 ws.sq, ws.gsq, consts, flags, gnorm, ws.partial)
 
         with _config.ready():    # a no-op, or a lock if numba only has workqueue
             for epoch in range(self.epochs):
                 t0 = time.perf_counter()
-                if self.shuffle:   # a fresh draw, independent of the last order: fits can be split
-                    perm[...] = self._rng.permutation(n)
-                snapshot = (net.params.copy(), s1.copy(), s2.copy())
-                gnorm[:] = 0
-                total, steps, status = run(-1)
-                if status != K.OK:
-                    self._diverged(status, steps, snapshot, run, epoch, history)
-                self.step += steps
+                if self._pending is not None:       # finish the interrupted epoch first
+                    p, self._pending = self._pending, None
+                    perm[...] = p["perm"]
+                    done, total = p["done"], p["total"]
+                    gnorm[...] = p["gnorm"]
+                else:
+                    if self.shuffle:   # a fresh draw, independent of the last: fits can be split
+                        perm[...] = self._rng.permutation(n)
+                    done, total = 0, 0.0
+                    gnorm[:] = 0
+                snapshot = (net.params.copy(), s1.copy(), s2.copy(), done, self.step)
+                while done < n_steps:
+                    k = n_steps - done if stop is None else min(self.STOP_STEPS, n_steps - done)
+                    part, steps, status = run(done, k, self.step)
+                    if status != K.OK:
+                        self._diverged(status, done + steps, snapshot, run, epoch, history)
+                    self.step += steps
+                    done += steps
+                    total += part
+                    if stop is not None and done < n_steps and stop():
+                        self._pending = {"perm": perm.copy(), "done": done, "total": total,
+                                         "gnorm": gnorm.copy(), "n": n, "batch": batch}
+                        history.interrupted = True
+                        return history
+                steps = n_steps
                 history.loss.append(total / n)
                 history._grad.append(gnorm / steps)
                 history._weight.append([np.sqrt(np.sum(np.square(W, dtype=np.float64))
@@ -229,14 +271,17 @@ class Trainer:
         return history
 
     def _diverged(self, status, steps, snapshot, run, epoch, history):
+        """``steps``: the epoch's steps completed before the failing one."""
         net = self.network
+        params, st1, st2, first, step0 = snapshot
         if status == K.PARAMS_NOT_FINITE:
-            # the failing update already wrote: go back to the epoch's start and redo the steps
-            # that succeeded (bitwise the same, the kernels being deterministic)
-            for buf, saved in zip((net.params, *self._state), snapshot):
+            # the failing update already wrote: go back to the snapshot (the epoch's start, or
+            # where it resumed) and redo the steps that succeeded since (bitwise the same, the
+            # kernels being deterministic)
+            for buf, saved in zip((net.params, *self._state), (params, st1, st2)):
                 buf[...] = saved
-            run(steps)
-        self.step += steps
+            run(first, steps - first, step0)
+        self.step = step0 + steps - first
         what = {K.LOSS_NOT_FINITE: "the loss", K.GRADIENT_NOT_FINITE: "the gradient",
                 K.PARAMS_NOT_FINITE: "the updated parameters"}[status]
         err = TrainingDivergedError(

@@ -146,3 +146,30 @@ def test_state_round_trip_continues_bitwise_and_refuses_other_configs():
     with pytest.raises(ValueError, match="learning_rate"):
         other.load_state(arrays, info)
     assert np.array_equal(other.network.params, before)          # refused: nothing changed
+
+
+def test_stop_mid_epoch_then_resume_is_bitwise():
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((500, 5))
+    y = rng.integers(0, 4, 500)
+
+    def make():
+        net = fastbp.Network([5, 12, 4], output_activation="softmax", dtype=np.float64, seed=0)
+        return fastbp.Trainer(net, optimizer="nesterov", learning_rate=0.05, batch_size=4, epochs=3, seed=1)
+    ref = make()
+    ref_hist = ref.fit(X, y)
+    chunked = make()
+    chunked.fit(X, y, stop=lambda: False)            # polled, never stopping: the same numbers
+    assert np.array_equal(chunked.network.params, ref.network.params)
+    first = make()
+    polls = []
+    h = first.fit(X, y, stop=lambda: polls.append(1) or len(polls) == 3)   # stop in epoch 1
+    assert h.interrupted and h.epochs == 0 and first.step == 3 * fastbp.Trainer.STOP_STEPS
+    arrays, info = first.state()
+    second = make()
+    second.load_state(arrays, info)
+    with pytest.raises(ValueError, match="interrupted epoch"):
+        second.fit(X[:100], y[:100])
+    h2 = second.fit(X, y)
+    assert np.array_equal(second.network.params, ref.network.params) and second.step == ref.step
+    np.testing.assert_allclose(h2.loss, ref_hist.loss, rtol=1e-12)
