@@ -287,10 +287,10 @@ class _BaseMLP(BaseEstimator):
     def _fit_stochastic(self, X, y, sample_weight, incremental):
         params, layout = self._params()
         dtype = params.dtype
-        if not incremental or not hasattr(self, "_optimizer"):
-            self._optimizer = _Optimizer(self, params.shape[0], dtype)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = _Optimizer(self, params.shape[0], dtype)
         early_stopping = self.early_stopping
         if early_stopping:
             stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
