@@ -106,7 +106,7 @@ class DistributedTrainer:
                     with _config.ready():
                         loss, _ = K.batch_gradients(X, Yf, Yi, sw, mine, net.params, grads, layout,
                                                     *codes, 0.0, 1.0, ws.acts, ws.aoff, ws.deltas,
-                                                    ws.doff, ws.rowloss, ws.sq, ws.gsq, ws.partial)
+                                                    ws.doff, ws.rowloss, ws.sq, ws.gsq)
                     grads *= dtype.type(mine.shape[0] / B)     # local mean -> share of the global mean
                     buf[n_params] = loss
                 else:

@@ -5,7 +5,6 @@ from . import _config
 from ._validation import check_choice, check_dtype, check_int, check_targets, check_X
 from .kernels import train as K
 from .kernels.dense import max_tasks
-from .kernels.train import L2_CHUNK
 from .kernels.activations import HIDDEN, NAMES as ACT_NAMES, OUTPUT, RELU, LEAKY_RELU
 from .kernels.losses import LOSSES
 
@@ -49,8 +48,6 @@ class Workspace:
         self.sq = np.empty(max_tasks(list(sizes)), np.float64)   # per-task partial sums
         self.gsq = np.empty(len(sizes) - 1, np.float64)
         self.rows = np.empty(rows, np.int64)
-        self.partial = np.empty(max(-(-int(a) * int(b) // L2_CHUNK)
-                                    for a, b in zip(sizes[:-1], sizes[1:])), np.float64)
 
     def view(self, which, l, n):
         buf, off = (self.acts, self.aoff) if which == "acts" else (self.deltas, self.doff)
@@ -242,7 +239,7 @@ class Network:
             total, _ = K.batch_gradients(X, Yf, Yi, NO_WEIGHTS.astype(self._dtype), rows,
                                          self.params, grads, self._layout, *self._codes(loss),
                                          0.0, 1.0, ws.acts, ws.aoff, ws.deltas, ws.doff,
-                                         ws.rowloss, ws.sq, ws.gsq, ws.partial)
+                                         ws.rowloss, ws.sq, ws.gsq)
         return total / n, grads, ws
 
     def deltas(self, X, Y, loss=None):

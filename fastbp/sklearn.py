@@ -353,7 +353,7 @@ class _BaseMLP(BaseEstimator):
                         X_train, Yf, Yi, sw, perm, batch_size, -1, params, grads, s1, s2,
                         opt.hyper_array(dtype), opt.t, layout, *codes, opt.code, alpha, loss_div,
                         ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq, ws.gsq, consts,
-                        flags, gnorm, ws.partial)
+                        flags, gnorm)
                 opt.t += steps
                 if status != K.OK:
                     raise ValueError("Solver produced non-finite parameter weights. The input "
@@ -443,7 +443,7 @@ class _BaseMLP(BaseEstimator):
             with _config.ready():
                 loss, wsum = K.batch_gradients(X, Yf, Yi, sw, rows, params, grads, layout, *codes,
                                                alpha, loss_div, ws.acts, ws.aoff, ws.deltas,
-                                               ws.doff, ws.rowloss, ws.sq, ws.gsq, ws.partial)
+                                               ws.doff, ws.rowloss, ws.sq, ws.gsq)
             return loss / wsum, grads[order]
 
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1

@@ -222,7 +222,7 @@ class Trainer:
             return K.train_epoch(X, Yf, Yi, sw, perm[first * batch:], batch, max_steps,
                                  net.params, grads, s1, s2, hyper, step0, net._layout, *codes,
                                  0.0, 1.0, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss,
-                                 ws.sq, ws.gsq, consts, flags, gnorm, ws.partial)
+                                 ws.sq, ws.gsq, consts, flags, gnorm)
 
         with _config.ready():    # a no-op, or a lock if numba only has workqueue
             for epoch in range(self.epochs):

@@ -86,7 +86,7 @@ def test_weighted_penalised_batch_gradients_match_naive(rng, dtype, loss, out, d
     grads = np.empty_like(net.params)
     value, wsum = K.batch_gradients(Xc, Yf, Yi, w.astype(dtype), rows, net.params, grads, net._layout,
                                     *net._codes(loss), alpha, div, ws.acts, ws.aoff, ws.deltas, ws.doff,
-                                    ws.rowloss, ws.sq, ws.gsq, ws.partial)
+                                    ws.rowloss, ws.sq, ws.gsq)
     li, deltas, gW, gb = naive.backprop(net.weights, net.biases, "tanh", out, loss, Xc[rows].astype(float),
                                         np.asarray(Y)[rows])
     wr = w[rows]

@@ -21,9 +21,9 @@ their sum instead of the batch size; an L2 penalty ``½·alpha·Σ‖W‖²`` (w
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .._config import JIT, PARALLEL_JIT
+from .._config import JIT
 from .activations import IDENTITY, activate
 from .dense import backprop, forward, gradient
 from .losses import output_batch
@@ -75,36 +75,21 @@ def loss_batch(Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, deltas
                         out_code, loss_code, rowloss[:B])
 
 
-L2_CHUNK = 4096
-
-
 @njit(**JIT)
-def _l2_chunk(params, grads, c, lo, hi):
-    s = 0.0
-    for i in range(np.uint64(lo), np.uint64(hi)):
-        w = params[i]
-        grads[i] = grads[i] + c * w
-        s += float(w * w)
-    return s
-
-
-@njit(**PARALLEL_JIT)
-def add_l2(params, grads, layout, c, partial):
-    """``∂W += c·W`` for every layer's weights (not biases); returns ``Σ‖W‖²`` (float64, summed in
-    a fixed order).  ``partial`` is scratch of ``max_l ceil(n_in·n_out / L2_CHUNK)`` floats."""
+def add_l2(params, grads, layout, c):
+    """``∂W += c·W`` for every layer's weights (not biases); returns ``Σ‖W‖²`` (float64).
+    Serial: a streaming pass, small next to the products (and a parallel region here would
+    add seconds to every first compile, estimators or not)."""
     total = 0.0
     for l in range(layout.shape[0]):
-        w_off = layout[l, 2]
-        n = layout[l, 0] * layout[l, 1]
-        nchunks = (n + L2_CHUNK - 1) // L2_CHUNK
-        if n < 1 << 16:
-            total += _l2_chunk(params, grads, c, w_off, w_off + n)
-            continue
-        for t in prange(nchunks):
-            partial[t] = _l2_chunk(params, grads, c, w_off + t * L2_CHUNK,
-                                   w_off + min(n, t * L2_CHUNK + L2_CHUNK))
-        for t in range(nchunks):
-            total += partial[t]
+        lo = np.uint64(layout[l, 2])
+        hi = lo + np.uint64(layout[l, 0] * layout[l, 1])
+        s = 0.0
+        for i in range(lo, hi):
+            w = params[i]
+            grads[i] = grads[i] + c * w
+            s += float(w * w)
+        total += s
     return total
 
 
@@ -127,7 +112,7 @@ def backward_batch(B, scale, params, grads, layout, act, acts, aoff, deltas, dof
 
 @njit(**JIT)
 def batch_gradients(X, Yf, Yi, sw, rows, params, grads, layout, act, out_code, loss_code, alpha,
-                    loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq, partial):
+                    loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq):
     """Forward, loss and backward over one batch (``rows`` of X): ``grads`` = the gradients of
     the batch's mean loss (weighted mean with ``sw``, plus the L2 term when ``alpha > 0``),
     ``deltas`` = every layer's δ, ``rowloss`` = the per-sample (weighted) losses.
@@ -150,7 +135,7 @@ def batch_gradients(X, Yf, Yi, sw, rows, params, grads, layout, act, out_code, l
     backward_batch(B, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq)
     if alpha > 0:
         # sklearn: (Aᵀδ + alpha·W) / wsum; the product is already scaled
-        sumsq = add_l2(params, grads, layout, acts.dtype.type(alpha) * scale, partial)
+        sumsq = add_l2(params, grads, layout, acts.dtype.type(alpha) * scale)
         loss += 0.5 * alpha * sumsq
     return loss, wsum
 
@@ -158,7 +143,7 @@ def batch_gradients(X, Yf, Yi, sw, rows, params, grads, layout, act, out_code, l
 @njit(**JIT)
 def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, state1, state2, hyper,
                 step0, layout, act, out_code, loss_code, opt_code, alpha, loss_div,
-                acts, aoff, deltas, doff, rowloss, sq, gsq, consts, flags, gnorm, partial):
+                acts, aoff, deltas, doff, rowloss, sq, gsq, consts, flags, gnorm):
     """All mini-batch steps of one epoch (at most ``max_steps`` when it is >= 0).
 
     Returns ``(loss_sum, steps_done, status)``: Σ over the completed steps of the batch's
@@ -178,7 +163,7 @@ def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, state1, st
         B = rows.shape[0]
         loss, wsum = batch_gradients(X, Yf, Yi, sw, rows, params, grads, layout, act, out_code,
                                      loss_code, alpha, loss_div, acts, aoff, deltas, doff,
-                                     rowloss, sq, gsq, partial)
+                                     rowloss, sq, gsq)
         if not math.isfinite(loss):
             return total, s, LOSS_NOT_FINITE
         g = 0.0
