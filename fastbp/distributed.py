@@ -27,8 +27,9 @@ from .kernels import train as K
 from .kernels.losses import LOSSES
 from .kernels.optimizers import CHUNK, OPTIMIZERS, update
 from .network import NO_WEIGHTS, Workspace
-from .trainer import History, TrainingDivergedError
+from .trainer import History, diverged_error, weight_norms
 
+PARAMS = "the updated parameters"
 # environment variables that MPI launchers (MPICH/Hydra, Open MPI, PMIx, Slurm's srun) set
 _LAUNCHER_SIZE = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
 
@@ -92,60 +93,67 @@ class DistributedTrainer:
         layout = net._layout
         history = History(net.n_layers)
         perm = np.arange(n, dtype=np.int64)
+        gsq = np.zeros(net.n_layers)
+
+        def step(lo):
+            """One global step over ``perm[lo:lo+batch]``, on every rank; returns the batch's
+            summed loss (the gradient's per-layer squared norms in ``gsq``) and None, or what
+            became non-finite (the loss or the gradient: no update was made)."""
+            rows = perm[lo:min(n, lo + batch)]
+            B = rows.shape[0]
+            mine = rows[B * self.rank // self.size:B * (self.rank + 1) // self.size]
+            if mine.shape[0] > 0:
+                with _config.ready():
+                    loss, _ = K.batch_gradients(X, Yf, Yi, sw, mine, net.params, grads, layout,
+                                                *codes, 0.0, 1.0, ws.acts, ws.aoff, ws.deltas,
+                                                ws.doff, ws.rowloss, ws.sq, ws.gsq)
+                # the local mean -> its share of the global mean
+                np.multiply(grads, dtype.type(mine.shape[0] / B), out=grads)
+                buf[n_params] = loss
+            else:
+                buf[...] = 0
+            c0 = time.perf_counter()
+            self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+            self.comm_seconds += time.perf_counter() - c0
+            for l, (_, b, w, o) in enumerate(layout):      # W then b: adjacent in the layout
+                gsq[l] = K.sumsq(buf, w, o + b)
+            loss = float(buf[n_params])
+            if not math.isfinite(loss):
+                return loss, "the loss"
+            if not math.isfinite(float(gsq.sum())):
+                return loss, "the gradient"
+            with _config.ready():
+                ok = update(opt, net.params, grads, s1, s2, hyper, tr.step + 1, consts, flags)
+            tr.step += 1
+            return loss, None if ok else PARAMS
+
         for epoch in range(tr.epochs):
             t0 = time.perf_counter()
             if tr.shuffle:
                 perm[...] = tr._rng.permutation(n)
+            snapshot = (net.params.copy(), s1.copy(), s2.copy(), tr.step)
             total, gnorm, steps = 0.0, np.zeros(net.n_layers), 0
             for lo in range(0, n, batch):
-                rows = perm[lo:min(n, lo + batch)]
-                B = rows.shape[0]
-                cut = [B * r // self.size for r in range(self.size + 1)]
-                mine = rows[cut[self.rank]:cut[self.rank + 1]]
-                if mine.shape[0] > 0:
-                    with _config.ready():
-                        loss, _ = K.batch_gradients(X, Yf, Yi, sw, mine, net.params, grads, layout,
-                                                    *codes, 0.0, 1.0, ws.acts, ws.aoff, ws.deltas,
-                                                    ws.doff, ws.rowloss, ws.sq, ws.gsq)
-                    grads *= dtype.type(mine.shape[0] / B)     # local mean -> share of the global mean
-                    buf[n_params] = loss
-                else:
-                    buf[...] = 0
-                c0 = time.perf_counter()
-                self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-                self.comm_seconds += time.perf_counter() - c0
-                loss = float(buf[n_params])
-                if not math.isfinite(loss) or not np.isfinite(grads).all():
-                    raise self._diverged("the loss or gradient", steps, epoch, history)
-                with _config.ready():
-                    ok = update(opt, net.params, grads, s1, s2, hyper, tr.step + 1, consts, flags)
-                tr.step += 1
-                if not ok:
-                    raise self._diverged("the updated parameters", steps, epoch, history)
-                for l, (a, b, w, o) in enumerate(layout):
-                    # W then b, adjacent in the layout; no BLAS (its threads would spin against
-                    # the other ranks on a shared node)
-                    gnorm[l] += math.sqrt(float(np.sum(np.square(buf[w:o + b], dtype=np.float64))))
+                loss, failed = step(lo)
+                if failed:   # every rank sees the same reduced numbers: all stop here together
+                    if failed == PARAMS:   # the update wrote: back to the epoch's start, replay
+                        for buf_, saved in zip((net.params, s1, s2), snapshot):
+                            buf_[...] = saved
+                        tr.step = snapshot[3]
+                        for redo in range(steps):
+                            step(redo * batch)
+                    raise diverged_error(failed, steps, epoch, tr.learning_rate, history)
+                gnorm += np.sqrt(gsq)
                 total += loss
                 steps += 1
             history.loss.append(total / n)
             history._grad.append(gnorm / steps)
-            history._weight.append([math.sqrt(float(np.sum(np.square(W, dtype=np.float64)))
-                                              + float(np.sum(np.square(b, dtype=np.float64))))
-                                    for W, b in zip(net.weights, net.biases)])
+            history._weight.append(weight_norms(net))
             if validation_data is not None:
                 Xv, yv = validation_data
                 history.val_loss.append(net.loss(Xv, yv, loss=tr.loss))
             history.seconds.append(time.perf_counter() - t0)
         return history
-
-    def _diverged(self, what, steps, epoch, history):
-        err = TrainingDivergedError(
-            f"training diverged: {what} became non-finite at step {steps + 1} of epoch "
-            f"{epoch + 1}. Lower the learning rate (now {self.trainer.learning_rate:g}) or "
-            f"standardise the inputs.")
-        err.history = history
-        return err
 
 
 __all__ = ["DistributedTrainer", "world"]

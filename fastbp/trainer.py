@@ -254,9 +254,7 @@ class Trainer:
                 steps = n_steps
                 history.loss.append(total / n)
                 history._grad.append(gnorm / steps)
-                history._weight.append([np.sqrt(np.sum(np.square(W, dtype=np.float64))
-                                                + np.sum(np.square(b, dtype=np.float64)))
-                                        for W, b in zip(net.weights, net.biases)])
+                history._weight.append(weight_norms(net))
                 if val is not None:
                     vt = K.evaluate(*val, sw, net.params, net._layout, *codes[:3], vws.acts,
                                     vws.aoff, vws.deltas, vws.doff, vws.rowloss, vws.rows, vws.sq)
@@ -284,9 +282,21 @@ class Trainer:
         self.step = step0 + steps - first
         what = {K.LOSS_NOT_FINITE: "the loss", K.GRADIENT_NOT_FINITE: "the gradient",
                 K.PARAMS_NOT_FINITE: "the updated parameters"}[status]
-        err = TrainingDivergedError(
-            f"training diverged: {what} became non-finite at step {steps + 1} of epoch {epoch + 1}; "
-            f"the network keeps its last finite parameters. Lower the learning rate "
-            f"(now {self.learning_rate:g}) or standardise the inputs.")
-        err.history = history
-        raise err
+        raise diverged_error(what, steps, epoch, self.learning_rate, history)
+
+
+def weight_norms(net):
+    """Each layer's ``‖(W, b)‖`` (float64)."""
+    return [np.sqrt(np.sum(np.square(W, dtype=np.float64)) + np.sum(np.square(b, dtype=np.float64)))
+            for W, b in zip(net.weights, net.biases)]
+
+
+def diverged_error(what, steps, epoch, learning_rate, history):
+    """The error for a step that made ``what`` non-finite after ``steps`` good steps of
+    ``epoch`` (0-based); the network has been left at its last finite parameters."""
+    err = TrainingDivergedError(
+        f"training diverged: {what} became non-finite at step {steps + 1} of epoch {epoch + 1}; "
+        f"the network keeps its last finite parameters. Lower the learning rate "
+        f"(now {learning_rate:g}) or standardise the inputs.")
+    err.history = history
+    return err

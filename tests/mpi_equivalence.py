@@ -31,5 +31,39 @@ for optimizer, batch in [("adam", 32), ("nesterov", 7), ("sgd", None)]:
         "val_loss": float(np.max(np.abs(np.subtract(h.val_loss, hr.val_loss)))),
         "same_on_ranks": bool(comm.allreduce(net.params.tobytes() == comm.bcast(net.params.tobytes()), op=MPI.LAND)),
     }
+# divergence: both raise, and both keep the same last finite parameters
+def diverging():
+    net = fastbp.Network([7, 16, 3], output_activation="softmax", dtype=np.float64, seed=1)
+    return net, fastbp.Trainer(net, optimizer="sgd", batch_size=16, epochs=2, seed=2, learning_rate=1e300)
+got = []
+for make_trainer in (lambda tr: DistributedTrainer(tr, comm), lambda tr: tr):
+    net, tr = diverging()
+    try:
+        make_trainer(tr).fit(X * 1e3, y)
+        got.append(None)
+    except fastbp.TrainingDivergedError as e:
+        got.append((net.params.copy(), tr.step, str(e).split(";")[0]))
+result["diverged"] = {
+    "both_raised": got[0] is not None and got[1] is not None,
+    "same_params": bool(got[0] is not None and got[1] is not None
+                        and np.allclose(got[0][0], got[1][0], rtol=1e-10, atol=0)),
+    "finite": bool(got[0] is not None and np.isfinite(got[0][0]).all()),
+    "same_step": bool(got[0] is not None and got[1] is not None and got[0][1:] == got[1][1:]),
+}
+# an update that overflows float32 at the second step: both go back to the last finite
+# parameters (the distributed one by replaying the epoch's first step) and agree on the step
+a = float(np.float32(3e38) * np.float32(1e-20))
+Xo, yo = np.full((4, 1), 1e-20, np.float32), np.array([a, a, 1.0, 1.0], np.float32)
+got = []
+for make_trainer in (lambda tr: DistributedTrainer(tr, comm), lambda tr: tr):
+    net = fastbp.Network([1, 1], dtype=np.float32)
+    net.weights, net.biases = [np.array([[3e38]])], [np.zeros(1)]
+    tr = fastbp.Trainer(net, loss="squared_error", optimizer="sgd", learning_rate=1e30,
+                        batch_size=2, epochs=1, shuffle=False)
+    try:
+        make_trainer(tr).fit(Xo, yo)
+    except fastbp.TrainingDivergedError as e:
+        got.append((net.params.tolist(), tr.step, "updated parameters" in str(e)))
+result["overflow"] = {"same": len(got) == 2 and got[0] == got[1], "what": got}
 if comm.Get_rank() == 0:
     print(json.dumps(result))

@@ -25,6 +25,10 @@ def test_two_ranks_equal_one_process():
     out = _mpiexec([os.path.join(HERE, "mpi_equivalence.py")])
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result.pop("diverged") == {"both_raised": True, "same_params": True, "finite": True,
+                                      "same_step": True}
+    overflow = result.pop("overflow")
+    assert overflow["same"] and overflow["what"][0][1:] == [1, True], overflow
     for optimizer, r in result.items():
         assert r["params"] < 1e-10 and r["loss"] < 1e-10 and r["val_loss"] < 1e-10, (optimizer, r)
         assert r["same_on_ranks"], optimizer

@@ -94,6 +94,15 @@ def add_l2(params, grads, layout, c):
 
 
 @njit(**JIT)
+def sumsq(buf, lo, hi):
+    """``Σ buf[lo:hi]²`` in float64, without a temporary."""
+    s = 0.0
+    for i in range(np.uint64(lo), np.uint64(hi)):
+        s += float(buf[i]) * float(buf[i])
+    return s
+
+
+@njit(**JIT)
 def backward_batch(B, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq):
     """Gradients of the batch of ``B`` rows, scaled by ``scale`` (``1/B`` for the mean), into
     ``grads`` (δ of the output already in place); every hidden δ into ``deltas``; ``gsq[l]`` =
