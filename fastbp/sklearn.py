@@ -46,6 +46,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess without
         'pip install "fastbp[sklearn]"') from e
 
 from . import _config
+from ._validation import _check_finite
 from .kernels import train as K
 from .kernels.activations import HIDDEN, OUTPUT
 from .kernels.losses import LOSSES
@@ -193,6 +194,9 @@ class _BaseMLP(BaseEstimator):
         self._flat = (flat, layout, tuple(coefs + intercepts))
         return flat, layout
 
+    def _sizes(self):
+        return [c.shape[0] for c in self.coefs_] + [self.n_outputs_]
+
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_flat", None)   # coefs_/intercepts_ hold the values; rebuilt on first use
@@ -328,7 +332,7 @@ class _BaseMLP(BaseEstimator):
         sw = np.empty(0, dtype) if sw_train is None else np.array(sw_train, dtype, order="C")
         opt = self._optimizer
         s1, s2 = opt.state
-        ws = Workspace([c.shape[0] for c in self.coefs_] + [self.n_outputs_], batch_size, dtype)
+        ws = Workspace(self._sizes(), batch_size, dtype)
         grads = np.zeros_like(params)
         consts = np.zeros(10, dtype)
         flags = np.zeros(-(-params.shape[0] // CHUNK), dtype)
@@ -433,7 +437,7 @@ class _BaseMLP(BaseEstimator):
         Yf, Yi, codes, loss_div = self._targets(y, dtype)
         n = X.shape[0]
         sw = np.empty(0, dtype) if sample_weight is None else np.array(sample_weight, dtype, order="C")
-        ws = Workspace([c.shape[0] for c in self.coefs_] + [self.n_outputs_], n, dtype)
+        ws = Workspace(self._sizes(), n, dtype)
         grads = np.empty_like(params)
         rows = np.arange(n, dtype=np.int64)
         alpha = float(self.alpha)
@@ -466,15 +470,15 @@ class _BaseMLP(BaseEstimator):
         if sp.issparse(X):
             X = X.toarray()
         params, layout = self._params()
-        X = np.ascontiguousarray(X, dtype=params.dtype)
+        before = X.dtype
+        with np.errstate(over="ignore"):    # an overflow is reported below, by name
+            X = np.ascontiguousarray(X, dtype=params.dtype)
         if not X.flags.writeable:
             X = X.copy()
-        if X.dtype.kind == "f" and not np.isfinite(X).all():   # e.g. float64 overflowing float32
-            raise ValueError("Input X contains infinity or a value too large for "
-                             f"{params.dtype}.")
+        if before != params.dtype:     # e.g. float64 values that overflow a float32 model
+            _check_finite(f"X (as {params.dtype})", X)
         if ws is None:
-            sizes = [c.shape[0] for c in self.coefs_] + [self.n_outputs_]
-            ws = Workspace(sizes, min(PREDICT_CHUNK, max(1, X.shape[0])), params.dtype)
+            ws = Workspace(self._sizes(), min(PREDICT_CHUNK, max(1, X.shape[0])), params.dtype)
         out = np.empty((X.shape[0], self.n_outputs_), params.dtype)
         with _config.ready():
             K.predict(X, params, layout, HIDDEN[self.activation], OUTPUT[_OUT[self.out_activation_]],

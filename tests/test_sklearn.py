@@ -286,3 +286,15 @@ def test_scikit_learn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)
+
+
+def test_float64_input_overflowing_a_float32_model_is_refused_by_name():
+    X, y = _data("regression")
+    reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg.fit(X.astype(np.float32), y)
+    big = X.copy()
+    big[3, 1] = 1e300
+    with pytest.raises(ValueError, match="X \\(as float32\\) contains 1 non-finite"):
+        reg.predict(big)
