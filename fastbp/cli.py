@@ -237,7 +237,7 @@ def _task(y, loss):
     return y, n_out, loss, out, None
 
 
-def _metric(net, X, y, loss, classes):
+def _metric(net, X, y, classes):
     out = net.predict(X)
     if classes is not None:
         return "accuracy", float((out.argmax(1) == y).mean())
@@ -409,7 +409,7 @@ def train(args, comm=None):
 
     if rank != 0:
         return EXIT_OK
-    name, value = _metric(net, *(val if val else (Xtr, ytr)), loss, classes)
+    name, value = _metric(net, *(val if val else (Xtr, ytr)), classes)
     where = "validation" if val else "training"
     metrics = {"loss": records[-1]["loss"] if records else None,
                "val_loss": records[-1]["val_loss"] if records else None,
@@ -493,7 +493,7 @@ def evaluate(args):
     else:
         loss = None
     result = {"loss": float(net.loss(X, y, loss=loss)), "samples": len(X)}
-    name, value = _metric(net, X, y, loss, classes if net.output_activation == "softmax" else None)
+    name, value = _metric(net, X, y, classes if net.output_activation == "softmax" else None)
     result[name] = value
     print(json.dumps(result))
     return EXIT_OK

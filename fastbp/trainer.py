@@ -251,9 +251,8 @@ class Trainer:
                                          "gnorm": gnorm.copy(), "n": n, "batch": batch}
                         history.interrupted = True
                         return history
-                steps = n_steps
                 history.loss.append(total / n)
-                history._grad.append(gnorm / steps)
+                history._grad.append(gnorm / n_steps)
                 history._weight.append(weight_norms(net))
                 if val is not None:
                     vt = K.evaluate(*val, sw, net.params, net._layout, *codes[:3], vws.acts,
