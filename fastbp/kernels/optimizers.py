@@ -42,7 +42,9 @@ STATE_ARRAYS = {SGD: 0, MOMENTUM: 1, NESTEROV: 1, ADAM: 2, ADAMW: 2, RMSPROP: 1,
                 SK_SGD: 1, SK_NESTEROV: 1, SK_ADAM: 2}
 RMSPROP_ALPHA = 0.99
 CHUNK = 4096        # elements per parallel task
-PAR_MIN = 1 << 16   # parameters below which the update runs serially
+PAR_MIN = 1 << 16   # parameters below which the update runs serially ...
+PAR_MIN_SQRT = 1 << 14  # ... for float64 and the rules with a square root and a division
+                        # (4 cycles per element: two threads pay from ~16k, measured)
 
 
 @njit(**JIT)
@@ -143,7 +145,9 @@ def update(code, params, grads, state1, state2, hyper, step, consts, flags):
     consts[9] = 1.0 - lr * wd
     n = params.shape[0]
     nchunks = (n + CHUNK - 1) // CHUNK
-    if n < PAR_MIN:
+    slow = params.itemsize == 8 and (code == ADAM or code == ADAMW or code == RMSPROP
+                                     or code == SK_ADAM)
+    if n < (PAR_MIN_SQRT if slow else PAR_MIN):
         ok = _update_chunk(code, params, grads, state1, state2, consts, 0, n)
         return ok == 0
     for t in prange(nchunks):
