@@ -79,7 +79,7 @@ class DistributedTrainer:
         n = X.shape[0]
         batch = n if tr.batch_size is None else min(tr.batch_size, n)
         local_max = -(-batch // self.size)
-        ws = Workspace(sizes, local_max, dtype)
+        ws = Workspace(sizes, local_max, dtype, train=True)
         n_params = net.params.shape[0]
         buf = np.zeros(n_params + 1, dtype)   # the gradients, then the batch's summed loss
         grads = buf[:n_params]
@@ -104,7 +104,8 @@ class DistributedTrainer:
             mine = rows[B * self.rank // self.size:B * (self.rank + 1) // self.size]
             if mine.shape[0] > 0:
                 with _config.ready():
-                    loss, _ = K.batch_gradients(X, Yf, Yi, sw, mine, net.params, grads, layout,
+                    loss, _ = K.batch_gradients(X, Yf, Yi, sw, mine, net.params, grads, ws.part,
+                                                layout,
                                                 *codes, 0.0, 1.0, ws.acts, ws.aoff, ws.deltas,
                                                 ws.doff, ws.rowloss, ws.sq, ws.gsq)
                 # the local mean -> its share of the global mean

@@ -5,6 +5,7 @@ from . import _config
 from ._validation import check_choice, check_dtype, check_int, check_targets, check_X
 from .kernels import train as K
 from .kernels.dense import max_tasks
+from .kernels.train import step_blocks
 from .kernels.activations import HIDDEN, NAMES as ACT_NAMES, OUTPUT, RELU, LEAKY_RELU
 from .kernels.losses import LOSSES
 
@@ -33,10 +34,14 @@ def parameter_layout(sizes):
 
 
 class Workspace:
-    """Activation and delta buffers for batches of up to ``rows`` samples, allocated once."""
+    """Activation and delta buffers for batches of up to ``rows`` samples, allocated once.
+    ``train``: also the other row blocks' gradient buffers of the row-block step
+    (kernels.train.step_blocks; none for large networks)."""
 
-    def __init__(self, sizes, rows, dtype):
+    def __init__(self, sizes, rows, dtype, train=False):
         self.sizes = [int(s) for s in sizes]
+        blocks = step_blocks(self.sizes, rows) if train else 1
+        n_params = sum((a + 1) * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
         sizes = np.asarray(sizes, np.int64)
         self.capacity = rows
         widths = np.concatenate([[0], sizes[1:]])
@@ -45,7 +50,9 @@ class Workspace:
         self.acts = np.empty(int(self.aoff[-1]), dtype)
         self.deltas = np.empty(int(self.doff[-1]), dtype)
         self.rowloss = np.empty(rows, dtype)
-        self.sq = np.empty(max_tasks(list(sizes)), np.float64)   # per-task partial sums
+        self.part = np.empty((blocks - 1) * n_params, dtype)
+        # per-task partial sums, one set per row block
+        self.sq = np.empty(blocks * max_tasks(list(sizes)), np.float64)
         self.gsq = np.empty(len(sizes) - 1, np.float64)
         self.rows = np.empty(rows, np.int64)
 
@@ -232,12 +239,13 @@ class Network:
     def _backprop_all(self, X, Y, loss):
         X, Yf, Yi, loss = self._prepare(X, Y, loss)
         n = X.shape[0]
-        ws = Workspace(self._sizes, n, self._dtype)
+        ws = Workspace(self._sizes, n, self._dtype, train=True)
         grads = np.empty_like(self.params)
         rows = np.arange(n, dtype=np.int64)
         with _config.ready():
             total, _ = K.batch_gradients(X, Yf, Yi, NO_WEIGHTS.astype(self._dtype), rows,
-                                         self.params, grads, self._layout, *self._codes(loss),
+                                         self.params, grads, ws.part, self._layout,
+                                         *self._codes(loss),
                                          0.0, 1.0, ws.acts, ws.aoff, ws.deltas, ws.doff,
                                          ws.rowloss, ws.sq, ws.gsq)
         return total / n, grads, ws

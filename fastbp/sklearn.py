@@ -332,7 +332,7 @@ class _BaseMLP(BaseEstimator):
         sw = np.empty(0, dtype) if sw_train is None else np.array(sw_train, dtype, order="C")
         opt = self._optimizer
         s1, s2 = opt.state
-        ws = Workspace(self._sizes(), batch_size, dtype)
+        ws = Workspace(self._sizes(), batch_size, dtype, train=True)
         grads = np.zeros_like(params)
         consts = np.zeros(10, dtype)
         flags = np.zeros(-(-params.shape[0] // CHUNK), dtype)
@@ -354,7 +354,7 @@ class _BaseMLP(BaseEstimator):
                 perm = np.ascontiguousarray(sample_idx, dtype=np.int64)
                 with _config.ready():
                     total, steps, status = K.train_epoch(
-                        X_train, Yf, Yi, sw, perm, batch_size, -1, params, grads, s1, s2,
+                        X_train, Yf, Yi, sw, perm, batch_size, -1, params, grads, ws.part, s1, s2,
                         opt.hyper_array(dtype), opt.t, layout, *codes, opt.code, alpha, loss_div,
                         ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq, ws.gsq, consts,
                         flags, gnorm)
@@ -437,7 +437,7 @@ class _BaseMLP(BaseEstimator):
         Yf, Yi, codes, loss_div = self._targets(y, dtype)
         n = X.shape[0]
         sw = np.empty(0, dtype) if sample_weight is None else np.array(sample_weight, dtype, order="C")
-        ws = Workspace(self._sizes(), n, dtype)
+        ws = Workspace(self._sizes(), n, dtype, train=True)
         grads = np.empty_like(params)
         rows = np.arange(n, dtype=np.int64)
         alpha = float(self.alpha)
@@ -445,7 +445,8 @@ class _BaseMLP(BaseEstimator):
         def loss_grad(x):
             params[order] = x
             with _config.ready():
-                loss, wsum = K.batch_gradients(X, Yf, Yi, sw, rows, params, grads, layout, *codes,
+                loss, wsum = K.batch_gradients(X, Yf, Yi, sw, rows, params, grads, ws.part, layout,
+                                               *codes,
                                                alpha, loss_div, ws.acts, ws.aoff, ws.deltas,
                                                ws.doff, ws.rowloss, ws.sq, ws.gsq)
             return loss / wsum, grads[order]

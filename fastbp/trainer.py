@@ -199,7 +199,7 @@ class Trainer:
                                         net.dtype, name="y_val")
         n = X.shape[0]
         batch = n if self.batch_size is None else min(self.batch_size, n)
-        ws = Workspace(sizes, batch, net.dtype)
+        ws = Workspace(sizes, batch, net.dtype, train=True)
         vws = Workspace(sizes, min(PREDICT_CHUNK, val[0].shape[0]), net.dtype) if val else None
         grads = np.zeros_like(net.params)
         hyper = self._hyper()
@@ -220,7 +220,8 @@ class Trainer:
 
         def run(first, max_steps, step0):
             return K.train_epoch(X, Yf, Yi, sw, perm[first * batch:], batch, max_steps,
-                                 net.params, grads, s1, s2, hyper, step0, net._layout, *codes,
+                                 net.params, grads, ws.part, s1, s2, hyper, step0, net._layout,
+                                 *codes,
                                  0.0, 1.0, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss,
                                  ws.sq, ws.gsq, consts, flags, gnorm)
 

@@ -70,21 +70,25 @@ def test_deltas_and_gradients_match_naive(rng, hidden, loss, out, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("loss,out,div", [("squared_error", "identity", 4.0), ("cross_entropy", "softmax", 1.0),
                                           ("poisson", "exp", 1.0)])
-@pytest.mark.parametrize("sizes", [[7, 9, 4], [300, 260, 4]], ids=["small", "parallel-l2"])
-def test_weighted_penalised_batch_gradients_match_naive(rng, dtype, loss, out, div, sizes):
-    """The scikit-learn objective: (Σ w·ℓ / div + ½α Σ‖W‖²) / Σw, gradients (Aᵀ(w∘δ) + αW) / Σw."""
+@pytest.mark.parametrize("sizes,n,train", [([7, 9, 4], 13, False), ([300, 260, 4], 13, False),
+                                           ([7, 9, 4], 250, True)],
+                         ids=["small", "parallel-l2", "row-blocks"])
+def test_weighted_penalised_batch_gradients_match_naive(rng, dtype, loss, out, div, sizes, n, train):
+    """The scikit-learn objective: (Σ w·ℓ / div + ½α Σ‖W‖²) / Σw, gradients (Aᵀ(w∘δ) + αW) / Σw.
+    Threads inside the products, or the row-block step (250 rows: 4 blocks)."""
     from fastbp.kernels import train as K
     from fastbp.network import Workspace
     net = fastbp.Network(sizes, activation="tanh", output_activation=out, dtype=dtype, seed=4)
-    n, alpha = 13, 0.3
+    alpha = 0.3
+    assert K.step_blocks(sizes, n) == (4 if train else 1)
     X = rng.standard_normal((n, sizes[0]))
     Y = targets_for(rng, loss, n, sizes[-1])
     w = rng.uniform(0.1, 2.0, n)
     rows = rng.permutation(n).astype(np.int64)
     Xc, Yf, Yi, _ = net._prepare(X, Y, loss)
-    ws = Workspace(sizes, n, dtype)
+    ws = Workspace(sizes, n, dtype, train=train)
     grads = np.empty_like(net.params)
-    value, wsum = K.batch_gradients(Xc, Yf, Yi, w.astype(dtype), rows, net.params, grads, net._layout,
+    value, wsum = K.batch_gradients(Xc, Yf, Yi, w.astype(dtype), rows, net.params, grads, ws.part, net._layout,
                                     *net._codes(loss), alpha, div, ws.acts, ws.aoff, ws.deltas, ws.doff,
                                     ws.rowloss, ws.sq, ws.gsq)
     li, deltas, gW, gb = naive.backprop(net.weights, net.biases, "tanh", out, loss, Xc[rows].astype(float),
@@ -102,3 +106,6 @@ def test_weighted_penalised_batch_gradients_match_naive(rng, dtype, loss, out, d
         dw = deltas[l] * wr[:, None]
         np.testing.assert_allclose(got_W[l], (a[l].T @ dw + alpha * Ws[l]) / wr.sum(), **t)
         np.testing.assert_allclose(got_b[l], dw.sum(axis=0) / wr.sum(), **t)
+        # the squared gradient norm of the data term (before the penalty)
+        norm = ((a[l].T @ dw / wr.sum()) ** 2).sum() + ((dw.sum(axis=0) / wr.sum()) ** 2).sum()
+        assert ws.gsq[l] == pytest.approx(norm, rel=t["rtol"])

@@ -13,7 +13,8 @@ DTYPES = [np.float32, np.float64]
 SHAPES = [(3, 5, 7), (1, 1, 1), (70, 61, 33), (128, 40, 37), (9, 300, 130), (131, 260, 70),
           (37, 50, 20), (13, 17, 12),    # the 8×2 tile (float32 / float64)
           (33, 300, 3), (700, 200, 2),   # narrow outputs: serial over k-blocks, parallel grid
-          (130, 520, 600)]               # A packed into micro-panels (>= 8 panels, big A)
+          (130, 520, 600),               # A packed into micro-panels (>= 8 panels, big A)
+          (40, 30, 60), (21, 9, 120)]    # remainders in a 4-vector or a 2 + 1-vector panel
 
 
 def _sq(M, N):
@@ -22,35 +23,38 @@ def _sq(M, N):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("par", [True, False])     # threads allowed / serial forced
 @pytest.mark.parametrize("act", ["identity", "relu", "leaky_relu", "sigmoid", "tanh"])
-def test_forward(rng, dtype, shape, act):
+def test_forward(rng, dtype, shape, act, par):
     M, K, N = shape
     A = rng.standard_normal((M, K)).astype(dtype)
     W = rng.standard_normal((K, N)).astype(dtype)
     b = rng.standard_normal(N).astype(dtype)
     Z = np.empty((M, N), dtype)
-    dense.forward(A, W, b, Z, HIDDEN[act], _sq(M, N))
+    dense.forward(A, W, b, Z, HIDDEN[act], _sq(M, N), par)
     np.testing.assert_allclose(Z, naive.act(act, A.astype(float) @ W + b), **tol(dtype))
     assert Z.dtype == dtype
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("par", [True, False])     # threads allowed / serial forced
 @pytest.mark.parametrize("act", ["identity", "relu", "leaky_relu", "sigmoid", "tanh"])
-def test_backprop(rng, dtype, shape, act):
+def test_backprop(rng, dtype, shape, act, par):
     M, K, N = shape            # D (M, K), W (N, K): Dp = (D Wᵀ) f'(z), A = f(z) (M, N)
     D = rng.standard_normal((M, K)).astype(dtype)
     W = rng.standard_normal((N, K)).astype(dtype)
     z = rng.standard_normal((M, N))
     A = naive.act(act, z).astype(dtype)
     Dp = np.empty((M, N), dtype)
-    dense.backprop(D, W, A, Dp, HIDDEN[act], _sq(M, N))
+    dense.backprop(D, W, A, Dp, HIDDEN[act], _sq(M, N), par)
     np.testing.assert_allclose(Dp, (D.astype(float) @ W.T) * naive.act_deriv(act, z), **tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_gradient(rng, dtype, shape):
+@pytest.mark.parametrize("par", [True, False])     # threads allowed / serial forced
+def test_gradient(rng, dtype, shape, par):
     B, M, N = shape            # A (B, M), D (B, N) -> gW (M, N)
     A = rng.standard_normal((B, M)).astype(dtype)
     D = rng.standard_normal((B, N)).astype(dtype)
@@ -58,7 +62,7 @@ def test_gradient(rng, dtype, shape):
     gb = np.empty(N, dtype)
     sq = _sq(M, N)
     scale = dtype(1) / dtype(B)
-    total = dense.gradient(A, D, gW, gb, scale, sq)
+    total = dense.gradient(A, D, gW, gb, scale, sq, par)
     ref_W = A.astype(float).T @ D / B
     ref_b = D.astype(float).mean(axis=0)
     np.testing.assert_allclose(gW, ref_W, **tol(dtype))

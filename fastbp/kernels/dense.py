@@ -8,10 +8,12 @@ With ``W`` stored ``(n_in, n_out)``:
 
 One driver, ``_gemm``, serves all three: the operands are flat arrays with element strides, so
 ``Wᵀ`` and ``Aᵀ`` are read in place (no transposed copies).  The output is cut into tasks of
-``MC`` rows × ``NR`` columns; a task packs its ``KC × NR`` panel of B (zero-padded, small enough
-to stay in L1) and sweeps it with the register-tile micro-kernel (simd.py) over its rows, K
-block by K block, then applies the epilogue (bias + activation, derivative, or scale + squared
-norm) while the tile is in cache.
+``MC`` rows × ``NR`` columns (the last column panels narrower, see _panels); a task packs its
+``KC × NR`` panel of B (zero-padded, small enough to stay in L1) and sweeps it with the
+register-tile micro-kernel (simd.py) over its rows, K block by K block, then applies the
+epilogue (bias + activation, derivative, or scale + squared norm) while its block is in cache.
+Tasks are numbered row block first, so the threads of a parallel product write disjoint rows
+(no cache line of C is shared between cores but at block edges).
 
 Every output element belongs to one task and is accumulated in k order, so results do not
 depend on the thread count; the task grid depends on the shape only.  Small products run their
@@ -36,7 +38,7 @@ PACK_A_MIN = 1 << 16  # ... and it has this many elements (smaller, it sits in L
 def max_tasks(sizes):
     """Upper bound on the task count of any product of a network of these layer sizes: sizes
     the ``sq`` scratch.  A grid has one row block when serial, else npan·⌈TASKS/npan⌉ <
-    npan + TASKS tasks, and npan <= N/2 + 1 panels (NR >= 2)."""
+    npan + TASKS tasks, and npan <= N/NR + 2 <= N/2 + 1 panels (see _panels; NR >= 8)."""
     return max(sizes) // 2 + TASKS + 1
 
 
@@ -139,43 +141,107 @@ def _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack):
 
 
 @njit(**JIT)
-def _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs, auxf, vec,
-          act, scale, pack, tile, Ap, packed):
-    """Task t of the grid (column panel t // nmb, row block t % nmb); returns its Σ C² for
-    GRADIENT (0 otherwise).  ``pack``/``tile`` are this task's scratch; when ``packed``, A is
-    read from its micro-panels in ``Ap`` (see _pack_a)."""
-    lanes = vector_lanes(Af)
+def _panels(N, nv, lanes):
+    """``(full, count)``: the column panels of an N-wide output.  ``full`` panels of ``nv``
+    vectors (the main tile), then the remainder in the narrowest tiles that cover it (see
+    _panel): a 4-vector tile computes 4 vectors per row and k whatever it stores, so 100 float64
+    columns take 3 × 32 + 8 instead of 4 × 32 (19% less work)."""
     NR = nv * lanes
+    full = N // NR if nv == 4 else 0
+    r = N - full * NR
+    extra = 0 if r == 0 else (2 if 2 * lanes < r <= 3 * lanes else 1)
+    return full, full + extra
+
+
+@njit(**JIT)
+def _panel(p, full, nv, lanes, N):
+    """``(j0, vectors)`` of column panel p."""
+    NR = nv * lanes
+    j0 = full * NR
+    if p < full:
+        return p * NR, nv
+    if p > full:                    # the 1-vector panel after a 2-vector one
+        return j0 + 2 * lanes, 1
+    r = N - j0
+    if r > 3 * lanes:
+        return j0, 4
+    if r > lanes:
+        return j0, 2
+    return j0, 1
+
+
+@njit(**JIT)
+def _epilogue(kind, Cf, c_rs, i_lo, i_hi, j0, nr, auxf, vec, act, scale):
+    """The ``kind`` epilogue on rows i_lo..i_hi, columns j0..j0+nr of C; returns Σ C² for
+    GRADIENT (0 otherwise).  Run per task, after its last K block (per register tile measured
+    slower on short-K products: the reloads of just-stored vectors stall)."""
+    unr = np.uint64(nr)
+    total = 0.0
+    if kind == FORWARD:
+        for i in range(i_lo, i_hi):
+            c = np.uint64(i * c_rs + j0)
+            for j in range(unr):
+                Cf[c + j] += vec[np.uint64(j0) + j]
+            activate(Cf, c, nr, act)
+    elif kind == BACKPROP:      # aux (the previous layer's output) has C's shape
+        for i in range(i_lo, i_hi):
+            c = i * c_rs + j0
+            scale_by_derivative(Cf, c, auxf, c, nr, act)
+    else:
+        for i in range(i_lo, i_hi):
+            c = np.uint64(i * c_rs + j0)
+            s = Cf.dtype.type(0)
+            for j in range(unr):
+                g = Cf[c + j] * scale
+                Cf[c + j] = g
+                s += g * g
+            total += float(s)
+    return total
+
+
+@njit(**JIT)
+def _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs, auxf,
+          vec, act, scale, pack, tile, Ap, packed):
+    """Task t of the grid (row block t // npan, column panel t % npan: consecutive tasks share
+    rows, so threads given consecutive tasks write disjoint rows); returns its Σ C² for
+    GRADIENT (0 otherwise).  ``pack``/``tile`` are this task's scratch; when ``packed``, A is
+    read from its micro-panels in ``Ap`` (see _pack_a) by the full panels."""
+    lanes = vector_lanes(Af)
     MR = ACCUMULATORS // nv
-    j0 = (t // nmb) * NR
+    j0, nvt = _panel(t % npan, full, nv, lanes, N)
+    NR = nvt * lanes
+    MRt = ACCUMULATORS // nvt
     nr = min(NR, N - j0)
-    m_lo = (t % nmb) * MC
+    m_lo = (t // npan) * MC
     m_hi = min(M, m_lo + MC)
     unr = np.uint64(nr)
     if N <= NARROW:
         _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack)
-    for k0 in range(0, K if N > NARROW else 0, KC):
+        return _epilogue(kind, Cf, c_rs, m_lo, m_hi, 0, N, auxf, vec, act, scale)
+    from_ap = packed and nvt == nv
+    A = Ap if from_ap else Af
+    for k0 in range(0, K, KC):
         kc = min(KC, K - k0)
         _pack(Bf, b_rs, b_cs, k0, kc, j0, nr, NR, pack)
         acc = k0 > 0
-        for i0 in range(m_lo, m_hi, MR):
-            mr = min(MR, m_hi - i0)
-            if packed:      # i0 is a multiple of MR: its micro-panel starts at i0·K
-                A, base, rs, cs = Ap, i0 * K + k0 * MR, 1, MR
+        for i0 in range(m_lo, m_hi, MRt):
+            mr = min(MRt, m_hi - i0)
+            if from_ap:     # i0 is a multiple of MR: its micro-panel starts at i0·K
+                base, rs, cs = i0 * K + k0 * MR, 1, MR
             else:
-                A, base, rs, cs = Af, i0 * a_rs + k0 * a_cs, a_rs, a_cs
-            if mr == MR and nr == NR:
+                base, rs, cs = i0 * a_rs + k0 * a_cs, a_rs, a_cs
+            if mr == MRt and nr == NR:
                 coff = i0 * c_rs + j0
-                if nv == 4:
+                if nvt == 4:
                     microkernel_4x4(A, base, rs, cs, mr, pack, kc, Cf, coff, c_rs, acc)
-                elif nv == 2:
+                elif nvt == 2:
                     microkernel_8x2(A, base, rs, cs, mr, pack, kc, Cf, coff, c_rs, acc)
                 else:
                     microkernel_16x1(A, base, rs, cs, mr, pack, kc, Cf, coff, c_rs, acc)
             else:   # edge tile into scratch (rows past the edge repeat the last one)
-                if nv == 4:
+                if nvt == 4:
                     microkernel_4x4(A, base, rs, cs, mr, pack, kc, tile, 0, NR, False)
-                elif nv == 2:
+                elif nvt == 2:
                     microkernel_8x2(A, base, rs, cs, mr, pack, kc, tile, 0, NR, False)
                 else:
                     microkernel_16x1(A, base, rs, cs, mr, pack, kc, tile, 0, NR, False)
@@ -188,39 +254,20 @@ def _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_r
                     else:
                         for j in range(unr):
                             Cf[c + j] = tile[src + j]
-    total = 0.0
-    if kind == FORWARD:
-        for i in range(m_lo, m_hi):
-            c = np.uint64(i * c_rs + j0)
-            for j in range(unr):
-                Cf[c + j] += vec[np.uint64(j0) + j]
-            activate(Cf, c, nr, act)
-    elif kind == BACKPROP:      # aux (the previous layer's output) has C's shape
-        for i in range(m_lo, m_hi):
-            c = i * c_rs + j0
-            scale_by_derivative(Cf, c, auxf, c, nr, act)
-    else:
-        for i in range(m_lo, m_hi):
-            c = np.uint64(i * c_rs + j0)
-            s = Cf.dtype.type(0)
-            for j in range(unr):
-                g = Cf[c + j] * scale
-                Cf[c + j] = g
-                s += g * g
-            total += float(s)
-    return total
+    return _epilogue(kind, Cf, c_rs, m_lo, m_hi, j0, nr, auxf, vec, act, scale)
 
 
 @njit(**PARALLEL_JIT)
-def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, sq):
-    """C (M × N, row-major) = A·B with the ``kind`` epilogue; per-task Σ C² into ``sq``."""
+def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, sq, par):
+    """C (M × N, row-major) = A·B with the ``kind`` epilogue; per-task Σ C² into ``sq``.
+    ``par`` False: serial whatever the size (the caller runs in a parallel region)."""
     N = C.shape[1]
     lanes = vector_lanes(Af)
     nv = _vectors(N, lanes)
     NR = nv * lanes
     MR = ACCUMULATORS // nv
-    npan = (N + NR - 1) // NR
-    serial = M * N * K < PAR_MIN
+    full, npan = _panels(N, nv, lanes)
+    serial = not par or M * N * K < PAR_MIN
     # row blocks: as few as give TASKS parallel tasks (each re-packs its B panels); one when
     # serial.  Whole register tiles.  The grid depends on the shape only, never on threads.
     nmb = 1 if serial else min((M + MR - 1) // MR, max(1, (TASKS + npan - 1) // npan))
@@ -235,13 +282,13 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
         pack = np.empty(scratch, Af.dtype)
         tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
         for t in range(ntasks):
-            sq[t] = _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs,
-                          auxf, vec, act, scale, pack, tile, Af, False)
+            sq[t] = _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N,
+                          Cf, c_rs, auxf, vec, act, scale, pack, tile, Af, False)
     else:
         # A in contiguous micro-panels, once per product (M·K copies for M·K·N multiply-adds):
         # +10% per core measured against reading MR strided rows from L2, when every panel of
         # A is reused by several column panels (a pass and a launch cost more otherwise)
-        packed = N > NARROW and npan >= PACK_A_PANELS and M * K >= PACK_A_MIN
+        packed = N > NARROW and full >= PACK_A_PANELS and M * K >= PACK_A_MIN
         Ap = np.empty(((M + MR - 1) // MR) * K * MR if packed else 0, Af.dtype)
         if packed:
             for p in prange((M + MR - 1) // MR):
@@ -249,8 +296,8 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
         for t in prange(ntasks):
             pack = np.empty(scratch, Af.dtype)
             tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
-            sq[t] = _task(t, nmb, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs,
-                          auxf, vec, act, scale, pack, tile, Ap, packed)
+            sq[t] = _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N,
+                          Cf, c_rs, auxf, vec, act, scale, pack, tile, Ap, packed)
     return ntasks
 
 
@@ -260,26 +307,26 @@ ONE = 1
 
 
 @njit(**JIT)
-def forward(A, W, b, Z, act, sq):
-    """``Z[:M] = f(A·W + b)`` for the ``M = A.shape[0]`` rows of A."""
+def forward(A, W, b, Z, act, sq, par):
+    """``Z[:M] = f(A·W + b)`` for the ``M = A.shape[0]`` rows of A; threads when ``par``."""
     M, K = A.shape
     one = np.int64(ONE)
     _gemm(np.int64(FORWARD), A.reshape(A.size), K, one, M, K, W.reshape(W.size), W.shape[1], one,
-          Z, Z, b, np.int64(act), Z.dtype.type(1), sq)
+          Z, Z, b, np.int64(act), Z.dtype.type(1), sq, par)
 
 
 @njit(**JIT)
-def backprop(D, W, A, Dp, act, sq):
+def backprop(D, W, A, Dp, act, sq, par):
     """``Dp = (D·Wᵀ) ⊙ f'(A)`` where ``A = f(z)`` is the previous layer's output."""
     M, K = D.shape
     Wf = W.reshape(W.size)
     one = np.int64(ONE)
     _gemm(np.int64(BACKPROP), D.reshape(D.size), K, one, M, K, Wf, one, K, Dp, A, Wf,
-          np.int64(act), Dp.dtype.type(1), sq)
+          np.int64(act), Dp.dtype.type(1), sq, par)
 
 
 @njit(**JIT)
-def gradient(A, D, gW, gb, scale, sq):
+def gradient(A, D, gW, gb, scale, sq, par):
     """``gW = scale·Aᵀ·D``, ``gb = scale·Σ_rows D``; returns ``‖gW‖² + ‖gb‖²`` (float64).
 
     ``sq`` is scratch of at least ``max_tasks`` elements (per-task sums of squares, added in task
@@ -289,7 +336,7 @@ def gradient(A, D, gW, gb, scale, sq):
     Af = A.reshape(A.size)
     one = np.int64(ONE)
     ntasks = _gemm(np.int64(GRADIENT), Af, one, M, M, B, D.reshape(D.size), N, one, gW, gW, Af,
-                   np.int64(0), scale, sq)
+                   np.int64(0), scale, sq, par)
     total = 0.0
     for t in range(ntasks):
         total += sq[t]

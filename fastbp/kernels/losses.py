@@ -111,7 +111,8 @@ def output_row(Z, D, zo, T, to, label, n, out_code, loss_code):
 
 
 @njit(**JIT)
-def _output_rows(Z, D, T, Yi, sw, rows, m, out_code, loss_code, rowloss, lo, hi):
+def output_rows(Z, D, T, Yi, sw, rows, m, out_code, loss_code, rowloss, lo, hi):
+    """Rows lo..hi of :func:`output_batch` (flat Z, D and targets T), serially."""
     labels = Yi.shape[0] > 0
     weighted = sw.shape[0] > 0
     for r in range(lo, hi):
@@ -140,10 +141,10 @@ def output_batch(Z, D, Yf, Yi, sw, rows, out_code, loss_code, rowloss):
     Df = D.reshape(D.size)
     T = Yf.reshape(Yf.size)
     if B * m < PAR_MIN:
-        _output_rows(Zf, Df, T, Yi, sw, rows, m, out_code, loss_code, rowloss, 0, B)
+        output_rows(Zf, Df, T, Yi, sw, rows, m, out_code, loss_code, rowloss, 0, B)
     else:
         for t in prange((B + 15) // 16):
-            _output_rows(Zf, Df, T, Yi, sw, rows, m, out_code, loss_code, rowloss, t * 16,
+            output_rows(Zf, Df, T, Yi, sw, rows, m, out_code, loss_code, rowloss, t * 16,
                          min(B, t * 16 + 16))
     total = 0.0
     for r in range(B):

@@ -21,15 +21,35 @@ their sum instead of the batch size; an L2 penalty ``½·alpha·Σ‖W‖²`` (w
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from .._config import JIT
+from .._config import JIT, PARALLEL_JIT
 from .activations import IDENTITY, activate
 from .dense import backprop, forward, gradient
-from .losses import output_batch
+from .losses import output_batch, output_rows
 from .optimizers import update
 
 OK, LOSS_NOT_FINITE, GRADIENT_NOT_FINITE, PARAMS_NOT_FINITE = 0, 1, 2, 3
+
+# The row-block step (see _blocked_step), for networks whose products are too small for threads
+# inside each product to pay: a batch is cut into at most MAX_BLOCKS blocks of at least
+# BLOCK_ROWS rows when its largest product has fewer than BLOCK_MAX_MACS multiply-adds.
+BLOCK_ROWS = 56
+MAX_BLOCKS = 8
+BLOCK_MAX_MACS = 1 << 22
+
+
+def step_blocks(sizes, rows):
+    """Row blocks of a training workspace for ``rows``-row batches of a network with these
+    layer sizes (1: threads inside each product instead).  A power of two, so that the blocks
+    share 2, 4 or 8 threads evenly."""
+    macs = max(rows * a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    if macs >= BLOCK_MAX_MACS:
+        return 1
+    p = 1
+    while p * 2 <= min(MAX_BLOCKS, rows // BLOCK_ROWS):
+        p *= 2
+    return p
 
 
 @njit(**JIT)
@@ -44,24 +64,36 @@ def slot(buf, off, l, B, width):
 
 
 @njit(**JIT)
-def forward_batch(X, rows, params, layout, act, acts, aoff, sq):
-    """Gather ``X[rows]`` into slot 0 and run every layer; the output slot holds ``z_L``."""
-    B = rows.shape[0]
+def rows_slot(buf, off, l, r0, r1, width):
+    """Rows r0..r1 of slot l (a batch slot is row-major, so they are contiguous)."""
+    return buf[off[l] + r0 * width:off[l] + r1 * width].reshape((r1 - r0, width))
+
+
+@njit(**JIT)
+def forward_rows(X, rows, r0, r1, params, layout, act, acts, aoff, sq, par):
+    """Batch rows r0..r1: gather ``X[rows[r0:r1]]`` into slot 0 and run every layer on them; the
+    output slot holds ``z_L``.  Serial products when not ``par``."""
     L = layout.shape[0]
     n0 = X.shape[1]
-    A = slot(acts, aoff, 0, B, n0)
     Xf = X.reshape(X.size)
     un0 = np.uint64(n0)
-    for r in range(B):        # flat copies: a row view per sample costs an atomic refcount pair
+    for r in range(r0, r1):   # flat copies: a row view per sample costs an atomic refcount pair
         src = np.uint64(rows[r] * n0)
         dst = np.uint64(aoff[0] + r * n0)
         for j in range(un0):
             acts[dst + j] = Xf[src + j]
+    A = rows_slot(acts, aoff, 0, r0, r1, n0)
     for l in range(L):
         W, b = layer_params(params, layout, l)
-        Z = slot(acts, aoff, l + 1, B, W.shape[1])
-        forward(A, W, b, Z, act if l < L - 1 else IDENTITY, sq)
+        Z = rows_slot(acts, aoff, l + 1, r0, r1, W.shape[1])
+        forward(A, W, b, Z, act if l < L - 1 else IDENTITY, sq, par)
         A = Z
+
+
+@njit(**JIT)
+def forward_batch(X, rows, params, layout, act, acts, aoff, sq):
+    """Gather ``X[rows]`` into slot 0 and run every layer; the output slot holds ``z_L``."""
+    forward_rows(X, rows, 0, rows.shape[0], params, layout, act, acts, aoff, sq, True)
 
 
 @njit(**JIT)
@@ -103,37 +135,83 @@ def sumsq(buf, lo, hi):
 
 
 @njit(**JIT)
+def backward_rows(r0, r1, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq,
+                  par):
+    """Gradients of batch rows r0..r1, scaled by ``scale``, into ``grads`` (their δ of the
+    output already in place); their hidden δ into ``deltas``; ``gsq[l]`` = squared norm of
+    layer l's gradient.  Serial products when not ``par``."""
+    L = layout.shape[0]
+    for l in range(L - 1, -1, -1):
+        n_in, n_out = layout[l, 0], layout[l, 1]
+        A = rows_slot(acts, aoff, l, r0, r1, n_in)
+        D = rows_slot(deltas, doff, l + 1, r0, r1, n_out)
+        gW, gb = layer_params(grads, layout, l)
+        gsq[l] = gradient(A, D, gW, gb, scale, sq, par)
+        if l > 0:
+            W, _ = layer_params(params, layout, l)
+            backprop(D, W, A, rows_slot(deltas, doff, l, r0, r1, n_in), act, sq, par)
+
+
+@njit(**JIT)
 def backward_batch(B, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq):
     """Gradients of the batch of ``B`` rows, scaled by ``scale`` (``1/B`` for the mean), into
     ``grads`` (δ of the output already in place); every hidden δ into ``deltas``; ``gsq[l]`` =
     squared norm of layer l's gradient."""
-    L = layout.shape[0]
-    for l in range(L - 1, -1, -1):
-        n_in, n_out = layout[l, 0], layout[l, 1]
-        A = slot(acts, aoff, l, B, n_in)
-        D = slot(deltas, doff, l + 1, B, n_out)
-        gW, gb = layer_params(grads, layout, l)
-        gsq[l] = gradient(A, D, gW, gb, scale, sq)
-        if l > 0:
-            W, _ = layer_params(params, layout, l)
-            backprop(D, W, A, slot(deltas, doff, l, B, n_in), act, sq)
+    backward_rows(0, B, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq, True)
 
 
 @njit(**JIT)
-def batch_gradients(X, Yf, Yi, sw, rows, params, grads, layout, act, out_code, loss_code, alpha,
-                    loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq):
+def row_blocks(B, nblocks):
+    """The blocks a batch of B rows is cut into when the workspace has room for ``nblocks``:
+    at most one per BLOCK_ROWS rows (so a short last batch uses fewer).  Depends on the
+    shapes only: the result never depends on the thread count."""
+    return max(1, min(nblocks, B // BLOCK_ROWS))
+
+
+@njit(**PARALLEL_JIT)
+def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, act, out_code,
+                  loss_code, scale, acts, aoff, deltas, doff, rowloss, sq):
+    """The batch in P row blocks, one task each: forward, output δ and loss, backward into its
+    own gradient buffer (block 0: ``grads``; block p: ``part[(p−1)·n:p·n]``) — every layer's
+    products serial, the block's rows staying on one core from input to gradient.  Then
+    ``grads += Σ part`` in block order."""
+    B = rows.shape[0]
+    n = params.shape[0]
+    bs = (B + P - 1) // P
+    T = sq.shape[0] // P
+    L = layout.shape[0]
+    m = layout[L - 1, 1]
+    for p in prange(P):
+        r0 = p * bs
+        r1 = min(B, r0 + bs)
+        sqp = sq[p * T:(p + 1) * T]
+        g = grads if p == 0 else part[(p - 1) * n:p * n]
+        forward_rows(X, rows, r0, r1, params, layout, act, acts, aoff, sqp, False)
+        Zf = acts[aoff[L]:aoff[L] + B * m]
+        Df = deltas[doff[L]:doff[L] + B * m]
+        output_rows(Zf, Df, Yf.reshape(Yf.size), Yi, sw, rows, m, out_code, loss_code, rowloss,
+                    r0, r1)
+        backward_rows(r0, r1, scale, params, g, layout, act, acts, aoff, deltas, doff, sqp,
+                      np.empty(L, np.float64), False)
+    un = np.uint64(n)
+    for p in range(1, P):
+        base = np.uint64((p - 1) * n)
+        for i in range(un):
+            grads[i] += part[base + i]
+
+
+@njit(**JIT)
+def batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, act, out_code, loss_code,
+                    alpha, loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq):
     """Forward, loss and backward over one batch (``rows`` of X): ``grads`` = the gradients of
     the batch's mean loss (weighted mean with ``sw``, plus the L2 term when ``alpha > 0``),
-    ``deltas`` = every layer's δ, ``rowloss`` = the per-sample (weighted) losses.
+    ``deltas`` = every layer's δ, ``rowloss`` = the per-sample (weighted) losses.  ``part``
+    (a workspace's, see step_blocks) holds the other blocks' gradients of the row-block step;
+    empty: threads inside each product.
 
     Returns ``(loss, wsum)``: ``loss = Σ w·ℓ / loss_div + ½·alpha·Σ‖W‖²`` and ``wsum`` = Σ w (the
     batch size without weights), so that the batch's objective is ``loss / wsum``."""
     B = rows.shape[0]
-    forward_batch(X, rows, params, layout, act, acts, aoff, sq)
-    loss = loss_batch(Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, deltas, doff,
-                      rowloss)
-    if loss_div != 1.0:
-        loss /= loss_div
     wsum = float(B)
     if sw.shape[0] > 0:
         wsum = 0.0
@@ -141,17 +219,34 @@ def batch_gradients(X, Yf, Yi, sw, rows, params, grads, layout, act, out_code, l
             wsum += float(sw[rows[r]])
     one = acts.dtype.type(1)
     scale = one / acts.dtype.type(wsum)
-    backward_batch(B, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq)
+    P = row_blocks(B, 1 + part.shape[0] // params.shape[0])
+    if P > 1:
+        _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, act, out_code,
+                      loss_code, scale, acts, aoff, deltas, doff, rowloss, sq)
+        loss = 0.0
+        for r in range(B):
+            loss += float(rowloss[r])
+        for l in range(layout.shape[0]):
+            w_off, b_off = layout[l, 2], layout[l, 3]
+            gsq[l] = (sumsq(grads, w_off, w_off + layout[l, 0] * layout[l, 1])
+                      + sumsq(grads, b_off, b_off + layout[l, 1]))
+    else:
+        forward_batch(X, rows, params, layout, act, acts, aoff, sq)
+        loss = loss_batch(Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, deltas,
+                          doff, rowloss)
+        backward_batch(B, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq)
+    if loss_div != 1.0:
+        loss /= loss_div
     if alpha > 0:
         # sklearn: (Aᵀδ + alpha·W) / wsum; the product is already scaled
-        sumsq = add_l2(params, grads, layout, acts.dtype.type(alpha) * scale)
-        loss += 0.5 * alpha * sumsq
+        sumsq_w = add_l2(params, grads, layout, acts.dtype.type(alpha) * scale)
+        loss += 0.5 * alpha * sumsq_w
     return loss, wsum
 
 
 @njit(**JIT)
-def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, state1, state2, hyper,
-                step0, layout, act, out_code, loss_code, opt_code, alpha, loss_div,
+def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, state1, state2,
+                hyper, step0, layout, act, out_code, loss_code, opt_code, alpha, loss_div,
                 acts, aoff, deltas, doff, rowloss, sq, gsq, consts, flags, gnorm):
     """All mini-batch steps of one epoch (at most ``max_steps`` when it is >= 0).
 
@@ -170,9 +265,9 @@ def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, state1, st
     for s in range(steps):
         rows = perm[s * batch:min(n, s * batch + batch)]
         B = rows.shape[0]
-        loss, wsum = batch_gradients(X, Yf, Yi, sw, rows, params, grads, layout, act, out_code,
-                                     loss_code, alpha, loss_div, acts, aoff, deltas, doff,
-                                     rowloss, sq, gsq)
+        loss, wsum = batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, act,
+                                     out_code, loss_code, alpha, loss_div, acts, aoff, deltas,
+                                     doff, rowloss, sq, gsq)
         if not math.isfinite(loss):
             return total, s, LOSS_NOT_FINITE
         g = 0.0
