@@ -340,10 +340,11 @@ class _BaseMLP(BaseEstimator):
         alpha = float(self.alpha)
         if early_stopping:      # allocated once: the validation pass runs every epoch
             vws = Workspace(ws.sizes, min(PREDICT_CHUNK, X_val.shape[0]), dtype)
+            scorer = self._scorer(y_val, sw_val)
             sw_val_kernel = (np.empty(0, dtype) if sw_val is None
                              else np.array(sw_val, dtype, order="C"))
         else:
-            vws = None
+            vws = scorer = None
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
@@ -370,7 +371,7 @@ class _BaseMLP(BaseEstimator):
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
                 if early_stopping:
                     self._validation_loss(X_val, val_targets, sw_val_kernel, vws)
-                self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val, vws)
+                self._update_no_improvement_count(early_stopping, X_val, scorer, vws)
                 opt.iteration_ends(self.t_)
                 if self._no_improvement_count > self.n_iter_no_change:
                     if early_stopping:
@@ -402,9 +403,9 @@ class _BaseMLP(BaseEstimator):
         weight = X_val.shape[0] if sw.shape[0] == 0 else float(np.sum(sw))
         self.validation_loss_curve_.append(total / loss_div / weight)
 
-    def _update_no_improvement_count(self, early_stopping, X_val, y_val, sw_val, ws):
+    def _update_no_improvement_count(self, early_stopping, X_val, scorer, ws):
         if early_stopping:
-            score = self._score(X_val, y_val, sample_weight=sw_val, ws=ws)
+            score = self._validation_score(X_val, scorer, ws)
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % self.validation_scores_[-1])
@@ -486,12 +487,13 @@ class _BaseMLP(BaseEstimator):
                       ws.acts, ws.aoff, ws.rows, out, ws.sq)
         return out
 
-    def _score_with_function(self, X, y, sample_weight, score_function, ws):
-        """The validation score of early stopping (inputs already validated)."""
+    def _validation_score(self, X, scorer, ws):
+        """The validation score of early stopping (inputs already validated; ``scorer`` from
+        ``_scorer``, built once per fit)."""
         y_pred = self._predict(X, check_input=False, ws=ws)
         if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
             return np.nan
-        return score_function(y, y_pred, sample_weight)
+        return scorer(y_pred)
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:
@@ -532,22 +534,30 @@ def _accuracy(y_true, y_pred, sample_weight):
     return float(np.average(score, weights=sample_weight))
 
 
-def _r2(y_true, y_pred, sample_weight):
-    """sklearn.metrics.r2_score (uniform average over outputs, force_finite) on validated
-    targets, computed as scikit-learn computes it."""
-    dtype = np.result_type(y_true.dtype, y_pred.dtype, np.float32)
-    y_true = np.asarray(y_true, dtype).reshape(len(y_true), -1)
-    y_pred = np.asarray(y_pred, dtype).reshape(len(y_pred), -1)
-    weight = 1.0 if sample_weight is None else sample_weight[:, None]
-    numerator = np.sum(weight * (y_true - y_pred) ** 2, axis=0)
-    denominator = np.sum(weight * (y_true - np.average(y_true, axis=0, weights=sample_weight)) ** 2,
-                         axis=0)
-    nonzero_den, nonzero_num = denominator != 0, numerator != 0
-    scores = np.ones(y_true.shape[1], dtype=numerator.dtype)
-    valid = nonzero_den & nonzero_num
-    scores[valid] = 1 - numerator[valid] / denominator[valid]
-    scores[nonzero_num & ~nonzero_den] = 0.0
-    return float(np.average(scores))
+class _R2:
+    """sklearn.metrics.r2_score (uniform average over outputs, force_finite) against fixed,
+    validated targets, computed as scikit-learn computes it; the denominator once (early
+    stopping scores every epoch).  ``pred_dtype``: the predictions' dtype."""
+
+    def __init__(self, y_true, sample_weight, pred_dtype):
+        dtype = np.result_type(y_true.dtype, pred_dtype, np.float32)
+        self.dtype = dtype
+        self.y = np.asarray(y_true, dtype).reshape(len(y_true), -1)
+        self.weight = 1.0 if sample_weight is None else sample_weight[:, None]
+        self.denominator = np.sum(
+            self.weight * (self.y - np.average(self.y, axis=0, weights=sample_weight)) ** 2, axis=0)
+
+    def __call__(self, y_pred):
+        y_pred = np.asarray(y_pred, self.dtype).reshape(len(y_pred), -1)
+        numerator = np.sum(self.weight * (self.y - y_pred) ** 2, axis=0)
+        nonzero_den, nonzero_num = self.denominator != 0, numerator != 0
+        if nonzero_den.all() and nonzero_num.all():
+            return float(np.average(1 - numerator / self.denominator))
+        scores = np.ones(self.y.shape[1], dtype=numerator.dtype)
+        valid = nonzero_den & nonzero_num
+        scores[valid] = 1 - numerator[valid] / self.denominator[valid]
+        scores[nonzero_num & ~nonzero_den] = 0.0
+        return float(np.average(scores))
 
 
 _DOC_PARAMS = """
@@ -606,8 +616,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             y_pred = y_pred.ravel()
         return self._label_binarizer.inverse_transform(y_pred)
 
-    def _score(self, X, y, sample_weight=None, ws=None):
-        return self._score_with_function(X, y, sample_weight, _accuracy, ws)
+    def _scorer(self, y, sample_weight):
+        return lambda y_pred: _accuracy(y, y_pred, sample_weight)
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
@@ -672,8 +682,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             return y_pred.ravel()
         return y_pred
 
-    def _score(self, X, y, sample_weight=None, ws=None):
-        return self._score_with_function(X, y, sample_weight, _r2, ws)
+    def _scorer(self, y, sample_weight):
+        return _R2(y, sample_weight, self.coefs_[0].dtype)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
