@@ -141,7 +141,7 @@ def output_batch(Z, D, Yf, Yi, sw, rows, out_code, loss_code, rowloss):
     Df = D.reshape(D.size)
     T = Yf.reshape(Yf.size)
     if B * m < PAR_MIN:
-        output_rows(Zf, Df, T, Yi, sw, rows, m, out_code, loss_code, rowloss, 0, B)
+        output_rows(Zf, Df, T, Yi, sw, rows, m, out_code, loss_code, rowloss, np.int64(0), B)
     else:
         for t in prange((B + 15) // 16):
             output_rows(Zf, Df, T, Yi, sw, rows, m, out_code, loss_code, rowloss, t * 16,

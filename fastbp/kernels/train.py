@@ -30,6 +30,9 @@ from .losses import output_batch, output_rows
 from .optimizers import update
 
 OK, LOSS_NOT_FINITE, GRADIENT_NOT_FINITE, PARAMS_NOT_FINITE = 0, 1, 2, 3
+# Constant arguments to the shared passes are wrapped (np.int64(0), np.bool_(True)): a bare
+# literal is typed as a literal, and numba then compiles the callee again for each call site
+# (+10 s of a cold start, measured).
 
 # The row-block step (see _blocked_step), for networks whose products are too small for threads
 # inside each product to pay: a batch is cut into at most MAX_BLOCKS blocks of at least
@@ -93,7 +96,8 @@ def forward_rows(X, rows, r0, r1, params, layout, act, acts, aoff, sq, par):
 @njit(**JIT)
 def forward_batch(X, rows, params, layout, act, acts, aoff, sq):
     """Gather ``X[rows]`` into slot 0 and run every layer; the output slot holds ``z_L``."""
-    forward_rows(X, rows, 0, rows.shape[0], params, layout, act, acts, aoff, sq, True)
+    forward_rows(X, rows, np.int64(0), rows.shape[0], params, layout, act, acts, aoff, sq,
+                 np.bool_(True))
 
 
 @njit(**JIT)
@@ -157,7 +161,8 @@ def backward_batch(B, scale, params, grads, layout, act, acts, aoff, deltas, dof
     """Gradients of the batch of ``B`` rows, scaled by ``scale`` (``1/B`` for the mean), into
     ``grads`` (δ of the output already in place); every hidden δ into ``deltas``; ``gsq[l]`` =
     squared norm of layer l's gradient."""
-    backward_rows(0, B, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq, True)
+    backward_rows(np.int64(0), B, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq,
+                  gsq, np.bool_(True))
 
 
 @njit(**JIT)
@@ -186,13 +191,13 @@ def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, act, out_
         r1 = min(B, r0 + bs)
         sqp = sq[p * T:(p + 1) * T]
         g = grads if p == 0 else part[(p - 1) * n:p * n]
-        forward_rows(X, rows, r0, r1, params, layout, act, acts, aoff, sqp, False)
+        forward_rows(X, rows, r0, r1, params, layout, act, acts, aoff, sqp, np.bool_(False))
         Zf = acts[aoff[L]:aoff[L] + B * m]
         Df = deltas[doff[L]:doff[L] + B * m]
         output_rows(Zf, Df, Yf.reshape(Yf.size), Yi, sw, rows, m, out_code, loss_code, rowloss,
                     r0, r1)
         backward_rows(r0, r1, scale, params, g, layout, act, acts, aoff, deltas, doff, sqp,
-                      np.empty(L, np.float64), False)
+                      np.empty(L, np.float64), np.bool_(False))
     un = np.uint64(n)
     for p in range(1, P):
         base = np.uint64((p - 1) * n)
