@@ -3,7 +3,7 @@
 For each dataset (standardised) and seed: one train/test split, then the same estimator
 parameters for both libraries; prints the mean ± std test score over the seeds and the fit time
 per epoch (``fit seconds / n_iter_``), fastbp warm (compiled before timing).  Both run in this
-process, alternating per seed, so the ratio is side by side.
+process, alternating per seed, so the ratio is side by side; each fit after a short rest (QUIET).
 
     NUMBA_NUM_THREADS=2 OMP_NUM_THREADS=2 python benchmarks/sklearn_datasets.py [--seeds 5]
         [--dtype float32]
@@ -22,6 +22,11 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 import fastbp  # noqa: E402
+
+# Seconds of rest before each timed fit: OpenBLAS's threads keep spinning for ~0.1 s after a
+# scikit-learn fit and would take the cores from the next fit (measured: fastbp's digits epoch
+# 25% slower right after scikit-learn's).  Each fit starts on a quiet machine.
+QUIET = 0.3
 
 # dataset -> (loader, classifier?, estimator parameters shared by both libraries)
 CASES = {
@@ -51,6 +56,7 @@ def run(lib, name, seed, dtype=np.float64):
     mod = fastbp if lib == "fastbp" else neural_network
     est = getattr(mod, "MLPClassifier" if classifier else "MLPRegressor")(random_state=seed, **params)
     Xtr, Xte, ytr, yte = split(name, seed, dtype)
+    time.sleep(QUIET)
     t0 = time.perf_counter()
     est.fit(Xtr, ytr)
     seconds = time.perf_counter() - t0
