@@ -9,16 +9,21 @@ import pytest
 
 
 # shapes large enough that every product takes its parallel path (the first layer's with A
-# packed into micro-panels), with a narrow output
+# packed into micro-panels), with a narrow output; and a small network on the row-block step
+# (batches of 250 rows: 4 blocks, the last batch of 150: 2)
 SCRIPT = textwrap.dedent("""
     import hashlib, sys, numpy as np, fastbp
+    from fastbp.kernels.train import step_blocks
     rng = np.random.default_rng(0)
     X = rng.standard_normal((400, 520)).astype(np.{dtype})
     y = rng.integers(0, 5, 400)
     net = fastbp.Network([520, 600, 64, 5], activation="tanh", output_activation="softmax",
                          dtype=np.{dtype}, seed=1)
     fastbp.Trainer(net, optimizer="{opt}", batch_size=130, epochs=2, seed=3).fit(X, y)
-    print(hashlib.sha256(net.params.tobytes()).hexdigest())
+    small = fastbp.Network([20, 32, 5], output_activation="softmax", dtype=np.{dtype}, seed=1)
+    assert step_blocks([20, 32, 5], 250) == 4
+    fastbp.Trainer(small, optimizer="{opt}", batch_size=250, epochs=3, seed=3).fit(X[:, :20], y)
+    print(hashlib.sha256(net.params.tobytes() + small.params.tobytes()).hexdigest())
 """)
 
 
