@@ -32,13 +32,13 @@ class Dense:
         self.time_gradient(shape, dtype)
 
     def time_forward(self, shape, dtype):
-        self.dense.forward(self.A, self.W, self.b, self.Z, 1, self.sq)
+        self.dense.forward(self.A, self.W, self.b, self.Z, 1, self.sq, True)
 
     def time_backprop(self, shape, dtype):
-        self.dense.backprop(self.D, self.W, self.A, self.Dp, 1, self.sq)
+        self.dense.backprop(self.D, self.W, self.A, self.Dp, 1, self.sq, True)
 
     def time_gradient(self, shape, dtype):
-        self.dense.gradient(self.A, self.D, self.gW, self.gb, self.scale, self.sq)
+        self.dense.gradient(self.A, self.D, self.gW, self.gb, self.scale, self.sq, True)
 
     def track_forward_gflops(self, shape, dtype):
         import time
