@@ -41,7 +41,7 @@ class Workspace:
     def __init__(self, sizes, rows, dtype, train=False):
         self.sizes = [int(s) for s in sizes]
         blocks = step_blocks(self.sizes, rows) if train else 1
-        n_params = sum((a + 1) * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        n_params = parameter_layout(self.sizes)[1]
         sizes = np.asarray(sizes, np.int64)
         self.capacity = rows
         widths = np.concatenate([[0], sizes[1:]])
@@ -51,9 +51,9 @@ class Workspace:
         self.deltas = np.empty(int(self.doff[-1]), dtype)
         self.rowloss = np.empty(rows, dtype)
         self.part = np.empty((blocks - 1) * n_params, dtype)
-        # per-task partial sums, one set per row block
+        # per-task partial sums and per-layer gradient norms, one set per row block
         self.sq = np.empty(blocks * max_tasks(list(sizes)), np.float64)
-        self.gsq = np.empty(len(sizes) - 1, np.float64)
+        self.gsq = np.empty(blocks * (len(sizes) - 1), np.float64)
         self.rows = np.empty(rows, np.int64)
 
     def view(self, which, l, n):

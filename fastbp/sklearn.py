@@ -551,8 +551,6 @@ class _R2:
         y_pred = np.asarray(y_pred, self.dtype).reshape(len(y_pred), -1)
         numerator = np.sum(self.weight * (self.y - y_pred) ** 2, axis=0)
         nonzero_den, nonzero_num = self.denominator != 0, numerator != 0
-        if nonzero_den.all() and nonzero_num.all():
-            return float(np.average(1 - numerator / self.denominator))
         scores = np.ones(self.y.shape[1], dtype=numerator.dtype)
         valid = nonzero_den & nonzero_num
         scores[valid] = 1 - numerator[valid] / self.denominator[valid]

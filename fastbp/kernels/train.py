@@ -62,11 +62,6 @@ def layer_params(params, layout, l):
 
 
 @njit(**JIT)
-def slot(buf, off, l, B, width):
-    return buf[off[l]:off[l] + B * width].reshape((B, width))
-
-
-@njit(**JIT)
 def rows_slot(buf, off, l, r0, r1, width):
     """Rows r0..r1 of slot l (a batch slot is row-major, so they are contiguous)."""
     return buf[off[l] + r0 * width:off[l] + r1 * width].reshape((r1 - r0, width))
@@ -107,8 +102,10 @@ def loss_batch(Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, deltas
     B = rows.shape[0]
     L = layout.shape[0]
     m = layout[L - 1, 1]
-    return output_batch(slot(acts, aoff, L, B, m), slot(deltas, doff, L, B, m), Yf, Yi, sw, rows,
-                        out_code, loss_code, rowloss[:B])
+    zero = np.int64(0)
+    return output_batch(rows_slot(acts, aoff, L, zero, B, m),
+                        rows_slot(deltas, doff, L, zero, B, m), Yf, Yi, sw, rows, out_code,
+                        loss_code, rowloss[:B])
 
 
 @njit(**JIT)
@@ -175,11 +172,12 @@ def row_blocks(B, nblocks):
 
 @njit(**PARALLEL_JIT)
 def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, act, out_code,
-                  loss_code, scale, acts, aoff, deltas, doff, rowloss, sq):
+                  loss_code, scale, acts, aoff, deltas, doff, rowloss, sq, gsq):
     """The batch in P row blocks, one task each: forward, output δ and loss, backward into its
     own gradient buffer (block 0: ``grads``; block p: ``part[(p−1)·n:p·n]``) — every layer's
     products serial, the block's rows staying on one core from input to gradient.  Then
-    ``grads += Σ part`` in block order."""
+    ``grads += Σ part`` in block order.  ``sq`` and ``gsq`` hold one scratch set per block (the
+    blocks' norms are not the batch's: the caller computes those)."""
     B = rows.shape[0]
     n = params.shape[0]
     bs = (B + P - 1) // P
@@ -197,7 +195,7 @@ def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, act, out_
         output_rows(Zf, Df, Yf.reshape(Yf.size), Yi, sw, rows, m, out_code, loss_code, rowloss,
                     r0, r1)
         backward_rows(r0, r1, scale, params, g, layout, act, acts, aoff, deltas, doff, sqp,
-                      np.empty(L, np.float64), np.bool_(False))
+                      gsq[p * L:(p + 1) * L], np.bool_(False))
     un = np.uint64(n)
     for p in range(1, P):
         base = np.uint64((p - 1) * n)
@@ -227,7 +225,7 @@ def batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, act, out_c
     P = row_blocks(B, 1 + part.shape[0] // params.shape[0])
     if P > 1:
         _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, act, out_code,
-                      loss_code, scale, acts, aoff, deltas, doff, rowloss, sq)
+                      loss_code, scale, acts, aoff, deltas, doff, rowloss, sq, gsq)
         loss = 0.0
         for r in range(B):
             loss += float(rowloss[r])
