@@ -36,7 +36,8 @@ def parameter_layout(sizes):
 class Workspace:
     """Activation and delta buffers for batches of up to ``rows`` samples, allocated once.
     ``train``: also the other row blocks' gradient buffers of the row-block step
-    (kernels.train.step_blocks; none for large networks)."""
+    (kernels.train.step_blocks; None for large networks and inference workspaces, and then
+    the compiled step has no row-block code)."""
 
     def __init__(self, sizes, rows, dtype, train=False):
         self.sizes = [int(s) for s in sizes]
@@ -50,7 +51,7 @@ class Workspace:
         self.acts = np.empty(int(self.aoff[-1]), dtype)
         self.deltas = np.empty(int(self.doff[-1]), dtype)
         self.rowloss = np.empty(rows, dtype)
-        self.part = np.empty((blocks - 1) * n_params, dtype)
+        self.part = np.empty((blocks - 1) * n_params, dtype) if blocks > 1 else None
         # per-task partial sums and per-layer gradient norms, one set per row block
         self.sq = np.empty(blocks * max_tasks(list(sizes)), np.float64)
         self.gsq = np.empty(blocks * (len(sizes) - 1), np.float64)

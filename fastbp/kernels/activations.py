@@ -10,7 +10,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .._config import JIT
+from .._config import INLINE_JIT, JIT
 
 IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, SOFTMAX, EXP = 0, 1, 2, 3, 4, 5, 6
 
@@ -22,7 +22,7 @@ NAMES = {IDENTITY: "identity", RELU: "relu", LEAKY_RELU: "leaky_relu", SIGMOID: 
 LEAKY_SLOPE = 0.01
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def sigmoid(x, one):
     """Logistic function without overflow for either sign; ``one`` is 1 in x's dtype (a bare
     literal would promote float32 to float64)."""

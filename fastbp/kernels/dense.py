@@ -22,7 +22,7 @@ tasks serially: a parallel launch (~2 µs) costs more than they take.
 import numpy as np
 from numba import njit, prange
 
-from .._config import JIT, PARALLEL_JIT
+from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import activate, scale_by_derivative
 from .simd import ACCUMULATORS, microkernel_4x4, microkernel_8x2, microkernel_16x1, vector_lanes
 
@@ -42,7 +42,7 @@ def max_tasks(sizes):
     return max(sizes) // 2 + TASKS + 1
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def _vectors(N, lanes):
     """Vectors per tile row: the narrowest register tile that covers N columns."""
     if N <= lanes:
@@ -140,7 +140,7 @@ def _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack):
                 Cf[(np.uint64(m_lo) + i) * np.uint64(c_rs) + np.uint64(j)] = pack[i]
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def _panels(N, nv, lanes):
     """``(full, count)``: the column panels of an N-wide output.  ``full`` panels of ``nv``
     vectors (the main tile), then the remainder in the narrowest tiles that cover it (see
@@ -153,7 +153,7 @@ def _panels(N, nv, lanes):
     return full, full + extra
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def _panel(p, full, nv, lanes, N):
     """``(j0, vectors)`` of column panel p."""
     NR = nv * lanes
@@ -217,7 +217,7 @@ def _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, 
     unr = np.uint64(nr)
     if N <= NARROW:
         _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack)
-        return _epilogue(kind, Cf, c_rs, m_lo, m_hi, 0, N, auxf, vec, act, scale)
+        return _epilogue(kind, Cf, c_rs, m_lo, m_hi, np.int64(0), N, auxf, vec, act, scale)
     from_ap = packed and nvt == nv
     A = Ap if from_ap else Af
     for k0 in range(0, K, KC):
@@ -283,7 +283,7 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
         tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
         for t in range(ntasks):
             sq[t] = _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N,
-                          Cf, c_rs, auxf, vec, act, scale, pack, tile, Af, False)
+                          Cf, c_rs, auxf, vec, act, scale, pack, tile, Af, np.bool_(False))
     else:
         # A in contiguous micro-panels, once per product (M·K copies for M·K·N multiply-adds):
         # +10% per core measured against reading MR strided rows from L2, when every panel of
@@ -292,12 +292,12 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
         Ap = np.empty(((M + MR - 1) // MR) * K * MR if packed else 0, Af.dtype)
         if packed:
             for p in prange((M + MR - 1) // MR):
-                _pack_a(Af, a_rs, a_cs, M, K, MR, p, Ap)
+                _pack_a(Af, a_rs, a_cs, M, K, MR, np.int64(p), Ap)
         for t in prange(ntasks):
             pack = np.empty(scratch, Af.dtype)
             tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
-            sq[t] = _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N,
-                          Cf, c_rs, auxf, vec, act, scale, pack, tile, Ap, packed)
+            sq[t] = _task(np.int64(t), npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs,
+                          b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, tile, Ap, packed)
     return ntasks
 
 
@@ -306,7 +306,7 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
 ONE = 1
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def forward(A, W, b, Z, act, sq, par):
     """``Z[:M] = f(A·W + b)`` for the ``M = A.shape[0]`` rows of A; threads when ``par``."""
     M, K = A.shape
@@ -315,7 +315,7 @@ def forward(A, W, b, Z, act, sq, par):
           Z, Z, b, np.int64(act), Z.dtype.type(1), sq, par)
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def backprop(D, W, A, Dp, act, sq, par):
     """``Dp = (D·Wᵀ) ⊙ f'(A)`` where ``A = f(z)`` is the previous layer's output."""
     M, K = D.shape
@@ -325,7 +325,7 @@ def backprop(D, W, A, Dp, act, sq, par):
           np.int64(act), Dp.dtype.type(1), sq, par)
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def gradient(A, D, gW, gb, scale, sq, par):
     """``gW = scale·Aᵀ·D``, ``gb = scale·Σ_rows D``; returns ``‖gW‖² + ‖gb‖²`` (float64).
 

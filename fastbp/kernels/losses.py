@@ -118,9 +118,9 @@ def output_rows(Z, D, T, Yi, sw, rows, m, out_code, loss_code, rowloss, lo, hi):
     for r in range(lo, hi):
         src = rows[r]
         if labels:
-            rowloss[r] = output_row(Z, D, r * m, T, 0, Yi[src], m, out_code, loss_code)
+            rowloss[r] = output_row(Z, D, r * m, T, np.int64(0), Yi[src], m, out_code, loss_code)
         else:
-            rowloss[r] = output_row(Z, D, r * m, T, src * m, -1, m, out_code, loss_code)
+            rowloss[r] = output_row(Z, D, r * m, T, src * m, np.int64(-1), m, out_code, loss_code)
         if weighted:
             w = sw[src]
             rowloss[r] = rowloss[r] * w

@@ -30,7 +30,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._config import JIT, PARALLEL_JIT
+from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 
 SGD, MOMENTUM, NESTEROV, ADAM, ADAMW, RMSPROP = 0, 1, 2, 3, 4, 5
 SK_SGD, SK_NESTEROV, SK_ADAM = 6, 7, 8
@@ -47,7 +47,7 @@ PAR_MIN_SQRT = 1 << 14  # ... for float64 and the rules with a square root and a
                         # (4 cycles per element: two threads pay from ~16k, measured)
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def _lerp(a, b, w, one):
     # torch.lerp: the two formulas it uses on either side of w = 0.5
     if w < 0.5:
@@ -148,7 +148,7 @@ def update(code, params, grads, state1, state2, hyper, step, consts, flags):
     slow = params.itemsize == 8 and (code == ADAM or code == ADAMW or code == RMSPROP
                                      or code == SK_ADAM)
     if n < (PAR_MIN_SQRT if slow else PAR_MIN):
-        ok = _update_chunk(code, params, grads, state1, state2, consts, 0, n)
+        ok = _update_chunk(code, params, grads, state1, state2, consts, np.int64(0), n)
         return ok == 0
     for t in prange(nchunks):
         flags[t] = _update_chunk(code, params, grads, state1, state2, consts,

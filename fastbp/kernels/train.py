@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._config import JIT, PARALLEL_JIT
+from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import IDENTITY, activate
 from .dense import backprop, forward, gradient
 from .losses import output_batch, output_rows
@@ -55,13 +55,13 @@ def step_blocks(sizes, rows):
     return p
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def layer_params(params, layout, l):
     n_in, n_out, w_off, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
     return params[w_off:w_off + n_in * n_out].reshape((n_in, n_out)), params[b_off:b_off + n_out]
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def rows_slot(buf, off, l, r0, r1, width):
     """Rows r0..r1 of slot l (a batch slot is row-major, so they are contiguous)."""
     return buf[off[l] + r0 * width:off[l] + r1 * width].reshape((r1 - r0, width))
@@ -88,14 +88,14 @@ def forward_rows(X, rows, r0, r1, params, layout, act, acts, aoff, sq, par):
         A = Z
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def forward_batch(X, rows, params, layout, act, acts, aoff, sq):
     """Gather ``X[rows]`` into slot 0 and run every layer; the output slot holds ``z_L``."""
     forward_rows(X, rows, np.int64(0), rows.shape[0], params, layout, act, acts, aoff, sq,
                  np.bool_(True))
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def loss_batch(Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss):
     """Output δ into the deltas' last slot, ``f(z)`` into the output slot; returns Σ losses
     (weighted by ``sw`` when it is not empty)."""
@@ -126,7 +126,7 @@ def add_l2(params, grads, layout, c):
     return total
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def sumsq(buf, lo, hi):
     """``Σ buf[lo:hi]²`` in float64, without a temporary."""
     s = 0.0
@@ -153,7 +153,7 @@ def backward_rows(r0, r1, scale, params, grads, layout, act, acts, aoff, deltas,
             backprop(D, W, A, rows_slot(deltas, doff, l, r0, r1, n_in), act, sq, par)
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def backward_batch(B, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq):
     """Gradients of the batch of ``B`` rows, scaled by ``scale`` (``1/B`` for the mean), into
     ``grads`` (δ of the output already in place); every hidden δ into ``deltas``; ``gsq[l]`` =
@@ -162,7 +162,7 @@ def backward_batch(B, scale, params, grads, layout, act, acts, aoff, deltas, dof
                   gsq, np.bool_(True))
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def row_blocks(B, nblocks):
     """The blocks a batch of B rows is cut into when the workspace has room for ``nblocks``:
     at most one per BLOCK_ROWS rows (so a short last batch uses fewer).  Depends on the
@@ -222,18 +222,20 @@ def batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, act, out_c
             wsum += float(sw[rows[r]])
     one = acts.dtype.type(1)
     scale = one / acts.dtype.type(wsum)
-    P = row_blocks(B, 1 + part.shape[0] // params.shape[0])
-    if P > 1:
-        _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, act, out_code,
-                      loss_code, scale, acts, aoff, deltas, doff, rowloss, sq, gsq)
-        loss = 0.0
-        for r in range(B):
-            loss += float(rowloss[r])
-        for l in range(layout.shape[0]):
-            w_off, b_off = layout[l, 2], layout[l, 3]
-            gsq[l] = (sumsq(grads, w_off, w_off + layout[l, 0] * layout[l, 1])
-                      + sumsq(grads, b_off, b_off + layout[l, 1]))
-    else:
+    P = 1
+    if part is not None:    # pruned at compile time when None: no row-block step compiled
+        P = row_blocks(B, 1 + part.shape[0] // params.shape[0])
+        if P > 1:
+            _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, act, out_code,
+                          loss_code, scale, acts, aoff, deltas, doff, rowloss, sq, gsq)
+            loss = 0.0
+            for r in range(B):
+                loss += float(rowloss[r])
+            for l in range(layout.shape[0]):
+                w_off, b_off = layout[l, 2], layout[l, 3]
+                gsq[l] = (sumsq(grads, w_off, w_off + layout[l, 0] * layout[l, 1])
+                          + sumsq(grads, b_off, b_off + layout[l, 1]))
+    if P == 1:
         forward_batch(X, rows, params, layout, act, acts, aoff, sq)
         loss = loss_batch(Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, deltas,
                           doff, rowloss)
