@@ -202,3 +202,29 @@ def test_optimizer_reports_non_finite_update():
     g = np.array([-3e38, 0.0], np.float32)
     hyper = np.array([10.0, 0.9, 0.9, 0.999, 1e-8, 0.0], np.float32)
     assert not optimizers.update(optimizers.SGD, p, g, p[:0], p[:0], hyper, 1, np.zeros(10, np.float32), np.zeros(1, np.float32))
+
+
+def test_unowned_views_read_and_write_the_callers_arrays():
+    from numba import njit
+    from numba.core.errors import TypingError
+
+    from fastbp.kernels.unowned import unowned
+
+    @njit
+    def through(a, b):
+        u, v = unowned(a, b)
+        w = unowned(u[1:])            # a view of an unowned view
+        w[0] = 7.0
+        v[1, 2] = 5
+        return u.sum(), v.shape[0], v.shape[1], v.strides[0]
+
+    a = np.arange(4.0)
+    b = np.zeros((2, 3), np.int64)[:, ::-1]     # strided, not C-contiguous
+    assert through(a, b) == (0.0 + 7.0 + 2.0 + 3.0, 2, 3, b.strides[0])
+    assert a[1] == 7.0 and b[1, 2] == 5
+
+    @njit
+    def scalar(x):
+        return unowned(x)
+    with pytest.raises(TypingError):
+        scalar(1.0)

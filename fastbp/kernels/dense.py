@@ -25,6 +25,7 @@ from numba import njit, prange
 from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import activate, scale_by_derivative
 from .simd import ACCUMULATORS, microkernel_4x4, microkernel_8x2, microkernel_16x1, vector_lanes
+from .unowned import unowned
 
 KC = 128            # k-block: a packed panel of KC × NR stays in L1
 TASKS = 8           # row blocks are cut so that a product has at least this many tasks
@@ -58,7 +59,7 @@ def _vectors(N, lanes):
 # numba's negative-index wraparound, which stops LLVM from vectorising.
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def _pack(Bf, b_rs, b_cs, k0, kc, j0, nr, NR, pack):
     """``pack[k·NR + j] = B[k0 + k, j0 + j]``, zero for j >= nr."""
     zero = pack.dtype.type(0)
@@ -101,7 +102,7 @@ def _pack_a(Af, a_rs, a_cs, M, K, MR, p, Ap):
                 Ap[base + k * uMR + r] = Af[src + min(np.uint64(p * MR) + r, last)]
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack):
     """C rows m_lo..m_hi for N <= NARROW columns, where a register tile would be mostly empty:
     a dot product along k when A's rows are contiguous (forward), otherwise an axpy along A's
@@ -170,7 +171,7 @@ def _panel(p, full, nv, lanes, N):
     return j0, 1
 
 
-@njit(**JIT)
+@njit(**INLINE_JIT)
 def _epilogue(kind, Cf, c_rs, i_lo, i_hi, j0, nr, auxf, vec, act, scale):
     """The ``kind`` epilogue on rows i_lo..i_hi, columns j0..j0+nr of C; returns Σ C² for
     GRADIENT (0 otherwise).  Run per task, after its last K block (per register tile measured
@@ -274,8 +275,9 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
     MC = (((M + nmb - 1) // nmb + MR - 1) // MR) * MR
     nmb = (M + MC - 1) // MC
     ntasks = npan * nmb
-    Cf = C.reshape(C.size)
-    auxf = aux.reshape(aux.size)
+    # the caller keeps the operands alive: unowned views spare every _task call the reference
+    # counting of its array arguments (see unowned.py)
+    Af, Bf, vec, Cf, auxf = unowned(Af, Bf, vec, C.reshape(C.size), aux.reshape(aux.size))
     c_rs = C.shape[1]
     scratch = max(KC * NR, MC)
     if serial or ntasks == 1:

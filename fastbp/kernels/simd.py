@@ -154,3 +154,4 @@ def _make_microkernel(MR, NV):
 microkernel_4x4 = _make_microkernel(4, 4)
 microkernel_8x2 = _make_microkernel(8, 2)
 microkernel_16x1 = _make_microkernel(16, 1)
+

@@ -28,6 +28,7 @@ from .activations import IDENTITY, activate
 from .dense import backprop, forward, gradient
 from .losses import output_batch, output_rows
 from .optimizers import update
+from .unowned import unowned
 
 OK, LOSS_NOT_FINITE, GRADIENT_NOT_FINITE, PARAMS_NOT_FINITE = 0, 1, 2, 3
 # Constant arguments to the shared passes are wrapped (np.int64(0), np.bool_(True)): a bare
@@ -214,6 +215,9 @@ def batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, act, out_c
 
     Returns ``(loss, wsum)``: ``loss = Σ w·ℓ / loss_div + ½·alpha·Σ‖W‖²`` and ``wsum`` = Σ w (the
     batch size without weights), so that the batch's objective is ``loss / wsum``."""
+    # called from Python or train_epoch, who own every array: see unowned.py
+    X, Yf, Yi, sw, rows, params, grads, layout = unowned(X, Yf, Yi, sw, rows, params, grads, layout)
+    acts, aoff, deltas, doff, rowloss, sq, gsq = unowned(acts, aoff, deltas, doff, rowloss, sq, gsq)
     B = rows.shape[0]
     wsum = float(B)
     if sw.shape[0] > 0:
@@ -226,8 +230,8 @@ def batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, act, out_c
     if part is not None:    # pruned at compile time when None: no row-block step compiled
         P = row_blocks(B, 1 + part.shape[0] // params.shape[0])
         if P > 1:
-            _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, act, out_code,
-                          loss_code, scale, acts, aoff, deltas, doff, rowloss, sq, gsq)
+            _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, unowned(part), layout, act,
+                          out_code, loss_code, scale, acts, aoff, deltas, doff, rowloss, sq, gsq)
             loss = 0.0
             for r in range(B):
                 loss += float(rowloss[r])
@@ -261,6 +265,11 @@ def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, stat
     loss or gradient is not finite stops before its update (parameters untouched); a step whose
     update gives non-finite parameters stops after it (``PARAMS_NOT_FINITE``: the caller
     restores).  ``gnorm[l]`` accumulates each completed step's gradient norm of layer l."""
+    # called from Python, who owns every array: see unowned.py
+    X, Yf, Yi, sw, perm, params, grads, layout = unowned(X, Yf, Yi, sw, perm, params, grads, layout)
+    state1, state2, hyper, consts, flags, gnorm = unowned(state1, state2, hyper, consts, flags,
+                                                          gnorm)
+    acts, aoff, deltas, doff, rowloss, sq, gsq = unowned(acts, aoff, deltas, doff, rowloss, sq, gsq)
     n = perm.shape[0]
     steps = (n + batch - 1) // batch
     if max_steps >= 0 and max_steps < steps:
@@ -304,6 +313,9 @@ def evaluate(X, Yf, Yi, sw, params, layout, act, out_code, loss_code, acts, aoff
              rowloss, rows, sq):
     """Σ per-sample loss (weighted by ``sw`` when not empty) over all of X, in chunks of
     ``rows.shape[0]`` rows."""
+    X, Yf, Yi, sw, params, layout = unowned(X, Yf, Yi, sw, params, layout)   # see unowned.py
+    acts, aoff, deltas, doff, rowloss, rows, sq = unowned(acts, aoff, deltas, doff, rowloss, rows,
+                                                          sq)
     total = 0.0
     for lo in range(0, X.shape[0], rows.shape[0]):
         r = _chunk(rows, lo, X.shape[0])
@@ -316,6 +328,8 @@ def evaluate(X, Yf, Yi, sw, params, layout, act, out_code, loss_code, acts, aoff
 @njit(**JIT)
 def predict(X, params, layout, act, out_code, acts, aoff, rows, out, sq):
     """``out = network(X)``, in chunks of ``rows.shape[0]`` rows."""
+    X, params, layout, acts, aoff, rows, out, sq = unowned(X, params, layout, acts, aoff, rows,
+                                                            out, sq)     # see unowned.py
     L = layout.shape[0]
     m = out.shape[1]
     outf = out.reshape(out.size)
