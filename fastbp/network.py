@@ -234,7 +234,7 @@ class Network:
         with _config.ready():
             total = K.evaluate(X, Yf, Yi, NO_WEIGHTS.astype(self._dtype), self.params,
                                self._layout, *self._codes(loss), ws.acts, ws.aoff, ws.deltas,
-                               ws.doff, ws.rowloss, ws.rows, ws.sq)
+                               ws.doff, ws.rowloss, ws.rows, ws.sq, None)
         return total / X.shape[0]
 
     def _backprop_all(self, X, Y, loss):

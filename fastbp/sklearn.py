@@ -340,11 +340,12 @@ class _BaseMLP(BaseEstimator):
         alpha = float(self.alpha)
         if early_stopping:      # allocated once: the validation pass runs every epoch
             vws = Workspace(ws.sizes, min(PREDICT_CHUNK, X_val.shape[0]), dtype)
+            val_out = np.empty((X_val.shape[0], self.n_outputs_), dtype)
             scorer = self._scorer(y_val, sw_val)
             sw_val_kernel = (np.empty(0, dtype) if sw_val is None
                              else np.array(sw_val, dtype, order="C"))
         else:
-            vws = scorer = None
+            vws = val_out = scorer = None
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
@@ -369,9 +370,9 @@ class _BaseMLP(BaseEstimator):
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-                if early_stopping:
-                    self._validation_loss(X_val, val_targets, sw_val_kernel, vws)
-                self._update_no_improvement_count(early_stopping, X_val, scorer, vws)
+                score = (self._validation_pass(X_val, val_targets, sw_val_kernel, scorer, vws,
+                                               val_out) if early_stopping else None)
+                self._update_no_improvement_count(early_stopping, score)
                 opt.iteration_ends(self.t_)
                 if self._no_improvement_count > self.n_iter_no_change:
                     if early_stopping:
@@ -394,18 +395,24 @@ class _BaseMLP(BaseEstimator):
         if early_stopping:
             params[...] = self._best_params    # the best weights, restored in place
 
-    def _validation_loss(self, X_val, targets, sw, ws):
+    def _validation_pass(self, X_val, targets, sw, scorer, ws, out):
+        """Early stopping's end of an epoch: one pass over the validation set appends the
+        validation loss to ``validation_loss_curve_`` and gives the validation score (``scorer``
+        from ``_scorer``, built once per fit; ``out``: the outputs' buffer)."""
         params, layout = self._params()
         Yf, Yi, codes, loss_div = targets
         with _config.ready():
             total = K.evaluate(X_val, Yf, Yi, sw, params, layout, *codes, ws.acts, ws.aoff,
-                               ws.deltas, ws.doff, ws.rowloss, ws.rows, ws.sq)
+                               ws.deltas, ws.doff, ws.rowloss, ws.rows, ws.sq, out)
         weight = X_val.shape[0] if sw.shape[0] == 0 else float(np.sum(sw))
         self.validation_loss_curve_.append(total / loss_div / weight)
+        y_pred = self._decode(out)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return scorer(y_pred)
 
-    def _update_no_improvement_count(self, early_stopping, X_val, scorer, ws):
+    def _update_no_improvement_count(self, early_stopping, score):
         if early_stopping:
-            score = self._validation_score(X_val, scorer, ws)
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % self.validation_scores_[-1])
@@ -466,7 +473,7 @@ class _BaseMLP(BaseEstimator):
         params[order] = opt_res.x
 
     # -- prediction -------------------------------------------------------------------------------
-    def _forward_pass_fast(self, X, check_input=True, ws=None):
+    def _forward_pass_fast(self, X, check_input=True):
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         if sp.issparse(X):
@@ -479,21 +486,12 @@ class _BaseMLP(BaseEstimator):
             X = X.copy()
         if before != params.dtype:     # e.g. float64 values that overflow a float32 model
             _check_finite(f"X (as {params.dtype})", X)
-        if ws is None:
-            ws = Workspace(self._sizes(), min(PREDICT_CHUNK, max(1, X.shape[0])), params.dtype)
+        ws = Workspace(self._sizes(), min(PREDICT_CHUNK, max(1, X.shape[0])), params.dtype)
         out = np.empty((X.shape[0], self.n_outputs_), params.dtype)
         with _config.ready():
             K.predict(X, params, layout, HIDDEN[self.activation], OUTPUT[_OUT[self.out_activation_]],
                       ws.acts, ws.aoff, ws.rows, out, ws.sq)
         return out
-
-    def _validation_score(self, X, scorer, ws):
-        """The validation score of early stopping (inputs already validated; ``scorer`` from
-        ``_scorer``, built once per fit)."""
-        y_pred = self._predict(X, check_input=False, ws=ws)
-        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
-            return np.nan
-        return scorer(y_pred)
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:
@@ -543,13 +541,20 @@ class _R2:
         dtype = np.result_type(y_true.dtype, pred_dtype, np.float32)
         self.dtype = dtype
         self.y = np.asarray(y_true, dtype).reshape(len(y_true), -1)
-        self.weight = 1.0 if sample_weight is None else sample_weight[:, None]
-        self.denominator = np.sum(
-            self.weight * (self.y - np.average(self.y, axis=0, weights=sample_weight)) ** 2, axis=0)
+        self.weight = None if sample_weight is None else sample_weight[:, None]
+        self.denominator = self._weighted_sum(
+            (self.y - np.average(self.y, axis=0, weights=sample_weight)) ** 2)
+
+    def _weighted_sum(self, sq):
+        # scikit-learn multiplies by weight = 1.0 when there are none: exact, so skipped
+        return np.sum(sq if self.weight is None else self.weight * sq, axis=0)
 
     def __call__(self, y_pred):
         y_pred = np.asarray(y_pred, self.dtype).reshape(len(y_pred), -1)
-        numerator = np.sum(self.weight * (self.y - y_pred) ** 2, axis=0)
+        numerator = self._weighted_sum((self.y - y_pred) ** 2)
+        if numerator.shape[0] == 1:     # one output: the same arithmetic on scalars
+            num, den = numerator[0], self.denominator[0]
+            return 1.0 if num == 0 else 0.0 if den == 0 else float(1 - num / den)
         nonzero_den, nonzero_num = self.denominator != 0, numerator != 0
         scores = np.ones(self.y.shape[1], dtype=numerator.dtype)
         valid = nonzero_den & nonzero_num
@@ -608,11 +613,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         check_is_fitted(self)
         return self._predict(X)
 
-    def _predict(self, X, check_input=True, ws=None):
-        y_pred = self._forward_pass_fast(X, check_input=check_input, ws=ws)
-        if self.n_outputs_ == 1:
-            y_pred = y_pred.ravel()
-        return self._label_binarizer.inverse_transform(y_pred)
+    def _predict(self, X, check_input=True):
+        return self._decode(self._forward_pass_fast(X, check_input=check_input))
+
+    def _decode(self, out):
+        """Class labels from the network's outputs."""
+        return self._label_binarizer.inverse_transform(out.ravel() if self.n_outputs_ == 1
+                                                       else out)
 
     def _scorer(self, y, sample_weight):
         return lambda y_pred: _accuracy(y, y_pred, sample_weight)
@@ -674,11 +681,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         check_is_fitted(self)
         return self._predict(X)
 
-    def _predict(self, X, check_input=True, ws=None):
-        y_pred = self._forward_pass_fast(X, check_input=check_input, ws=ws)
-        if y_pred.shape[1] == 1:
-            return y_pred.ravel()
-        return y_pred
+    def _predict(self, X, check_input=True):
+        return self._decode(self._forward_pass_fast(X, check_input=check_input))
+
+    @staticmethod
+    def _decode(out):
+        """Predictions from the network's outputs."""
+        return out.ravel() if out.shape[1] == 1 else out
 
     def _scorer(self, y, sample_weight):
         return _R2(y, sample_weight, self.coefs_[0].dtype)

@@ -257,7 +257,8 @@ class Trainer:
                 history._weight.append(weight_norms(net))
                 if val is not None:
                     vt = K.evaluate(*val, sw, net.params, net._layout, *codes[:3], vws.acts,
-                                    vws.aoff, vws.deltas, vws.doff, vws.rowloss, vws.rows, vws.sq)
+                                    vws.aoff, vws.deltas, vws.doff, vws.rowloss, vws.rows, vws.sq,
+                                    None)
                     history.val_loss.append(vt / val[0].shape[0])
                 history.seconds.append(time.perf_counter() - t0)
                 if self.verbose:

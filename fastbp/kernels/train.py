@@ -310,18 +310,25 @@ def _chunk(rows, lo, n):
 
 @njit(**JIT)
 def evaluate(X, Yf, Yi, sw, params, layout, act, out_code, loss_code, acts, aoff, deltas, doff,
-             rowloss, rows, sq):
+             rowloss, rows, sq, out):
     """Σ per-sample loss (weighted by ``sw`` when not empty) over all of X, in chunks of
-    ``rows.shape[0]`` rows."""
+    ``rows.shape[0]`` rows; the network's outputs ``f(z)`` into ``out`` (``(n, m)``; None: not
+    kept), the values :func:`predict` gives, so that one pass yields a loss and a score."""
     X, Yf, Yi, sw, params, layout = unowned(X, Yf, Yi, sw, params, layout)   # see unowned.py
     acts, aoff, deltas, doff, rowloss, rows, sq = unowned(acts, aoff, deltas, doff, rowloss, rows,
                                                           sq)
+    L = layout.shape[0]
+    m = layout[L - 1, 1]
     total = 0.0
     for lo in range(0, X.shape[0], rows.shape[0]):
         r = _chunk(rows, lo, X.shape[0])
         forward_batch(X, r, params, layout, act, acts, aoff, sq)
         total += loss_batch(Yf, Yi, sw, r, layout, out_code, loss_code, acts, aoff, deltas, doff,
                             rowloss)
+        if out is not None:     # pruned at compile time when None
+            outf = unowned(out).reshape(out.size)
+            for i in range(np.uint64(r.shape[0] * m)):
+                outf[np.uint64(lo * m) + i] = acts[np.uint64(aoff[L]) + i]
     return total
 
 
