@@ -23,8 +23,9 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import INLINE_JIT, JIT, PARALLEL_JIT
-from .activations import activate, scale_by_derivative
-from .simd import ACCUMULATORS, microkernel_4x4, microkernel_8x2, microkernel_16x1, vector_lanes
+from .activations import IDENTITY, LEAKY_RELU, RELU, activate, scale_by_derivative
+from .simd import (ACCUMULATORS, EPI_BIAS, EPI_LEAKY, EPI_NONE, EPI_RELU, microkernel_4x4,
+                   microkernel_8x2, microkernel_16x1, vector_lanes)
 from .unowned import unowned
 
 KC = 128            # k-block: a packed panel of KC × NR stays in L1
@@ -172,17 +173,21 @@ def _panel(p, full, nv, lanes, N):
 
 
 @njit(**INLINE_JIT)
-def _epilogue(kind, Cf, c_rs, i_lo, i_hi, j0, nr, auxf, vec, act, scale):
+def _epilogue(kind, Cf, c_rs, i_lo, i_hi, j0, nr, auxf, vec, act, scale, fused):
     """The ``kind`` epilogue on rows i_lo..i_hi, columns j0..j0+nr of C; returns Σ C² for
     GRADIENT (0 otherwise).  Run per task, after its last K block (per register tile measured
-    slower on short-K products: the reloads of just-stored vectors stall)."""
+    slower on short-K products: the reloads of just-stored vectors stall).  ``fused``: the
+    micro-kernel has added the bias and applied identity, relu or leaky relu (_fused_epi)."""
     unr = np.uint64(nr)
     total = 0.0
     if kind == FORWARD:
+        if fused and (act == IDENTITY or act == RELU or act == LEAKY_RELU):
+            return total
         for i in range(i_lo, i_hi):
             c = np.uint64(i * c_rs + j0)
-            for j in range(unr):
-                Cf[c + j] += vec[np.uint64(j0) + j]
+            if not fused:
+                for j in range(unr):
+                    Cf[c + j] += vec[np.uint64(j0) + j]
             activate(Cf, c, nr, act)
     elif kind == BACKPROP:      # aux (the previous layer's output) has C's shape
         for i in range(i_lo, i_hi):
@@ -198,6 +203,17 @@ def _epilogue(kind, Cf, c_rs, i_lo, i_hi, j0, nr, auxf, vec, act, scale):
                 s += g * g
             total += float(s)
     return total
+
+
+@njit(**INLINE_JIT)
+def _fused_epi(act):
+    """What the micro-kernel applies to the forward product's last K block: the bias, and the
+    activation when it is a select (relu, leaky relu); the others follow in _epilogue."""
+    if act == RELU:
+        return EPI_RELU
+    if act == LEAKY_RELU:
+        return EPI_LEAKY
+    return EPI_BIAS
 
 
 @njit(**JIT)
@@ -218,13 +234,23 @@ def _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, 
     unr = np.uint64(nr)
     if N <= NARROW:
         _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack)
-        return _epilogue(kind, Cf, c_rs, m_lo, m_hi, np.int64(0), N, auxf, vec, act, scale)
+        return _epilogue(kind, Cf, c_rs, m_lo, m_hi, np.int64(0), N, auxf, vec, act, scale,
+                         np.bool_(False))
     from_ap = packed and nvt == nv
     A = Ap if from_ap else Af
     for k0 in range(0, K, KC):
         kc = min(KC, K - k0)
         _pack(Bf, b_rs, b_cs, k0, kc, j0, nr, NR, pack)
         acc = k0 > 0
+        epi = EPI_NONE
+        if kind == FORWARD and k0 + kc == K:     # the bias after the panel, for the micro-kernel
+            epi = _fused_epi(act)
+            zero = pack.dtype.type(0)
+            ukc = np.uint64(kc * NR)
+            for j in range(unr):
+                pack[ukc + j] = vec[np.uint64(j0) + j]
+            for j in range(unr, np.uint64(NR)):
+                pack[ukc + j] = zero
         for i0 in range(m_lo, m_hi, MRt):
             mr = min(MRt, m_hi - i0)
             if from_ap:     # i0 is a multiple of MR: its micro-panel starts at i0·K
@@ -234,28 +260,32 @@ def _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, 
             if mr == MRt and nr == NR:
                 coff = i0 * c_rs + j0
                 if nvt == 4:
-                    microkernel_4x4(A, base, rs, cs, mr, pack, kc, Cf, coff, c_rs, acc)
+                    microkernel_4x4(A, base, rs, cs, mr, pack, kc, Cf, coff, c_rs, acc, epi)
                 elif nvt == 2:
-                    microkernel_8x2(A, base, rs, cs, mr, pack, kc, Cf, coff, c_rs, acc)
+                    microkernel_8x2(A, base, rs, cs, mr, pack, kc, Cf, coff, c_rs, acc, epi)
                 else:
-                    microkernel_16x1(A, base, rs, cs, mr, pack, kc, Cf, coff, c_rs, acc)
-            else:   # edge tile into scratch (rows past the edge repeat the last one)
+                    microkernel_16x1(A, base, rs, cs, mr, pack, kc, Cf, coff, c_rs, acc, epi)
+            else:   # edge tile in scratch (rows past the edge repeat the last one): C's values
+                #     in, the micro-kernel adds to them, the valid part back
+                if acc:
+                    for r in range(mr):
+                        c = np.uint64((i0 + r) * c_rs + j0)
+                        dst = np.uint64(r * NR)
+                        for j in range(unr):
+                            tile[dst + j] = Cf[c + j]
                 if nvt == 4:
-                    microkernel_4x4(A, base, rs, cs, mr, pack, kc, tile, 0, NR, False)
+                    microkernel_4x4(A, base, rs, cs, mr, pack, kc, tile, 0, NR, acc, epi)
                 elif nvt == 2:
-                    microkernel_8x2(A, base, rs, cs, mr, pack, kc, tile, 0, NR, False)
+                    microkernel_8x2(A, base, rs, cs, mr, pack, kc, tile, 0, NR, acc, epi)
                 else:
-                    microkernel_16x1(A, base, rs, cs, mr, pack, kc, tile, 0, NR, False)
+                    microkernel_16x1(A, base, rs, cs, mr, pack, kc, tile, 0, NR, acc, epi)
                 for r in range(mr):
                     c = np.uint64((i0 + r) * c_rs + j0)
                     src = np.uint64(r * NR)
-                    if acc:
-                        for j in range(unr):
-                            Cf[c + j] += tile[src + j]
-                    else:
-                        for j in range(unr):
-                            Cf[c + j] = tile[src + j]
-    return _epilogue(kind, Cf, c_rs, m_lo, m_hi, j0, nr, auxf, vec, act, scale)
+                    for j in range(unr):
+                        Cf[c + j] = tile[src + j]
+    return _epilogue(kind, Cf, c_rs, m_lo, m_hi, j0, nr, auxf, vec, act, scale,
+                     kind == FORWARD)
 
 
 @njit(**PARALLEL_JIT)
@@ -279,7 +309,7 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
     # counting of its array arguments (see unowned.py)
     Af, Bf, vec, Cf, auxf = unowned(Af, Bf, vec, C.reshape(C.size), aux.reshape(aux.size))
     c_rs = C.shape[1]
-    scratch = max(KC * NR, MC)
+    scratch = max(KC * NR + NR, MC)     # a B panel and the bias row after it; _narrow: MC
     if serial or ntasks == 1:
         pack = np.empty(scratch, Af.dtype)
         tile = np.empty(ACCUMULATORS * lanes, Af.dtype)

@@ -18,7 +18,12 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .activations import LEAKY_SLOPE
+
 ACCUMULATORS = 16  # vector registers holding the tile: MR × NV = 16 (of 32 with AVX-512)
+# What the micro-kernel applies to a tile before storing it (the forward product's last K block):
+# nothing, the bias, or the bias and then relu / leaky relu (slope LEAKY_SLOPE)
+EPI_NONE, EPI_BIAS, EPI_RELU, EPI_LEAKY = 0, 1, 2, 3
 
 
 def vector_bytes(context):
@@ -59,18 +64,22 @@ def vector_lanes(typingctx, arr):
 
 def _make_microkernel(MR, NV):
     @intrinsic
-    def microkernel(typingctx, A, abase, a_rs, a_cs, mr, Bp, kc, C, coff, crs, accumulate):
+    def microkernel(typingctx, A, abase, a_rs, a_cs, mr, Bp, kc, C, coff, crs, accumulate,
+                    epi):
         """``C[coff + r·crs + j] (+)= Σ_{k<kc} A[a_r + k·a_cs] · Bp[k·NR + j]`` for r < MR,
         j < NR = NV·lanes, where row r of A starts at ``a_r = abase + min(r, mr−1)·a_rs`` (rows
         past ``mr`` repeat the last one, for edge tiles written to scratch).  ``accumulate``
-        adds into C instead of overwriting.  No bounds checks: the caller guarantees them."""
+        adds into C instead of overwriting.  ``epi`` (EPI_*): then adds the bias
+        ``Bp[kc·NR + j]`` and applies relu / leaky relu, in registers, so that the forward
+        product writes its output once (stores are the bottleneck of short-K products).  No
+        bounds checks: the caller guarantees them."""
         dtype = A.dtype
         if not isinstance(dtype, types.Float) or Bp.dtype != dtype or C.dtype != dtype:
             return None
         i64 = types.int64
 
         def codegen(context, builder, sig, args):
-            (a_arr, abase_, a_rs_, a_cs_, mr_, b_arr, kc_, c_arr, coff_, crs_, acc_) = args
+            (a_arr, abase_, a_rs_, a_cs_, mr_, b_arr, kc_, c_arr, coff_, crs_, acc_, epi_) = args
             ad = context.make_array(sig.args[0])(context, builder, a_arr).data
             bd = context.make_array(sig.args[5])(context, builder, b_arr).data
             cd = context.make_array(sig.args[7])(context, builder, c_arr).data
@@ -133,19 +142,49 @@ def _make_microkernel(MR, NV):
                 phi.add_incoming(zero, pre)
                 phi.add_incoming(value, loop)
                 results.append(phi)
-            for r in range(MR):
-                rowbase = builder.add(coff_, builder.mul(const(r), crs_))
-                for q in range(NV):
-                    ptr = builder.bitcast(builder.gep(cd, [builder.add(rowbase, const(q * lanes))]), vptr)
-                    with builder.if_else(acc_) as (add, store):
-                        with add:
-                            old = builder.load(ptr, align=align)
-                            builder.store(builder.fadd(old, results[r * NV + q]), ptr, align=align)
-                        with store:
-                            builder.store(results[r * NV + q], ptr, align=align)
+
+            def store(fused):
+                if fused:
+                    boff = builder.mul(kc_, const(nr))
+                    bias = [builder.load(builder.bitcast(
+                        builder.gep(bd, [builder.add(boff, const(q * lanes))]), vptr), align=align)
+                        for q in range(NV)]
+                    scalar = context.get_value_type(dtype)
+                    slope = ir.Constant(vty, [ir.Constant(scalar, LEAKY_SLOPE)] * lanes)
+                    relu = builder.icmp_signed("==", epi_, const(EPI_RELU))
+                    leaky = builder.icmp_signed("==", epi_, const(EPI_LEAKY))
+                for r in range(MR):
+                    rowbase = builder.add(coff_, builder.mul(const(r), crs_))
+                    for q in range(NV):
+                        ptr = builder.bitcast(
+                            builder.gep(cd, [builder.add(rowbase, const(q * lanes))]), vptr)
+                        value = results[r * NV + q]
+                        with builder.if_else(acc_) as (add, keep):
+                            with add:
+                                added = builder.fadd(builder.load(ptr, align=align), value)
+                                add_bb = builder.basic_block
+                            with keep:
+                                keep_bb = builder.basic_block
+                        v = builder.phi(vty)
+                        v.add_incoming(added, add_bb)
+                        v.add_incoming(value, keep_bb)
+                        if fused:
+                            v = builder.fadd(v, bias[q])
+                            neg = builder.fcmp_ordered("<", v, zero)     # NaN stays NaN
+                            off = ir.Constant(neg.type, None)
+                            v = builder.select(builder.select(relu, neg, off), zero, v)
+                            v = builder.select(builder.select(leaky, neg, off),
+                                               builder.fmul(v, slope), v)
+                        builder.store(v, ptr, align=align)
+
+            with builder.if_else(builder.icmp_signed(">", epi_, const(EPI_NONE))) as (fused, plain):
+                with fused:
+                    store(True)
+                with plain:
+                    store(False)
             return context.get_dummy_value()
 
-        sig = types.none(A, i64, i64, i64, i64, Bp, i64, C, i64, i64, types.boolean)
+        sig = types.none(A, i64, i64, i64, i64, Bp, i64, C, i64, i64, types.boolean, i64)
         return sig, codegen
 
     return microkernel
