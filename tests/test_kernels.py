@@ -62,12 +62,27 @@ def test_gradient(rng, dtype, shape, par):
     gb = np.empty(N, dtype)
     sq = _sq(M, N)
     scale = dtype(1) / dtype(B)
-    total = dense.gradient(A, D, gW, gb, scale, sq, par)
+    total = dense.gradient(A, D, gW, gb, scale, sq, par, True)
     ref_W = A.astype(float).T @ D / B
     ref_b = D.astype(float).mean(axis=0)
     np.testing.assert_allclose(gW, ref_W, **tol(dtype))
     np.testing.assert_allclose(gb, ref_b, **tol(dtype))
     np.testing.assert_allclose(total, (ref_W ** 2).sum() + (ref_b ** 2).sum(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(37, 50, 20), (9, 300, 130), (33, 300, 3)])
+def test_gradient_without_norms_is_the_same_gradient(rng, dtype, shape):
+    B, M, N = shape
+    A = rng.standard_normal((B, M)).astype(dtype)
+    D = rng.standard_normal((B, N)).astype(dtype)
+    out = [(np.empty((M, N), dtype), np.empty(N, dtype)) for _ in range(2)]
+    scale = dtype(0.25)
+    totals = [dense.gradient(A, D, gW, gb, scale, _sq(M, N), False, norms)
+              for (gW, gb), norms in zip(out, [True, False])]
+    assert totals[0] > 0 and totals[1] == 0
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

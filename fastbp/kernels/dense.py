@@ -24,8 +24,8 @@ from numba import njit, prange
 
 from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import IDENTITY, LEAKY_RELU, RELU, activate, scale_by_derivative
-from .simd import (ACCUMULATORS, EPI_BIAS, EPI_LEAKY, EPI_NONE, EPI_RELU, microkernel_4x4,
-                   microkernel_8x2, microkernel_16x1, vector_lanes)
+from .simd import (ACCUMULATORS, EPI_BIAS, EPI_LEAKY, EPI_NONE, EPI_RELU, EPI_SCALE,
+                   microkernel_4x4, microkernel_8x2, microkernel_16x1, vector_lanes)
 from .unowned import unowned
 
 KC = 128            # k-block: a packed panel of KC × NR stays in L1
@@ -173,11 +173,12 @@ def _panel(p, full, nv, lanes, N):
 
 
 @njit(**INLINE_JIT)
-def _epilogue(kind, Cf, c_rs, i_lo, i_hi, j0, nr, auxf, vec, act, scale, fused):
+def _epilogue(kind, Cf, c_rs, i_lo, i_hi, j0, nr, auxf, vec, act, scale, fused, norms):
     """The ``kind`` epilogue on rows i_lo..i_hi, columns j0..j0+nr of C; returns Σ C² for
-    GRADIENT (0 otherwise).  Run per task, after its last K block (per register tile measured
-    slower on short-K products: the reloads of just-stored vectors stall).  ``fused``: the
-    micro-kernel has added the bias and applied identity, relu or leaky relu (_fused_epi)."""
+    GRADIENT when ``norms`` (0 otherwise).  Run per task, after its last K block (per register
+    tile measured slower on short-K products: the reloads of just-stored vectors stall).
+    ``fused``: the micro-kernel has added the bias and applied identity, relu or leaky relu
+    (forward, see _fused_epi), or applied the scale (gradient)."""
     unr = np.uint64(nr)
     total = 0.0
     if kind == FORWARD:
@@ -193,6 +194,14 @@ def _epilogue(kind, Cf, c_rs, i_lo, i_hi, j0, nr, auxf, vec, act, scale, fused):
         for i in range(i_lo, i_hi):
             c = i * c_rs + j0
             scale_by_derivative(Cf, c, auxf, c, nr, act)
+    elif fused:
+        if norms:
+            for i in range(i_lo, i_hi):
+                c = np.uint64(i * c_rs + j0)
+                s = Cf.dtype.type(0)
+                for j in range(unr):
+                    s += Cf[c + j] * Cf[c + j]
+                total += float(s)
     else:
         for i in range(i_lo, i_hi):
             c = np.uint64(i * c_rs + j0)
@@ -202,7 +211,7 @@ def _epilogue(kind, Cf, c_rs, i_lo, i_hi, j0, nr, auxf, vec, act, scale, fused):
                 Cf[c + j] = g
                 s += g * g
             total += float(s)
-    return total
+    return total if norms else 0.0
 
 
 @njit(**INLINE_JIT)
@@ -218,10 +227,10 @@ def _fused_epi(act):
 
 @njit(**JIT)
 def _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs, auxf,
-          vec, act, scale, pack, tile, Ap, packed):
+          vec, act, scale, pack, tile, Ap, packed, norms):
     """Task t of the grid (row block t // npan, column panel t % npan: consecutive tasks share
     rows, so threads given consecutive tasks write disjoint rows); returns its Σ C² for
-    GRADIENT (0 otherwise).  ``pack``/``tile`` are this task's scratch; when ``packed``, A is
+    GRADIENT when ``norms`` (0 otherwise).  ``pack``/``tile`` are this task's scratch; when ``packed``, A is
     read from its micro-panels in ``Ap`` (see _pack_a) by the full panels."""
     lanes = vector_lanes(Af)
     MR = ACCUMULATORS // nv
@@ -235,7 +244,7 @@ def _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, 
     if N <= NARROW:
         _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack)
         return _epilogue(kind, Cf, c_rs, m_lo, m_hi, np.int64(0), N, auxf, vec, act, scale,
-                         np.bool_(False))
+                         np.bool_(False), norms)
     from_ap = packed and nvt == nv
     A = Ap if from_ap else Af
     for k0 in range(0, K, KC):
@@ -243,14 +252,16 @@ def _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, 
         _pack(Bf, b_rs, b_cs, k0, kc, j0, nr, NR, pack)
         acc = k0 > 0
         epi = EPI_NONE
-        if kind == FORWARD and k0 + kc == K:     # the bias after the panel, for the micro-kernel
-            epi = _fused_epi(act)
-            zero = pack.dtype.type(0)
+        if k0 + kc == K and kind != BACKPROP:     # the row after the panel, for the micro-kernel
             ukc = np.uint64(kc * NR)
-            for j in range(unr):
-                pack[ukc + j] = vec[np.uint64(j0) + j]
-            for j in range(unr, np.uint64(NR)):
-                pack[ukc + j] = zero
+            if kind == FORWARD:                     # the bias
+                epi = _fused_epi(act)
+                for j in range(np.uint64(NR)):
+                    pack[ukc + j] = vec[np.uint64(j0) + j] if j < unr else pack.dtype.type(0)
+            else:                                   # the scale
+                epi = EPI_SCALE
+                for j in range(np.uint64(NR)):
+                    pack[ukc + j] = scale
         for i0 in range(m_lo, m_hi, MRt):
             mr = min(MRt, m_hi - i0)
             if from_ap:     # i0 is a multiple of MR: its micro-panel starts at i0·K
@@ -285,13 +296,14 @@ def _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, 
                     for j in range(unr):
                         Cf[c + j] = tile[src + j]
     return _epilogue(kind, Cf, c_rs, m_lo, m_hi, j0, nr, auxf, vec, act, scale,
-                     kind == FORWARD)
+                     kind != BACKPROP, norms)
 
 
 @njit(**PARALLEL_JIT)
-def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, sq, par):
-    """C (M × N, row-major) = A·B with the ``kind`` epilogue; per-task Σ C² into ``sq``.
-    ``par`` False: serial whatever the size (the caller runs in a parallel region)."""
+def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, sq, par, norms):
+    """C (M × N, row-major) = A·B with the ``kind`` epilogue; per-task Σ C² into ``sq`` (when
+    ``norms``).  ``par`` False: serial whatever the size (the caller runs in a parallel
+    region)."""
     N = C.shape[1]
     lanes = vector_lanes(Af)
     nv = _vectors(N, lanes)
@@ -315,7 +327,7 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
         tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
         for t in range(ntasks):
             sq[t] = _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N,
-                          Cf, c_rs, auxf, vec, act, scale, pack, tile, Af, np.bool_(False))
+                          Cf, c_rs, auxf, vec, act, scale, pack, tile, Af, np.bool_(False), norms)
     else:
         # A in contiguous micro-panels, once per product (M·K copies for M·K·N multiply-adds):
         # +10% per core measured against reading MR strided rows from L2, when every panel of
@@ -329,7 +341,7 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
             pack = np.empty(scratch, Af.dtype)
             tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
             sq[t] = _task(np.int64(t), npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs,
-                          b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, tile, Ap, packed)
+                          b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, tile, Ap, packed, norms)
     return ntasks
 
 
@@ -344,7 +356,7 @@ def forward(A, W, b, Z, act, sq, par):
     M, K = A.shape
     one = np.int64(ONE)
     _gemm(np.int64(FORWARD), A.reshape(A.size), K, one, M, K, W.reshape(W.size), W.shape[1], one,
-          Z, Z, b, np.int64(act), Z.dtype.type(1), sq, par)
+          Z, Z, b, np.int64(act), Z.dtype.type(1), sq, par, np.bool_(False))
 
 
 @njit(**INLINE_JIT)
@@ -354,12 +366,14 @@ def backprop(D, W, A, Dp, act, sq, par):
     Wf = W.reshape(W.size)
     one = np.int64(ONE)
     _gemm(np.int64(BACKPROP), D.reshape(D.size), K, one, M, K, Wf, one, K, Dp, A, Wf,
-          np.int64(act), Dp.dtype.type(1), sq, par)
+          np.int64(act), Dp.dtype.type(1), sq, par, np.bool_(False))
 
 
 @njit(**INLINE_JIT)
-def gradient(A, D, gW, gb, scale, sq, par):
-    """``gW = scale·Aᵀ·D``, ``gb = scale·Σ_rows D``; returns ``‖gW‖² + ‖gb‖²`` (float64).
+def gradient(A, D, gW, gb, scale, sq, par, norms):
+    """``gW = scale·Aᵀ·D``, ``gb = scale·Σ_rows D``; returns ``‖gW‖² + ‖gb‖²`` (float64) when
+    ``norms``, else 0 (the row-block step computes the batch's norms after summing its
+    blocks).
 
     ``sq`` is scratch of at least ``max_tasks`` elements (per-task sums of squares, added in task
     order afterwards so the total does not depend on the thread count)."""
@@ -368,7 +382,7 @@ def gradient(A, D, gW, gb, scale, sq, par):
     Af = A.reshape(A.size)
     one = np.int64(ONE)
     ntasks = _gemm(np.int64(GRADIENT), Af, one, M, M, B, D.reshape(D.size), N, one, gW, gW, Af,
-                   np.int64(0), scale, sq, par)
+                   np.int64(0), scale, sq, par, norms)
     total = 0.0
     for t in range(ntasks):
         total += sq[t]
@@ -384,4 +398,4 @@ def gradient(A, D, gW, gb, scale, sq, par):
     for j in range(N):
         gb[j] = gb[j] * scale
         total += float(gb[j]) * float(gb[j])
-    return total
+    return total if norms else 0.0

@@ -21,9 +21,10 @@ from numba.extending import intrinsic
 from .activations import LEAKY_SLOPE
 
 ACCUMULATORS = 16  # vector registers holding the tile: MR × NV = 16 (of 32 with AVX-512)
-# What the micro-kernel applies to a tile before storing it (the forward product's last K block):
-# nothing, the bias, or the bias and then relu / leaky relu (slope LEAKY_SLOPE)
-EPI_NONE, EPI_BIAS, EPI_RELU, EPI_LEAKY = 0, 1, 2, 3
+# What the micro-kernel applies to a tile before storing it, with the row stored after the
+# packed panel: nothing, + the row (a bias), + the row then relu / leaky relu (slope
+# LEAKY_SLOPE), or × the row (the gradient's scale)
+EPI_NONE, EPI_BIAS, EPI_RELU, EPI_LEAKY, EPI_SCALE = 0, 1, 2, 3, 4
 
 
 def vector_bytes(context):
@@ -69,10 +70,11 @@ def _make_microkernel(MR, NV):
         """``C[coff + r·crs + j] (+)= Σ_{k<kc} A[a_r + k·a_cs] · Bp[k·NR + j]`` for r < MR,
         j < NR = NV·lanes, where row r of A starts at ``a_r = abase + min(r, mr−1)·a_rs`` (rows
         past ``mr`` repeat the last one, for edge tiles written to scratch).  ``accumulate``
-        adds into C instead of overwriting.  ``epi`` (EPI_*): then adds the bias
-        ``Bp[kc·NR + j]`` and applies relu / leaky relu, in registers, so that the forward
-        product writes its output once (stores are the bottleneck of short-K products).  No
-        bounds checks: the caller guarantees them."""
+        adds into C instead of overwriting.  ``epi`` (EPI_*): then adds the row
+        ``Bp[kc·NR + j]`` (a bias) and applies relu / leaky relu, or multiplies by it (a
+        scale), in registers, so that a product writes its output once (stores are the
+        bottleneck of short-K products on this machine).  No bounds checks: the caller
+        guarantees them."""
         dtype = A.dtype
         if not isinstance(dtype, types.Float) or Bp.dtype != dtype or C.dtype != dtype:
             return None
@@ -146,13 +148,14 @@ def _make_microkernel(MR, NV):
             def store(fused):
                 if fused:
                     boff = builder.mul(kc_, const(nr))
-                    bias = [builder.load(builder.bitcast(
+                    row = [builder.load(builder.bitcast(
                         builder.gep(bd, [builder.add(boff, const(q * lanes))]), vptr), align=align)
                         for q in range(NV)]
                     scalar = context.get_value_type(dtype)
                     slope = ir.Constant(vty, [ir.Constant(scalar, LEAKY_SLOPE)] * lanes)
                     relu = builder.icmp_signed("==", epi_, const(EPI_RELU))
                     leaky = builder.icmp_signed("==", epi_, const(EPI_LEAKY))
+                    scale = builder.icmp_signed("==", epi_, const(EPI_SCALE))
                 for r in range(MR):
                     rowbase = builder.add(coff_, builder.mul(const(r), crs_))
                     for q in range(NV):
@@ -169,7 +172,8 @@ def _make_microkernel(MR, NV):
                         v.add_incoming(added, add_bb)
                         v.add_incoming(value, keep_bb)
                         if fused:
-                            v = builder.fadd(v, bias[q])
+                            v = builder.select(scale, builder.fmul(v, row[q]),
+                                               builder.fadd(v, row[q]))
                             neg = builder.fcmp_ordered("<", v, zero)     # NaN stays NaN
                             off = ir.Constant(neg.type, None)
                             v = builder.select(builder.select(relu, neg, off), zero, v)

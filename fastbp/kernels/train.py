@@ -138,17 +138,17 @@ def sumsq(buf, lo, hi):
 
 @njit(**JIT)
 def backward_rows(r0, r1, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq,
-                  par):
+                  par, norms):
     """Gradients of batch rows r0..r1, scaled by ``scale``, into ``grads`` (their δ of the
     output already in place); their hidden δ into ``deltas``; ``gsq[l]`` = squared norm of
-    layer l's gradient.  Serial products when not ``par``."""
+    layer l's gradient when ``norms``.  Serial products when not ``par``."""
     L = layout.shape[0]
     for l in range(L - 1, -1, -1):
         n_in, n_out = layout[l, 0], layout[l, 1]
         A = rows_slot(acts, aoff, l, r0, r1, n_in)
         D = rows_slot(deltas, doff, l + 1, r0, r1, n_out)
         gW, gb = layer_params(grads, layout, l)
-        gsq[l] = gradient(A, D, gW, gb, scale, sq, par)
+        gsq[l] = gradient(A, D, gW, gb, scale, sq, par, norms)
         if l > 0:
             W, _ = layer_params(params, layout, l)
             backprop(D, W, A, rows_slot(deltas, doff, l, r0, r1, n_in), act, sq, par)
@@ -160,7 +160,7 @@ def backward_batch(B, scale, params, grads, layout, act, acts, aoff, deltas, dof
     ``grads`` (δ of the output already in place); every hidden δ into ``deltas``; ``gsq[l]`` =
     squared norm of layer l's gradient."""
     backward_rows(np.int64(0), B, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq,
-                  gsq, np.bool_(True))
+                  gsq, np.bool_(True), np.bool_(True))
 
 
 @njit(**INLINE_JIT)
@@ -196,7 +196,7 @@ def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, act, out_
         output_rows(Zf, Df, Yf.reshape(Yf.size), Yi, sw, rows, m, out_code, loss_code, rowloss,
                     r0, r1)
         backward_rows(r0, r1, scale, params, g, layout, act, acts, aoff, deltas, doff, sqp,
-                      gsq[p * L:(p + 1) * L], np.bool_(False))
+                      gsq[p * L:(p + 1) * L], np.bool_(False), np.bool_(False))
     un = np.uint64(n)
     for p in range(1, P):
         base = np.uint64((p - 1) * n)
