@@ -348,13 +348,13 @@ class _BaseMLP(BaseEstimator):
             vws = val_out = scorer = None
         try:
             self.n_iter_ = 0
+            guard = _config.ready()     # once per fit: the epochs run back to back
             for _ in range(self.max_iter):
-                if self.shuffle:   # sklearn.utils.shuffle's draw, without its per-call checks
-                    order = np.arange(n_samples)
-                    self._random_state.shuffle(order)
-                    sample_idx = sample_idx[order]
+                if self.shuffle:   # sklearn.utils.shuffle's draw (arange, then shuffle), without
+                    #                its per-call checks
+                    sample_idx = sample_idx[self._random_state.permutation(n_samples)]
                 perm = np.ascontiguousarray(sample_idx, dtype=np.int64)
-                with _config.ready():
+                with guard:
                     total, steps, status = K.train_epoch(
                         X_train, Yf, Yi, sw, perm, batch_size, -1, params, grads, ws.part, s1, s2,
                         opt.hyper_array(dtype), opt.t, layout, *codes, opt.code, alpha, loss_div,
