@@ -10,8 +10,10 @@ One driver, ``_gemm``, serves all three: the operands are flat arrays with eleme
 ``Wᵀ`` and ``Aᵀ`` are read in place (no transposed copies).  The output is cut into tasks of
 ``MC`` rows × ``NR`` columns (the last column panels narrower, see _panels); a task packs its
 ``KC × NR`` panel of B (zero-padded, small enough to stay in L1) and sweeps it with the
-register-tile micro-kernel (simd.py) over its rows, K block by K block, then applies the
-epilogue (bias + activation, derivative, or scale + squared norm) while its block is in cache.
+register-tile micro-kernel (simd.py) over its rows, K block by K block.  In the last K block the
+micro-kernel itself adds the bias and applies relu / leaky relu (forward) or the scale
+(gradient) before its one store; what is left (other activations, the derivative, the squared
+norm) is the task's epilogue, run while its block is in cache.
 Tasks are numbered row block first, so the threads of a parallel product write disjoint rows
 (no cache line of C is shared between cores but at block edges).
 
@@ -230,8 +232,8 @@ def _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, 
           vec, act, scale, pack, tile, Ap, packed, norms):
     """Task t of the grid (row block t // npan, column panel t % npan: consecutive tasks share
     rows, so threads given consecutive tasks write disjoint rows); returns its Σ C² for
-    GRADIENT when ``norms`` (0 otherwise).  ``pack``/``tile`` are this task's scratch; when ``packed``, A is
-    read from its micro-panels in ``Ap`` (see _pack_a) by the full panels."""
+    GRADIENT when ``norms`` (0 otherwise).  ``pack``/``tile`` are this task's scratch; when
+    ``packed``, A is read from its micro-panels in ``Ap`` (see _pack_a) by the full panels."""
     lanes = vector_lanes(Af)
     MR = ACCUMULATORS // nv
     j0, nvt = _panel(t % npan, full, nv, lanes, N)
@@ -321,7 +323,7 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
     # counting of its array arguments (see unowned.py)
     Af, Bf, vec, Cf, auxf = unowned(Af, Bf, vec, C.reshape(C.size), aux.reshape(aux.size))
     c_rs = C.shape[1]
-    scratch = max(KC * NR + NR, MC)     # a B panel and the bias row after it; _narrow: MC
+    scratch = max(KC * NR + NR, MC)     # a B panel and the row after it (bias, scale); _narrow
     if serial or ntasks == 1:
         pack = np.empty(scratch, Af.dtype)
         tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
