@@ -29,7 +29,6 @@ from .kernels.optimizers import CHUNK, OPTIMIZERS, update
 from .network import NO_WEIGHTS, Workspace
 from .trainer import History, diverged_error, weight_norms
 
-PARAMS = "the updated parameters"
 # environment variables that MPI launchers (MPICH/Hydra, Open MPI, PMIx, Slurm's srun) set
 _LAUNCHER_SIZE = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
 
@@ -97,8 +96,9 @@ class DistributedTrainer:
 
         def step(lo):
             """One global step over ``perm[lo:lo+batch]``, on every rank; returns the batch's
-            summed loss (the gradient's per-layer squared norms in ``gsq``) and None, or what
-            became non-finite (the loss or the gradient: no update was made)."""
+            summed loss (the gradient's per-layer squared norms in ``gsq``) and a kernel status:
+            K.OK, or what became non-finite (the loss or the gradient: no update was made; the
+            updated parameters)."""
             rows = perm[lo:min(n, lo + batch)]
             B = rows.shape[0]
             mine = rows[B * self.rank // self.size:B * (self.rank + 1) // self.size]
@@ -120,13 +120,13 @@ class DistributedTrainer:
                 gsq[l] = K.sumsq(buf, w, o + b)
             loss = float(buf[n_params])
             if not math.isfinite(loss):
-                return loss, "the loss"
+                return loss, K.LOSS_NOT_FINITE
             if not math.isfinite(float(gsq.sum())):
-                return loss, "the gradient"
+                return loss, K.GRADIENT_NOT_FINITE
             with _config.ready():
                 ok = update(opt, net.params, grads, s1, s2, hyper, tr.step + 1, consts, flags)
             tr.step += 1
-            return loss, None if ok else PARAMS
+            return loss, K.OK if ok else K.PARAMS_NOT_FINITE
 
         for epoch in range(tr.epochs):
             t0 = time.perf_counter()
@@ -135,15 +135,16 @@ class DistributedTrainer:
             snapshot = (net.params.copy(), s1.copy(), s2.copy(), tr.step)
             total, gnorm, steps = 0.0, np.zeros(net.n_layers), 0
             for lo in range(0, n, batch):
-                loss, failed = step(lo)
-                if failed:   # every rank sees the same reduced numbers: all stop here together
-                    if failed == PARAMS:   # the update wrote: back to the epoch's start, replay
+                loss, status = step(lo)
+                if status != K.OK:   # every rank sees the same reduced numbers: all stop here
+                    if status == K.PARAMS_NOT_FINITE:   # the update wrote: back to the epoch's
+                        #                                 start, replay the good steps
                         for buf_, saved in zip((net.params, s1, s2), snapshot):
                             buf_[...] = saved
                         tr.step = snapshot[3]
                         for redo in range(steps):
                             step(redo * batch)
-                    raise diverged_error(failed, steps, epoch, tr.learning_rate, history)
+                    raise diverged_error(status, steps, epoch, tr.learning_rate, history)
                 gnorm += np.sqrt(gsq)
                 total += loss
                 steps += 1

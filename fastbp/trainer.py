@@ -281,9 +281,7 @@ class Trainer:
                 buf[...] = saved
             run(first, steps - first, step0)
         self.step = step0 + steps - first
-        what = {K.LOSS_NOT_FINITE: "the loss", K.GRADIENT_NOT_FINITE: "the gradient",
-                K.PARAMS_NOT_FINITE: "the updated parameters"}[status]
-        raise diverged_error(what, steps, epoch, self.learning_rate, history)
+        raise diverged_error(status, steps, epoch, self.learning_rate, history)
 
 
 def weight_norms(net):
@@ -292,9 +290,12 @@ def weight_norms(net):
             for W, b in zip(net.weights, net.biases)]
 
 
-def diverged_error(what, steps, epoch, learning_rate, history):
-    """The error for a step that made ``what`` non-finite after ``steps`` good steps of
-    ``epoch`` (0-based); the network has been left at its last finite parameters."""
+def diverged_error(status, steps, epoch, learning_rate, history):
+    """The error for a step that failed with kernel ``status`` (what became non-finite) after
+    ``steps`` good steps of ``epoch`` (0-based); the network has been left at its last finite
+    parameters."""
+    what = {K.LOSS_NOT_FINITE: "the loss", K.GRADIENT_NOT_FINITE: "the gradient",
+            K.PARAMS_NOT_FINITE: "the updated parameters"}[status]
     err = TrainingDivergedError(
         f"training diverged: {what} became non-finite at step {steps + 1} of epoch {epoch + 1}; "
         f"the network keeps its last finite parameters. Lower the learning rate "

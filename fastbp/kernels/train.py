@@ -177,8 +177,9 @@ def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, act, out_
     """The batch in P row blocks, one task each: forward, output δ and loss, backward into its
     own gradient buffer (block 0: ``grads``; block p: ``part[(p−1)·n:p·n]``) — every layer's
     products serial, the block's rows staying on one core from input to gradient.  Then
-    ``grads += Σ part`` in block order.  ``sq`` and ``gsq`` hold one scratch set per block (the
-    blocks' norms are not the batch's: the caller computes those)."""
+    ``grads += Σ part`` in block order.  ``sq`` and ``gsq`` hold one scratch set per block; the
+    blocks compute no gradient norms (theirs are not the batch's: the caller computes those
+    after the sum)."""
     B = rows.shape[0]
     n = params.shape[0]
     bs = (B + P - 1) // P
