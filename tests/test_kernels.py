@@ -105,6 +105,57 @@ def test_activation_rows(rng, dtype, act):
         assert np.all(dbuf[:2] == 7)
 
 
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(70, 61, 33), (9, 300, 130), (21, 9, 120), (37, 50, 20)])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+def test_backprop_fused_derivative_is_the_epilogues_bit_for_bit(rng, dtype, shape, act):
+    # the micro-kernel applies relu's / leaky relu's derivative to full tiles, edge tiles get
+    # scale_by_derivative: both must give the same bits, non-finite values included
+    M, K, N = shape
+    D = rng.standard_normal((M, K)).astype(dtype)
+    D[3, :] = np.nan
+    D[5, :] = np.inf
+    W = rng.standard_normal((N, K)).astype(dtype)
+    A = naive.act(act, rng.standard_normal((M, N))).astype(dtype)
+    A[:, 1] = 0
+    A[7, :] = np.nan
+    fused = np.empty((M, N), dtype)
+    dense.backprop(D, W, A, fused, HIDDEN[act], _sq(M, N), False)
+    plain = np.empty((M, N), dtype)
+    dense.backprop(D, W, A, plain, HIDDEN["identity"], _sq(M, N), False)
+    for i in range(M):
+        scale_by_derivative(plain[i], 0, A[i], 0, N, HIDDEN[act])
+    np.testing.assert_array_equal(fused.view(np.uint8), plain.view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_vexp_within_two_ulp_of_numpy(rng, dtype):
+    from numba import njit
+
+    from fastbp._config import JIT
+    from fastbp.kernels.vexp import vexp
+
+    @njit(**dict(JIT, cache=False))     # the kernels' fast-math flags (reassoc must not regroup)
+    def exp_all(x, out):
+        for i in range(x.shape[0]):
+            out[i] = vexp(x[i])
+
+    lo, hi = (-746.0, 710.0) if dtype == np.float64 else (-104.0, 89.0)
+    x = np.concatenate([rng.uniform(lo, hi, 200_000), rng.uniform(-1, 1, 100_000),
+                        rng.uniform(-40, 0, 100_000),
+                        [0, -0.0, np.inf, -np.inf, np.nan, 2 * lo, 2 * hi, 1e-30]]).astype(dtype)
+    got = np.empty_like(x)
+    exp_all(x, got)
+    with np.errstate(over="ignore", under="ignore"):
+        want = np.exp(x)
+    assert np.array_equal(np.isnan(got), np.isnan(x))
+    ok = ~np.isnan(x)
+    bits = np.int64 if dtype == np.float64 else np.int32
+    ulps = np.abs(got[ok].view(bits).astype(np.int64) - want[ok].view(bits).astype(np.int64))
+    assert ulps.max() <= 2, x[ok][ulps.argmax()]
+    assert got[x == 0].tolist() == [1, 1]
+
 def test_sigmoid_and_softmax_extremes():
     z = np.array([-1000.0, -50.0, 0.0, 50.0, 1000.0], np.float32)
     a = z.copy()

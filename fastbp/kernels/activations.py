@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from .._config import INLINE_JIT, JIT
+from .vexp import vexp
 
 IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, SOFTMAX, EXP = 0, 1, 2, 3, 4, 5, 6
 
@@ -69,7 +70,7 @@ def activate(z, lo, n, code):
                 m = z[j]
         s = z.dtype.type(0)
         for j in range(lo, hi):
-            z[j] = math.exp(z[j] - m)
+            z[j] = vexp(z[j] - m)
             s += z[j]
         inv = z.dtype.type(1) / s
         for j in range(lo, hi):

@@ -11,9 +11,10 @@ One driver, ``_gemm``, serves all three: the operands are flat arrays with eleme
 ``MC`` rows × ``NR`` columns (the last column panels narrower, see _panels); a task packs its
 ``KC × NR`` panel of B (zero-padded, small enough to stay in L1) and sweeps it with the
 register-tile micro-kernel (simd.py) over its rows, K block by K block.  In the last K block the
-micro-kernel itself adds the bias and applies relu / leaky relu (forward) or the scale
-(gradient) before its one store; what is left (other activations, the derivative, the squared
-norm) is the task's epilogue, run while its block is in cache.
+micro-kernel itself adds the bias and applies relu / leaky relu (forward), multiplies by relu's
+or leaky relu's derivative (backprop) or by the scale (gradient) before its one store; what is
+left (other activations and derivatives, the squared norm) is the task's epilogue, run while
+its block is in cache.
 Tasks are numbered row block first, so the threads of a parallel product write disjoint rows
 (no cache line of C is shared between cores but at block edges).
 
@@ -26,8 +27,8 @@ from numba import njit, prange
 
 from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import IDENTITY, LEAKY_RELU, RELU, activate, scale_by_derivative
-from .simd import (ACCUMULATORS, EPI_BIAS, EPI_LEAKY, EPI_NONE, EPI_RELU, EPI_SCALE,
-                   microkernel_4x4, microkernel_8x2, microkernel_16x1, vector_lanes)
+from .simd import (ACCUMULATORS, EPI_BIAS, EPI_DLEAKY, EPI_DRELU, EPI_LEAKY, EPI_NONE, EPI_RELU,
+                   EPI_SCALE, microkernel_4x4, microkernel_8x2, microkernel_16x1, vector_lanes)
 from .unowned import unowned
 
 KC = 128            # k-block: a packed panel of KC × NR stays in L1
@@ -193,6 +194,8 @@ def _epilogue(kind, Cf, c_rs, i_lo, i_hi, j0, nr, auxf, vec, act, scale, fused, 
                     Cf[c + j] += vec[np.uint64(j0) + j]
             activate(Cf, c, nr, act)
     elif kind == BACKPROP:      # aux (the previous layer's output) has C's shape
+        if fused:
+            return total
         for i in range(i_lo, i_hi):
             c = i * c_rs + j0
             scale_by_derivative(Cf, c, auxf, c, nr, act)
@@ -227,6 +230,17 @@ def _fused_epi(act):
     return EPI_BIAS
 
 
+@njit(**INLINE_JIT)
+def _derivative_epi(act):
+    """What the micro-kernel applies to backprop's last K block: the derivative of relu or
+    leaky relu (a select on the stored output); the others follow in _epilogue."""
+    if act == RELU:
+        return EPI_DRELU
+    if act == LEAKY_RELU:
+        return EPI_DLEAKY
+    return EPI_NONE
+
+
 @njit(**JIT)
 def _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs, auxf,
           vec, act, scale, pack, tile, Ap, packed, norms):
@@ -254,51 +268,57 @@ def _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, 
         _pack(Bf, b_rs, b_cs, k0, kc, j0, nr, NR, pack)
         acc = k0 > 0
         epi = EPI_NONE
-        if k0 + kc == K and kind != BACKPROP:     # the row after the panel, for the micro-kernel
-            ukc = np.uint64(kc * NR)
-            if kind == FORWARD:                     # the bias
-                epi = _fused_epi(act)
-                for j in range(np.uint64(NR)):
-                    pack[ukc + j] = vec[np.uint64(j0) + j] if j < unr else pack.dtype.type(0)
-            else:                                   # the scale
-                epi = EPI_SCALE
-                for j in range(np.uint64(NR)):
-                    pack[ukc + j] = scale
+        if k0 + kc == K:
+            if kind == BACKPROP:
+                epi = _derivative_epi(act)
+            else:                               # the row after the panel, for the micro-kernel
+                ukc = np.uint64(kc * NR)
+                if kind == FORWARD:                     # the bias
+                    epi = _fused_epi(act)
+                    for j in range(np.uint64(NR)):
+                        pack[ukc + j] = vec[np.uint64(j0) + j] if j < unr else pack.dtype.type(0)
+                else:                                   # the scale
+                    epi = EPI_SCALE
+                    for j in range(np.uint64(NR)):
+                        pack[ukc + j] = scale
         for i0 in range(m_lo, m_hi, MRt):
             mr = min(MRt, m_hi - i0)
             if from_ap:     # i0 is a multiple of MR: its micro-panel starts at i0·K
                 base, rs, cs = i0 * K + k0 * MR, 1, MR
             else:
                 base, rs, cs = i0 * a_rs + k0 * a_cs, a_rs, a_cs
-            if mr == MRt and nr == NR:
-                coff = i0 * c_rs + j0
-                if nvt == 4:
-                    microkernel_4x4(A, base, rs, cs, mr, pack, kc, Cf, coff, c_rs, acc, epi)
-                elif nvt == 2:
-                    microkernel_8x2(A, base, rs, cs, mr, pack, kc, Cf, coff, c_rs, acc, epi)
-                else:
-                    microkernel_16x1(A, base, rs, cs, mr, pack, kc, Cf, coff, c_rs, acc, epi)
-            else:   # edge tile in scratch (rows past the edge repeat the last one): C's values
-                #     in, the micro-kernel adds to them, the valid part back
+            # a full tile goes to C; an edge tile to scratch (rows past the edge repeat the
+            # last one): C's values in, the micro-kernel adds to them, the valid part back,
+            # then the derivative (aux has C's shape, not the tile's).  One call site per
+            # tile shape: each inlined micro-kernel is compiled again by every caller
+            edge = mr < MRt or nr < NR
+            dst, coff, crs, tepi = Cf, i0 * c_rs + j0, c_rs, epi
+            if edge:
+                dst, coff, crs = tile, 0, NR
+                if kind == BACKPROP:
+                    tepi = EPI_NONE
                 if acc:
                     for r in range(mr):
                         c = np.uint64((i0 + r) * c_rs + j0)
-                        dst = np.uint64(r * NR)
+                        d = np.uint64(r * NR)
                         for j in range(unr):
-                            tile[dst + j] = Cf[c + j]
-                if nvt == 4:
-                    microkernel_4x4(A, base, rs, cs, mr, pack, kc, tile, 0, NR, acc, epi)
-                elif nvt == 2:
-                    microkernel_8x2(A, base, rs, cs, mr, pack, kc, tile, 0, NR, acc, epi)
-                else:
-                    microkernel_16x1(A, base, rs, cs, mr, pack, kc, tile, 0, NR, acc, epi)
+                            tile[d + j] = Cf[c + j]
+            if nvt == 4:
+                microkernel_4x4(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi, auxf)
+            elif nvt == 2:
+                microkernel_8x2(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi, auxf)
+            else:
+                microkernel_16x1(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi, auxf)
+            if edge:
                 for r in range(mr):
-                    c = np.uint64((i0 + r) * c_rs + j0)
-                    src = np.uint64(r * NR)
+                    c = (i0 + r) * c_rs + j0
+                    d = np.uint64(r * NR)
                     for j in range(unr):
-                        Cf[c + j] = tile[src + j]
+                        Cf[np.uint64(c) + j] = tile[d + j]
+                    if tepi != epi:
+                        scale_by_derivative(Cf, c, auxf, c, nr, act)
     return _epilogue(kind, Cf, c_rs, m_lo, m_hi, j0, nr, auxf, vec, act, scale,
-                     kind != BACKPROP, norms)
+                     kind != BACKPROP or _derivative_epi(act) != EPI_NONE, norms)
 
 
 @njit(**PARALLEL_JIT)

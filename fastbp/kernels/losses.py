@@ -20,6 +20,7 @@ from numba import njit, prange
 
 from .._config import JIT, PARALLEL_JIT
 from .activations import EXP, SIGMOID, SOFTMAX, activate, sigmoid
+from .vexp import vexp
 
 SQUARED_ERROR, CROSS_ENTROPY, BINARY_CROSS_ENTROPY, POISSON = 0, 1, 2, 3
 LOSSES = {"squared_error": SQUARED_ERROR, "cross_entropy": CROSS_ENTROPY,
@@ -29,10 +30,10 @@ PAR_MIN = 1 << 14   # output elements below which the rows run serially
 
 
 @njit(**JIT)
-def output_row(Z, D, zo, T, to, label, n, out_code, loss_code):
+def output_row(Z, D, zo, T, to, n, out_code, loss_code):
     """Loss of one sample whose ``n`` outputs ``z`` are ``Z[zo:zo+n]`` (flat buffers, like δ in
-    ``D`` at the same offset): ``δ`` into D, ``f(z)`` into Z.  ``label >= 0`` is a class index
-    (cross-entropy); otherwise the targets are ``T[to:to+n]``."""
+    ``D`` at the same offset) and targets ``T[to:to+n]``: ``δ`` into D, ``f(z)`` into Z.  Every
+    loss but cross-entropy (see _cross_entropy_rows)."""
     one = Z.dtype.type(1)
     zero = Z.dtype.type(0)
     half = Z.dtype.type(0.5)
@@ -57,37 +58,6 @@ def output_row(Z, D, zo, T, to, label, n, out_code, loss_code):
         elif out_code == SOFTMAX:
             for j in range(un):
                 D[zo + j] = Z[zo + j] * (D[zo + j] - dot)
-    elif loss_code == CROSS_ENTROPY:
-        m = Z[zo]
-        for j in range(un):
-            if Z[zo + j] > m:
-                m = Z[zo + j]
-        s = zero
-        for j in range(un):
-            e = math.exp(Z[zo + j] - m)
-            D[zo + j] = e
-            s += e
-        lse = m + math.log(s)
-        inv = one / s
-        for j in range(un):
-            D[zo + j] = D[zo + j] * inv                 # softmax(z)
-        tsum = one
-        if label >= 0:
-            loss = lse - Z[zo + np.uint64(label)]
-        else:
-            tsum = zero
-            for j in range(un):
-                t = T[to + j]
-                loss += t * (lse - Z[zo + j])
-                tsum += t
-        if out_code == SOFTMAX:
-            for j in range(un):
-                Z[zo + j] = D[zo + j]
-        if label >= 0:
-            D[zo + np.uint64(label)] -= one
-        else:
-            for j in range(un):
-                D[zo + j] = D[zo + j] * tsum - T[to + j]
     elif loss_code == POISSON:
         for j in range(un):
             x = Z[zo + j]
@@ -111,17 +81,71 @@ def output_row(Z, D, zo, T, to, label, n, out_code, loss_code):
 
 
 @njit(**JIT)
+def _cross_entropy_rows(Z, D, T, Yi, rows, m, out_code, rowloss, lo, hi):
+    """Cross-entropy of rows lo..hi (flat Z and D, ``m`` outputs per row): ``δ`` into D,
+    ``f(z)`` into Z, losses into ``rowloss``; targets are the class labels ``Yi[rows[r]]`` when
+    Yi is not empty, else rows of T.  In three passes, so that the exponentials are one flat
+    vector loop over the block (a row of 10 classes is too short for vectors to pay, and a
+    libm call per element cost more than the layer's product): the row maxima and the shifted
+    logits ``z − max`` (in D), their exponentials, then per row ``lse = max + log Σe``,
+    softmax, the loss and ``δ = softmax·Σt − t``."""
+    one = Z.dtype.type(1)
+    zero = Z.dtype.type(0)
+    um = np.uint64(m)
+    labels = Yi.shape[0] > 0
+    for r in range(lo, hi):
+        zo = np.uint64(r * m)
+        mx = Z[zo]
+        for j in range(um):
+            if Z[zo + j] > mx:
+                mx = Z[zo + j]
+        for j in range(um):
+            D[zo + j] = Z[zo + j] - mx
+        rowloss[r] = mx                 # scratch until the third pass
+    for i in range(np.uint64(lo * m), np.uint64(hi * m)):
+        D[i] = vexp(D[i])
+    for r in range(lo, hi):
+        zo = np.uint64(r * m)
+        s = zero
+        for j in range(um):
+            s += D[zo + j]
+        lse = rowloss[r] + math.log(s)
+        inv = one / s
+        for j in range(um):
+            D[zo + j] = D[zo + j] * inv                 # softmax(z)
+        if labels:
+            label = np.uint64(Yi[rows[r]])
+            loss = lse - Z[zo + label]
+        else:
+            to = np.uint64(rows[r] * m)
+            loss = zero
+            tsum = zero
+            for j in range(um):
+                t = T[to + j]
+                loss += t * (lse - Z[zo + j])
+                tsum += t
+        if out_code == SOFTMAX:
+            for j in range(um):
+                Z[zo + j] = D[zo + j]
+        if labels:
+            D[zo + label] -= one
+        else:
+            for j in range(um):
+                D[zo + j] = D[zo + j] * tsum - T[to + j]
+        rowloss[r] = loss
+
+
+@njit(**JIT)
 def output_rows(Z, D, T, Yi, sw, rows, m, out_code, loss_code, rowloss, lo, hi):
     """Rows lo..hi of :func:`output_batch` (flat Z, D and targets T), serially."""
-    labels = Yi.shape[0] > 0
-    weighted = sw.shape[0] > 0
-    for r in range(lo, hi):
-        src = rows[r]
-        if labels:
-            rowloss[r] = output_row(Z, D, r * m, T, np.int64(0), Yi[src], m, out_code, loss_code)
-        else:
-            rowloss[r] = output_row(Z, D, r * m, T, src * m, np.int64(-1), m, out_code, loss_code)
-        if weighted:
+    if loss_code == CROSS_ENTROPY:
+        _cross_entropy_rows(Z, D, T, Yi, rows, m, out_code, rowloss, lo, hi)
+    else:
+        for r in range(lo, hi):
+            rowloss[r] = output_row(Z, D, r * m, T, rows[r] * m, m, out_code, loss_code)
+    if sw.shape[0] > 0:
+        for r in range(lo, hi):
+            src = rows[r]
             w = sw[src]
             rowloss[r] = rowloss[r] * w
             base = np.uint64(r * m)

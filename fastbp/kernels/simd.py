@@ -21,10 +21,11 @@ from numba.extending import intrinsic
 from .activations import LEAKY_SLOPE
 
 ACCUMULATORS = 16  # vector registers holding the tile: MR × NV = 16 (of 32 with AVX-512)
-# What the micro-kernel applies to a tile before storing it, with the row stored after the
-# packed panel: nothing, + the row (a bias), + the row then relu / leaky relu (slope
-# LEAKY_SLOPE), or × the row (the gradient's scale)
-EPI_NONE, EPI_BIAS, EPI_RELU, EPI_LEAKY, EPI_SCALE = 0, 1, 2, 3, 4
+# What the micro-kernel applies to a tile before storing it: nothing; with the row stored after
+# the packed panel, + the row (a bias), + the row then relu / leaky relu (slope LEAKY_SLOPE), or
+# × the row (the gradient's scale); with ``aux`` (the layer's output, C's shape), the derivative
+# of relu / leaky relu (δ zeroed / × LEAKY_SLOPE where aux <= 0)
+EPI_NONE, EPI_BIAS, EPI_RELU, EPI_LEAKY, EPI_SCALE, EPI_DRELU, EPI_DLEAKY = 0, 1, 2, 3, 4, 5, 6
 
 
 def vector_bytes(context):
@@ -66,25 +67,28 @@ def vector_lanes(typingctx, arr):
 def _make_microkernel(MR, NV):
     @intrinsic
     def microkernel(typingctx, A, abase, a_rs, a_cs, mr, Bp, kc, C, coff, crs, accumulate,
-                    epi):
+                    epi, aux):
         """``C[coff + r·crs + j] (+)= Σ_{k<kc} A[a_r + k·a_cs] · Bp[k·NR + j]`` for r < MR,
         j < NR = NV·lanes, where row r of A starts at ``a_r = abase + min(r, mr−1)·a_rs`` (rows
         past ``mr`` repeat the last one, for edge tiles written to scratch).  ``accumulate``
         adds into C instead of overwriting.  ``epi`` (EPI_*): then adds the row
         ``Bp[kc·NR + j]`` (a bias) and applies relu / leaky relu, or multiplies by it (a
-        scale), in registers, so that a product writes its output once (stores are the
-        bottleneck of short-K products on this machine).  No bounds checks: the caller
-        guarantees them."""
+        scale), or multiplies by the activation's derivative read from ``aux`` at C's offsets,
+        in registers, so that a product writes its output once (stores are the bottleneck of
+        short-K products on this machine).  No bounds checks: the caller guarantees them."""
         dtype = A.dtype
-        if not isinstance(dtype, types.Float) or Bp.dtype != dtype or C.dtype != dtype:
+        if (not isinstance(dtype, types.Float) or Bp.dtype != dtype or C.dtype != dtype
+                or aux.dtype != dtype):
             return None
         i64 = types.int64
 
         def codegen(context, builder, sig, args):
-            (a_arr, abase_, a_rs_, a_cs_, mr_, b_arr, kc_, c_arr, coff_, crs_, acc_, epi_) = args
+            (a_arr, abase_, a_rs_, a_cs_, mr_, b_arr, kc_, c_arr, coff_, crs_, acc_, epi_,
+             x_arr) = args
             ad = context.make_array(sig.args[0])(context, builder, a_arr).data
             bd = context.make_array(sig.args[5])(context, builder, b_arr).data
             cd = context.make_array(sig.args[7])(context, builder, c_arr).data
+            xd = context.make_array(sig.args[12])(context, builder, x_arr).data
             lanes = _lanes(context, dtype)
             _allow_wide_vectors(builder, vector_bytes(context))
             nr = NV * lanes
@@ -145,22 +149,27 @@ def _make_microkernel(MR, NV):
                 phi.add_incoming(value, loop)
                 results.append(phi)
 
-            def store(fused):
-                if fused:
+            scalar = context.get_value_type(dtype)
+            slope = ir.Constant(vty, [ir.Constant(scalar, LEAKY_SLOPE)] * lanes)
+            off = ir.Constant(ir.VectorType(ir.IntType(1), lanes), None)
+
+            def store(kind):
+                """The stores, after ``kind``: None, "row" (bias, relu, leaky, scale: the row
+                after the panel) or "derivative" (of relu, leaky relu: aux)."""
+                if kind == "row":
                     boff = builder.mul(kc_, const(nr))
                     row = [builder.load(builder.bitcast(
                         builder.gep(bd, [builder.add(boff, const(q * lanes))]), vptr), align=align)
                         for q in range(NV)]
-                    scalar = context.get_value_type(dtype)
-                    slope = ir.Constant(vty, [ir.Constant(scalar, LEAKY_SLOPE)] * lanes)
                     relu = builder.icmp_signed("==", epi_, const(EPI_RELU))
-                    leaky = builder.icmp_signed("==", epi_, const(EPI_LEAKY))
                     scale = builder.icmp_signed("==", epi_, const(EPI_SCALE))
+                leaky = builder.icmp_signed("==", epi_, const(
+                    EPI_DLEAKY if kind == "derivative" else EPI_LEAKY))
                 for r in range(MR):
                     rowbase = builder.add(coff_, builder.mul(const(r), crs_))
                     for q in range(NV):
-                        ptr = builder.bitcast(
-                            builder.gep(cd, [builder.add(rowbase, const(q * lanes))]), vptr)
+                        offset = builder.add(rowbase, const(q * lanes))
+                        ptr = builder.bitcast(builder.gep(cd, [offset]), vptr)
                         value = results[r * NV + q]
                         with builder.if_else(acc_) as (add, keep):
                             with add:
@@ -171,24 +180,34 @@ def _make_microkernel(MR, NV):
                         v = builder.phi(vty)
                         v.add_incoming(added, add_bb)
                         v.add_incoming(value, keep_bb)
-                        if fused:
+                        if kind == "row":
                             v = builder.select(scale, builder.fmul(v, row[q]),
                                                builder.fadd(v, row[q]))
                             neg = builder.fcmp_ordered("<", v, zero)     # NaN stays NaN
-                            off = ir.Constant(neg.type, None)
                             v = builder.select(builder.select(relu, neg, off), zero, v)
                             v = builder.select(builder.select(leaky, neg, off),
                                                builder.fmul(v, slope), v)
+                        elif kind == "derivative":  # as scale_by_derivative: aux NaN keeps δ
+                            a = builder.load(builder.bitcast(builder.gep(xd, [offset]), vptr),
+                                             align=align)
+                            v = builder.select(builder.fcmp_ordered("<=", a, zero),
+                                               builder.select(leaky, builder.fmul(v, slope), zero),
+                                               v)
                         builder.store(v, ptr, align=align)
 
             with builder.if_else(builder.icmp_signed(">", epi_, const(EPI_NONE))) as (fused, plain):
                 with fused:
-                    store(True)
+                    with builder.if_else(builder.icmp_signed(">=", epi_, const(EPI_DRELU))) as (
+                            derivative, row):
+                        with derivative:
+                            store("derivative")
+                        with row:
+                            store("row")
                 with plain:
-                    store(False)
+                    store(None)
             return context.get_dummy_value()
 
-        sig = types.none(A, i64, i64, i64, i64, Bp, i64, C, i64, i64, types.boolean, i64)
+        sig = types.none(A, i64, i64, i64, i64, Bp, i64, C, i64, i64, types.boolean, i64, aux)
         return sig, codegen
 
     return microkernel
