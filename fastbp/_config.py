@@ -14,7 +14,8 @@ mini-batch and promises that two threads may train at once.  So fastbp asks for
    has run a parallel region cannot launch one again; fastbp raises a clear error in such a child
    (see :func:`ready`) instead of letting numba kill it.
 
-``NUMBA_THREADING_LAYER`` set by the user wins over all of this.
+``NUMBA_THREADING_LAYER`` set by the user wins over all of this (``tbb`` and the safe/default
+choices still find the wheel's library: it is preloaded for them).
 """
 import contextlib
 import ctypes
@@ -99,9 +100,9 @@ def _libtbb_candidates():
         yield from sorted(glob.glob(os.path.join(prefix, "lib", "libtbb.so.12*")))
 
 
-def _choose_threading_layer():
-    if os.environ.get("NUMBA_THREADING_LAYER"):
-        return
+def _load_libtbb():
+    """Preload the tbb wheel's ``libtbb.so.12`` so that numba's tbb layer can start; True when
+    that layer is then importable."""
     for path in _libtbb_candidates():
         try:
             ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
@@ -110,7 +111,22 @@ def _choose_threading_layer():
         try:
             from numba.np.ufunc import tbbpool  # noqa: F401  (import fails on a bad tbb)
         except ImportError:
-            break
+            return False
+        return True
+    return False
+
+
+# the layers numba may pick tbb for when the user names them
+_TBB_CAPABLE = {"tbb", "threadsafe", "forksafe", "safe", "default"}
+
+
+def _choose_threading_layer():
+    requested = os.environ.get("NUMBA_THREADING_LAYER", "").strip().lower()
+    if requested:       # the user's choice wins; tbb still needs its library found for it
+        if requested in _TBB_CAPABLE:
+            _load_libtbb()
+        return
+    if _load_libtbb():
         numba.config.THREADING_LAYER = "tbb"
         return
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
