@@ -105,7 +105,6 @@ def test_activation_rows(rng, dtype, act):
         assert np.all(dbuf[:2] == 7)
 
 
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(70, 61, 33), (9, 300, 130), (21, 9, 120), (37, 50, 20)])
 @pytest.mark.parametrize("act", ["relu", "leaky_relu"])
@@ -155,6 +154,7 @@ def test_vexp_within_two_ulp_of_numpy(rng, dtype):
     ulps = np.abs(got[ok].view(bits).astype(np.int64) - want[ok].view(bits).astype(np.int64))
     assert ulps.max() <= 2, x[ok][ulps.argmax()]
     assert got[x == 0].tolist() == [1, 1]
+
 
 def test_sigmoid_and_softmax_extremes():
     z = np.array([-1000.0, -50.0, 0.0, 50.0, 1000.0], np.float32)

@@ -62,7 +62,7 @@ CONCURRENT = textwrap.dedent("""
 
 def _tbb_wheel():
     from fastbp import _config
-    return any(True for _ in _config._libtbb_candidates())
+    return any(_config._libtbb_candidates())
 
 
 @pytest.mark.parametrize("layer", [None, "workqueue", "tbb"])
