@@ -14,7 +14,9 @@ SHAPES = [(3, 5, 7), (1, 1, 1), (70, 61, 33), (128, 40, 37), (9, 300, 130), (131
           (37, 50, 20), (13, 17, 12),    # the 8×2 tile (float32 / float64)
           (33, 300, 3), (700, 200, 2),   # narrow outputs: serial over k-blocks, parallel grid
           (130, 520, 600),               # A packed into micro-panels (>= 8 panels, big A)
-          (40, 30, 60), (21, 9, 120)]    # remainders in a 4-vector or a 2 + 1-vector panel
+          (40, 30, 60), (21, 9, 120),    # remainders in a 4-vector or a 2 + 1-vector panel
+          (20, 30, 1030),                # tasks of several panels, the last group shorter
+          (600, 8, 520), (20, 600, 520)]  # row blocks cut at MC_MAX rows (M = 600 each kind)
 
 
 def _sq(M, N):
@@ -83,6 +85,20 @@ def test_gradient_without_norms_is_the_same_gradient(rng, dtype, shape):
     assert totals[0] > 0 and totals[1] == 0
     np.testing.assert_array_equal(out[0][0], out[1][0])
     np.testing.assert_array_equal(out[0][1], out[1][1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,N", [(2048, 2048), (4000, 9), (257, 3000), (9, 4000), (1, 70000)])
+def test_gradient_task_count_within_max_tasks(dtype, M, N):
+    # the per-task sums of squares go to sq[t]: the grid must never outgrow max_tasks
+    A = np.ones((1, M), dtype)
+    C = np.empty((M, N), dtype)
+    sq = np.empty(10 * dense.max_tasks([M, N]) + 1000)
+    one = np.int64(1)
+    ntasks = dense._gemm(np.int64(dense.GRADIENT), A.ravel(), one, M, M, 1, np.ones(N, dtype), N,
+                         one, C, C, A.ravel(), np.int64(0), dtype(1), sq, True, True)
+    assert ntasks <= dense.max_tasks([M, N])
+    np.testing.assert_array_equal(C, 1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

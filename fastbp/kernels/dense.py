@@ -8,13 +8,15 @@ With ``W`` stored ``(n_in, n_out)``:
 
 One driver, ``_gemm``, serves all three: the operands are flat arrays with element strides, so
 ``Wᵀ`` and ``Aᵀ`` are read in place (no transposed copies).  The output is cut into tasks of
-``MC`` rows × ``NR`` columns (the last column panels narrower, see _panels); a task packs its
-``KC × NR`` panel of B (zero-padded, small enough to stay in L1) and sweeps it with the
-register-tile micro-kernel (simd.py) over its rows, K block by K block.  In the last K block the
-micro-kernel itself adds the bias and applies relu / leaky relu (forward), multiplies by relu's
-or leaky relu's derivative (backprop) or by the scale (gradient) before its one store; what is
-left (other activations and derivatives, the squared norm) is the task's epilogue, run while
-its block is in cache.
+``MC`` rows × ``G`` column panels of ``NR`` columns (the last panels narrower, see _panels).  A
+task runs K block by K block; in each, it packs the ``KC × NR`` block of B of each of its panels
+in turn (zero-padded, small enough to stay in L1) and sweeps it with the register-tile
+micro-kernel (simd.py) over its rows, whose A slice (``MC × KC``) stays in L2 for the G panels
+(one panel a task, A re-read from L3 per panel: wide products 10-25% slower, measured).  In the
+last K block the micro-kernel itself adds the bias and applies relu / leaky relu (forward),
+multiplies by relu's or leaky relu's derivative (backprop) or by the scale (gradient) before
+its one store; what is left (other activations and derivatives, the squared norm) is the
+task's epilogue, run while its block is in cache.
 Tasks are numbered row block first, so the threads of a parallel product write disjoint rows
 (no cache line of C is shared between cores but at block edges).
 
@@ -36,15 +38,20 @@ TASKS = 8           # row blocks are cut so that a product has at least this man
 PAR_MIN = 1 << 18   # multiply-adds below which a product runs serially (a launch costs ~2 µs)
 FORWARD, BACKPROP, GRADIENT = 0, 1, 2
 NARROW = 4          # outputs this narrow skip the register tile (see _narrow)
+MC_MAX = 256       # rows of a parallel row block: its A (K block) and C slices stay in L2
+GROUP_MAX = 8       # column panels a parallel task sweeps per K block (see _task)
 PACK_A_PANELS = 8   # A is packed into micro-panels when this many column panels reuse it
 PACK_A_MIN = 1 << 16  # ... and it has this many elements (smaller, it sits in L1 anyway)
 
 
 def max_tasks(sizes):
-    """Upper bound on the task count of any product of a network of these layer sizes: sizes
-    the ``sq`` scratch.  A grid has one row block when serial, else npan·⌈TASKS/npan⌉ <
-    npan + TASKS tasks, and npan <= N/NR + 2 <= N/2 + 1 panels (see _panels; NR >= 8)."""
-    return max(sizes) // 2 + TASKS + 1
+    """Upper bound on the task count of a gradient product of a network of these layer sizes
+    (M = n_in, N = n_out): sizes the ``sq`` scratch.  A grid has npan <= N/NR + 2 <= N/2 + 1
+    column panels (see _panels; NR >= 8) and one row block when serial, else
+    max(⌈TASKS/npan⌉, ⌈M/MC_MAX⌉) of them: npan·⌈TASKS/npan⌉ < npan + TASKS tasks, or at most
+    npan·(M//MC_MAX + 1)."""
+    s = max(sizes)
+    return max(s // 2 + TASKS + 1, (s // 2 + 1) * (s // MC_MAX + 1))
 
 
 @njit(**INLINE_JIT)
@@ -252,90 +259,102 @@ def _derivative_epi(act):
 
 
 @njit(**JIT)
-def _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs, auxf,
-          vec, act, scale, pack, tile, Ap, packed, norms):
-    """Task t of the grid (row block t // npan, column panel t % npan: consecutive tasks share
-    rows, so threads given consecutive tasks write disjoint rows); returns its Σ C² for
-    GRADIENT when ``norms`` (0 otherwise).  ``pack``/``tile`` are this task's scratch; when
-    ``packed``, A is read from its micro-panels in ``Ap`` (see _pack_a) by the full panels."""
+def _task(t, npan, G, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs,
+          auxf, vec, act, scale, pack, tile, Ap, packed, norms):
+    """Task t of the grid: row block t // ngroups, column panels G·(t % ngroups) .. (up to G
+    of them; consecutive tasks share rows, so threads given consecutive tasks write disjoint
+    rows); returns its Σ C² for GRADIENT when ``norms`` (0 otherwise).  K blocks are the outer
+    loop, so A's k-slice of the row block is read by the G panels while it is in L2.
+    ``pack``/``tile`` are this task's scratch; when ``packed``, A is read from its micro-panels
+    in ``Ap`` (see _pack_a) by the full panels."""
     lanes = vector_lanes(Af)
     MR = ACCUMULATORS // nv
-    j0, nvt = _panel(t % npan, full, nv, lanes, N)
-    NR = nvt * lanes
-    MRt = ACCUMULATORS // nvt
-    nr = min(NR, N - j0)
-    m_lo = (t // npan) * MC
+    ngroups = (npan + G - 1) // G
+    p_lo = (t % ngroups) * G
+    p_hi = min(npan, p_lo + G)
+    m_lo = (t // ngroups) * MC
     m_hi = min(M, m_lo + MC)
-    unr = np.uint64(nr)
     if N <= NARROW:
         _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack)
         return _epilogue(kind, Cf, c_rs, m_lo, m_hi, np.int64(0), N, auxf, vec, act, scale,
                          np.bool_(False), norms)
-    from_ap = packed and nvt == nv
-    A = Ap if from_ap else Af
     for k0 in range(0, K, KC):
         kc = min(KC, K - k0)
-        _pack(Bf, b_rs, b_cs, k0, kc, j0, nr, NR, pack)
         acc = k0 > 0
-        epi = EPI_NONE
-        if k0 + kc == K:
-            if kind == BACKPROP:
-                epi = _derivative_epi(act)
-            else:                               # the row after the panel, for the micro-kernel
-                ukc = np.uint64(kc * NR)
-                if kind == FORWARD:                     # the bias
-                    epi = _fused_epi(act)
-                    for j in range(np.uint64(NR)):
-                        pack[ukc + j] = vec[np.uint64(j0) + j] if j < unr else pack.dtype.type(0)
-                else:                                   # the scale
-                    epi = EPI_SCALE
-                    for j in range(np.uint64(NR)):
-                        pack[ukc + j] = scale
-        for i0 in range(m_lo, m_hi, MRt):
-            mr = min(MRt, m_hi - i0)
-            if from_ap:     # i0 is a multiple of MR: its micro-panel starts at i0·K
-                base, rs, cs = i0 * K + k0 * MR, 1, MR
-            else:
-                base, rs, cs = i0 * a_rs + k0 * a_cs, a_rs, a_cs
-            # a full tile goes to C; an edge tile to scratch (rows past the edge repeat the
-            # last one): C's values in, the micro-kernel adds to them, the valid part back,
-            # then the derivative (aux has C's shape, not the tile's).  One call site per
-            # tile shape: each inlined micro-kernel is compiled again by every caller
-            edge = mr < MRt or nr < NR
-            dst, coff, crs, tepi = Cf, i0 * c_rs + j0, c_rs, epi
-            if edge:
-                dst, coff, crs = tile, 0, NR
+        for p in range(p_lo, p_hi):
+            j0, nvt = _panel(p, full, nv, lanes, N)
+            NR = nvt * lanes
+            MRt = ACCUMULATORS // nvt
+            nr = min(NR, N - j0)
+            unr = np.uint64(nr)
+            from_ap = packed and nvt == nv
+            A = Ap if from_ap else Af
+            _pack(Bf, b_rs, b_cs, k0, kc, j0, nr, NR, pack)
+            epi = EPI_NONE
+            if k0 + kc == K:
                 if kind == BACKPROP:
-                    tepi = EPI_NONE
-                if acc:
+                    epi = _derivative_epi(act)
+                else:                       # the row after the panel, for the micro-kernel
+                    ukc = np.uint64(kc * NR)
+                    if kind == FORWARD:                     # the bias
+                        epi = _fused_epi(act)
+                        zero = pack.dtype.type(0)
+                        for j in range(np.uint64(NR)):
+                            pack[ukc + j] = vec[np.uint64(j0) + j] if j < unr else zero
+                    else:                                   # the scale
+                        epi = EPI_SCALE
+                        for j in range(np.uint64(NR)):
+                            pack[ukc + j] = scale
+            for i0 in range(m_lo, m_hi, MRt):
+                mr = min(MRt, m_hi - i0)
+                if from_ap:     # i0 is a multiple of MR: its micro-panel starts at i0·K
+                    base, rs, cs = i0 * K + k0 * MR, 1, MR
+                else:
+                    base, rs, cs = i0 * a_rs + k0 * a_cs, a_rs, a_cs
+                # a full tile goes to C; an edge tile to scratch (rows past the edge repeat the
+                # last one): C's values in, the micro-kernel adds to them, the valid part back,
+                # then the derivative (aux has C's shape, not the tile's).  One call site per
+                # tile shape: each inlined micro-kernel is compiled again by every caller
+                edge = mr < MRt or nr < NR
+                dst, coff, crs, tepi = Cf, i0 * c_rs + j0, c_rs, epi
+                if edge:
+                    dst, coff, crs = tile, 0, NR
+                    if kind == BACKPROP:
+                        tepi = EPI_NONE
+                    if acc:
+                        for r in range(mr):
+                            c = np.uint64((i0 + r) * c_rs + j0)
+                            d = np.uint64(r * NR)
+                            for j in range(unr):
+                                tile[d + j] = Cf[c + j]
+                if nvt == 4:
+                    microkernel_4x4(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi, auxf)
+                elif nvt == 2:
+                    microkernel_8x2(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi, auxf)
+                else:
+                    microkernel_16x1(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi, auxf)
+                if edge:
                     for r in range(mr):
-                        c = np.uint64((i0 + r) * c_rs + j0)
+                        c = (i0 + r) * c_rs + j0
                         d = np.uint64(r * NR)
                         for j in range(unr):
-                            tile[d + j] = Cf[c + j]
-            if nvt == 4:
-                microkernel_4x4(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi, auxf)
-            elif nvt == 2:
-                microkernel_8x2(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi, auxf)
-            else:
-                microkernel_16x1(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi, auxf)
-            if edge:
-                for r in range(mr):
-                    c = (i0 + r) * c_rs + j0
-                    d = np.uint64(r * NR)
-                    for j in range(unr):
-                        Cf[np.uint64(c) + j] = tile[d + j]
-                    if tepi != epi:
-                        scale_by_derivative(Cf, c, auxf, c, nr, act)
-    return _epilogue(kind, Cf, c_rs, m_lo, m_hi, j0, nr, auxf, vec, act, scale,
-                     kind != BACKPROP or _derivative_epi(act) != EPI_NONE, norms)
+                            Cf[np.uint64(c) + j] = tile[d + j]
+                        if tepi != epi:
+                            scale_by_derivative(Cf, c, auxf, c, nr, act)
+    total = 0.0
+    fused = kind != BACKPROP or _derivative_epi(act) != EPI_NONE
+    for p in range(p_lo, p_hi):
+        j0, nvt = _panel(p, full, nv, lanes, N)
+        total += _epilogue(kind, Cf, c_rs, m_lo, m_hi, j0, min(nvt * lanes, N - j0), auxf, vec,
+                           act, scale, fused, norms)
+    return total
 
 
 @njit(**PARALLEL_JIT)
 def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, sq, par, norms):
     """C (M × N, row-major) = A·B with the ``kind`` epilogue; per-task Σ C² into ``sq`` (when
-    ``norms``).  ``par`` False: serial whatever the size (the caller runs in a parallel
-    region)."""
+    ``norms``: gradient only, whose task count max_tasks bounds).  ``par`` False: serial
+    whatever the size (the caller runs in a parallel region)."""
     N = C.shape[1]
     lanes = vector_lanes(Af)
     nv = _vectors(N, lanes)
@@ -343,12 +362,15 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
     MR = ACCUMULATORS // nv
     full, npan = _panels(N, nv, lanes)
     serial = not par or M * N * K < PAR_MIN
-    # row blocks: as few as give TASKS parallel tasks (each re-packs its B panels); one when
-    # serial.  Whole register tiles.  The grid depends on the shape only, never on threads.
-    nmb = 1 if serial else min((M + MR - 1) // MR, max(1, (TASKS + npan - 1) // npan))
+    # row blocks: as few as give TASKS parallel tasks (each re-packs its B panels) and are at
+    # most MC_MAX rows; one when serial.  Whole register tiles.  Then G panels per task, as
+    # many as leave TASKS tasks.  The grid depends on the shape only, never on threads.
+    nmb = 1 if serial else min((M + MR - 1) // MR,
+                               max((TASKS + npan - 1) // npan, (M + MC_MAX - 1) // MC_MAX))
     MC = (((M + nmb - 1) // nmb + MR - 1) // MR) * MR
     nmb = (M + MC - 1) // MC
-    ntasks = npan * nmb
+    G = 1 if serial else max(1, min(GROUP_MAX, npan * nmb // TASKS))
+    ntasks = ((npan + G - 1) // G) * nmb
     # the caller keeps the operands alive: unowned views spare every _task call the reference
     # counting of its array arguments (see unowned.py)
     Af, Bf, vec, Cf, auxf = unowned(Af, Bf, vec, C.reshape(C.size), aux.reshape(aux.size))
@@ -358,8 +380,10 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
         pack = np.empty(scratch, Af.dtype)
         tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
         for t in range(ntasks):
-            sq[t] = _task(t, npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N,
-                          Cf, c_rs, auxf, vec, act, scale, pack, tile, Af, np.bool_(False), norms)
+            s = _task(t, npan, G, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf,
+                      c_rs, auxf, vec, act, scale, pack, tile, Af, np.bool_(False), norms)
+            if norms:
+                sq[t] = s
     else:
         # A in contiguous micro-panels, once per product (M·K copies for M·K·N multiply-adds):
         # +10% per core measured against reading MR strided rows from L2, when every panel of
@@ -372,8 +396,10 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
         for t in prange(ntasks):
             pack = np.empty(scratch, Af.dtype)
             tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
-            sq[t] = _task(np.int64(t), npan, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs,
-                          b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, tile, Ap, packed, norms)
+            s = _task(np.int64(t), npan, G, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs,
+                      b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, tile, Ap, packed, norms)
+            if norms:
+                sq[t] = s
     return ntasks
 
 
@@ -416,8 +442,9 @@ def gradient(A, D, gW, gb, scale, sq, par, norms):
     ntasks = _gemm(np.int64(GRADIENT), Af, one, M, M, B, D.reshape(D.size), N, one, gW, gW, Af,
                    np.int64(0), scale, sq, par, norms)
     total = 0.0
-    for t in range(ntasks):
-        total += sq[t]
+    if norms:
+        for t in range(ntasks):
+            total += sq[t]
     zero = D.dtype.type(0)
     uN = np.uint64(N)
     Df = D.reshape(D.size)
