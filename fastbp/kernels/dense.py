@@ -12,7 +12,8 @@ One driver, ``_gemm``, serves all three: the operands are flat arrays with eleme
 task runs K block by K block; in each, it packs the ``KC × NR`` block of B of each of its panels
 in turn (zero-padded, small enough to stay in L1) and sweeps it with the register-tile
 micro-kernel (simd.py) over its rows, whose A slice (``MC × KC``) stays in L2 for the G panels
-(one panel a task, A re-read from L3 per panel: wide products 10-25% slower, measured).  In the
+(with one panel a task, each panel read all of A again from L3: the wide products were 10-25%
+slower, measured).  In the
 last K block the micro-kernel itself adds the bias and applies relu / leaky relu (forward),
 multiplies by relu's or leaky relu's derivative (backprop) or by the scale (gradient) before
 its one store; what is left (other activations and derivatives, the squared norm) is the
@@ -38,7 +39,7 @@ TASKS = 8           # row blocks are cut so that a product has at least this man
 PAR_MIN = 1 << 18   # multiply-adds below which a product runs serially (a launch costs ~2 µs)
 FORWARD, BACKPROP, GRADIENT = 0, 1, 2
 NARROW = 4          # outputs this narrow skip the register tile (see _narrow)
-MC_MAX = 256       # rows of a parallel row block: its A (K block) and C slices stay in L2
+MC_MAX = 256        # rows of a parallel row block: its A (K block) and C slices stay in L2
 GROUP_MAX = 8       # column panels a parallel task sweeps per K block (see _task)
 PACK_A_PANELS = 8   # A is packed into micro-panels when this many column panels reuse it
 PACK_A_MIN = 1 << 16  # ... and it has this many elements (smaller, it sits in L1 anyway)
