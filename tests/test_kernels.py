@@ -16,7 +16,8 @@ SHAPES = [(3, 5, 7), (1, 1, 1), (70, 61, 33), (128, 40, 37), (9, 300, 130), (131
           (130, 520, 600),               # A packed into micro-panels (>= 8 panels, big A)
           (40, 30, 60), (21, 9, 120),    # remainders in a 4-vector or a 2 + 1-vector panel
           (20, 30, 1030),                # tasks of several panels, the last group shorter
-          (600, 8, 520), (20, 600, 520)]  # row blocks cut at MC_MAX rows (M = 600 each kind)
+          (600, 8, 520), (20, 600, 520)]  # row blocks cut at MC_MAX rows: M = 600 in forward
+          #                                 and backprop (first), in the gradient (second)
 
 
 def _sq(M, N):

@@ -13,11 +13,10 @@ task runs K block by K block; in each, it packs the ``KC × NR`` block of B of e
 in turn (zero-padded, small enough to stay in L1) and sweeps it with the register-tile
 micro-kernel (simd.py) over its rows, whose A slice (``MC × KC``) stays in L2 for the G panels
 (with one panel a task, each panel read all of A again from L3: the wide products were 10-25%
-slower, measured).  In the
-last K block the micro-kernel itself adds the bias and applies relu / leaky relu (forward),
-multiplies by relu's or leaky relu's derivative (backprop) or by the scale (gradient) before
-its one store; what is left (other activations and derivatives, the squared norm) is the
-task's epilogue, run while its block is in cache.
+slower, measured).  In the last K block the micro-kernel itself adds the bias and applies relu /
+leaky relu (forward), multiplies by relu's or leaky relu's derivative (backprop) or by the scale
+(gradient) before its one store; what is left (other activations and derivatives, the squared
+norm) is the task's epilogue, run while its block is in cache.
 Tasks are numbered row block first, so the threads of a parallel product write disjoint rows
 (no cache line of C is shared between cores but at block edges).
 
