@@ -1,8 +1,8 @@
 """fastbp: fast backpropagation for multilayer perceptrons on the CPU (Numba kernels)."""
 from . import _config  # noqa: F401  (fixes the threading layer before anything compiles)
-from .io import load
-from .network import Network
-from .trainer import History, Trainer, TrainingDivergedError
+from .model.modelfile import load
+from .model.network import Network
+from .model.trainer import History, Trainer, TrainingDivergedError
 
 __version__ = "0.1.0"
 

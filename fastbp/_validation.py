@@ -7,31 +7,45 @@ import numpy as np
 from ._config import DTYPES
 
 
+class BadInput(Exception):
+    """Marks an error in what the caller passed (a value, a shape, a file): the command line
+    reports it in one line with exit code 2.  Every other exception is a bug or an
+    environment failure, reported with its traceback (exit 1)."""
+
+
+class InputError(BadInput, ValueError):
+    """A ValueError about the caller's input."""
+
+
+class InputTypeError(BadInput, TypeError):
+    """A TypeError about the caller's input."""
+
+
 def _describe(value):
     return f"{value!r} ({type(value).__name__})"
 
 
 def check_choice(name, value, choices):
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, one of {sorted(choices)}; got {_describe(value)}")
+        raise InputTypeError(f"{name} must be a string, one of {sorted(choices)}; got {_describe(value)}")
     key = value.lower()
     if key not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {sorted(choices)}")
+        raise InputError(f"unknown {name} {value!r}; expected one of {sorted(choices)}")
     return key
 
 
 def check_int(name, value, minimum=1):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}; got {_describe(value)}")
+        raise InputTypeError(f"{name} must be an integer >= {minimum}; got {_describe(value)}")
     if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}")
+        raise InputError(f"{name} must be an integer >= {minimum}; got {value}")
     return int(value)
 
 
 def check_float(name, value, low=None, high=None, low_open=False, high_open=False):
     """A finite real number in [low, high] (bounds open when asked)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {_describe(value)}")
+        raise InputTypeError(f"{name} must be a real number; got {_describe(value)}")
     v = float(value)
     lo = "(" if low_open else "["
     hi = ")" if high_open else "]"
@@ -42,7 +56,7 @@ def check_float(name, value, low=None, high=None, low_open=False, high_open=Fals
     if high is not None:
         bad |= v >= high if high_open else v > high
     if bad:
-        raise ValueError(f"{name} must be a finite number in {interval}; got {value!r}")
+        raise InputError(f"{name} must be a finite number in {interval}; got {value!r}")
     return v
 
 
@@ -50,9 +64,9 @@ def check_dtype(dtype):
     try:
         dt = np.dtype(dtype)
     except TypeError as e:
-        raise TypeError(f"dtype must be float32 or float64; got {_describe(dtype)}") from e
+        raise InputTypeError(f"dtype must be float32 or float64; got {_describe(dtype)}") from e
     if dt not in [np.dtype(t) for t in DTYPES]:
-        raise ValueError(f"dtype must be float32 or float64; got {dt}")
+        raise InputError(f"dtype must be float32 or float64; got {dt}")
     return dt
 
 
@@ -61,9 +75,9 @@ def _numeric(name, value):
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as e:  # ragged nested sequences
-        raise ValueError(f"{name} could not be read as a numeric array: {e}") from None
+        raise InputError(f"{name} could not be read as a numeric array: {e}") from None
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers; got an array of dtype {arr.dtype}"
+        raise InputTypeError(f"{name} must hold real numbers; got an array of dtype {arr.dtype}"
                         + (" (ragged or mixed-type input?)" if arr.dtype == object else ""))
     return arr
 
@@ -75,7 +89,7 @@ def _check_finite(name, arr):
         bad = ~np.isfinite(arr)
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         what = "NaN" if np.isnan(arr[first]) else "inf"
-        raise ValueError(f"{name} contains {int(bad.sum())} non-finite value(s) (NaN or inf); "
+        raise InputError(f"{name} contains {int(bad.sum())} non-finite value(s) (NaN or inf); "
                          f"the first is {what} at index {first}")
 
 
@@ -83,13 +97,13 @@ def check_X(X, dtype, n_features=None, name="X"):
     """2-D, non-empty, finite; returned C-contiguous in ``dtype`` (a copy only when needed)."""
     arr = _numeric(name, X)
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features); got {arr.ndim}-D "
+        raise InputError(f"{name} must be 2-D (n_samples, n_features); got {arr.ndim}-D "
                          f"with shape {arr.shape}" + (" (reshape a single feature with "
                                                       "X.reshape(-1, 1))" if arr.ndim == 1 else ""))
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty: shape {arr.shape}")
+        raise InputError(f"{name} is empty: shape {arr.shape}")
     if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features but the network expects {n_features}")
+        raise InputError(f"{name} has {arr.shape[1]} features but the network expects {n_features}")
     _check_finite(name, arr)
     with np.errstate(over="ignore"):    # overflow is reported below, by name
         out = np.ascontiguousarray(arr, dtype=dtype)
@@ -104,34 +118,34 @@ def check_targets(Y, loss, n_out, n_samples, dtype, name="y"):
     ``(n, n_out)``.  The unused one is a placeholder (empty labels, or one zero row)."""
     arr = _numeric(name, Y)
     if arr.ndim == 0 or arr.ndim > 2:
-        raise ValueError(f"{name} must be 1-D or 2-D; got shape {arr.shape}")
+        raise InputError(f"{name} must be 1-D or 2-D; got shape {arr.shape}")
     if arr.shape[0] != n_samples:
-        raise ValueError(f"X and {name} have different lengths: {n_samples} and {arr.shape[0]}")
+        raise InputError(f"X and {name} have different lengths: {n_samples} and {arr.shape[0]}")
     if arr.size == 0:
-        raise ValueError(f"{name} is empty: shape {arr.shape}")
+        raise InputError(f"{name} is empty: shape {arr.shape}")
     _check_finite(name, arr)
     no_labels = np.empty(0, np.int64)
     if loss == "cross_entropy" and arr.ndim == 1:
         if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
-            raise ValueError(f"{name}: cross_entropy needs integer class labels 0..{n_out - 1} "
+            raise InputError(f"{name}: cross_entropy needs integer class labels 0..{n_out - 1} "
                              f"(or a one-hot/probability matrix); got non-integer values")
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= n_out:
-            raise ValueError(f"{name}: class labels must lie in 0..{n_out - 1} for a network with "
+            raise InputError(f"{name}: class labels must lie in 0..{n_out - 1} for a network with "
                              f"{n_out} outputs; got labels from {lo} to {hi}")
         return np.zeros((1, n_out), dtype), np.ascontiguousarray(arr, dtype=np.int64)
     if arr.ndim == 1:
         if n_out != 1:
-            raise ValueError(f"{name} is 1-D but the network has {n_out} outputs; pass targets of "
+            raise InputError(f"{name} is 1-D but the network has {n_out} outputs; pass targets of "
                              f"shape ({n_samples}, {n_out})"
                              + (" or integer labels with loss='cross_entropy'" if loss != "cross_entropy" else ""))
         arr = arr.reshape(-1, 1)
     if arr.shape[1] != n_out:
-        raise ValueError(f"{name} has {arr.shape[1]} columns but the network has {n_out} outputs")
+        raise InputError(f"{name} has {arr.shape[1]} columns but the network has {n_out} outputs")
     if loss in ("cross_entropy", "binary_cross_entropy", "poisson"):
         if arr.min() < 0 or (loss == "binary_cross_entropy" and arr.max() > 1):
             rng = "[0, 1]" if loss == "binary_cross_entropy" else "[0, inf)"
-            raise ValueError(f"{name}: {loss} targets must lie in {rng}; got values from "
+            raise InputError(f"{name}: {loss} targets must lie in {rng}; got values from "
                              f"{arr.min()} to {arr.max()}")
     with np.errstate(over="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)

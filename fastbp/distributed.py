@@ -26,8 +26,8 @@ from ._validation import check_targets, check_X
 from .kernels import train as K
 from .kernels.losses import LOSSES
 from .kernels.optimizers import CHUNK, OPTIMIZERS, update
-from .network import NO_WEIGHTS, Workspace
-from .trainer import History, diverged_error, weight_norms
+from .model.network import NO_WEIGHTS, Workspace
+from .model.trainer import History, diverged_error, weight_norms
 
 # environment variables that MPI launchers (MPICH/Hydra, Open MPI, PMIx, Slurm's srun) set
 _LAUNCHER_SIZE = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")

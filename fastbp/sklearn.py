@@ -51,7 +51,7 @@ from .kernels import train as K
 from .kernels.activations import HIDDEN, OUTPUT
 from .kernels.losses import LOSSES
 from .kernels.optimizers import CHUNK, SK_ADAM, SK_NESTEROV, SK_SGD, STATE_ARRAYS
-from .network import PREDICT_CHUNK, Workspace, parameter_layout
+from .model.network import PREDICT_CHUNK, Workspace, parameter_layout
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 

@@ -1,13 +1,13 @@
 """Network: a fully-connected feed-forward net whose parameters live in one flat buffer."""
 import numpy as np
 
-from . import _config
-from ._validation import check_choice, check_dtype, check_int, check_targets, check_X
-from .kernels import train as K
-from .kernels.dense import max_tasks
-from .kernels.train import step_blocks
-from .kernels.activations import HIDDEN, NAMES as ACT_NAMES, OUTPUT, RELU, LEAKY_RELU
-from .kernels.losses import LOSSES
+from .. import _config
+from .._validation import check_choice, check_dtype, check_int, check_targets, check_X
+from ..kernels import train as K
+from ..kernels.dense import max_tasks
+from ..kernels.train import step_blocks
+from ..kernels.activations import HIDDEN, NAMES as ACT_NAMES, OUTPUT, RELU, LEAKY_RELU
+from ..kernels.losses import LOSSES
 
 INITS = ("auto", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "normal")
 NORMAL_STD = 0.01
@@ -266,5 +266,5 @@ class Network:
 
     def save(self, path):
         """Write the network to ``path`` (.npz, no pickle; see :func:`fastbp.load`)."""
-        from .io import save
+        from .modelfile import save
         save(self, path)

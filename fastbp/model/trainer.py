@@ -6,11 +6,11 @@ import time
 
 import numpy as np
 
-from . import _config
-from ._validation import check_choice, check_float, check_int, check_targets, check_X
-from .kernels import train as K
-from .kernels.losses import LOSSES
-from .kernels.optimizers import CHUNK, OPTIMIZERS, STATE_ARRAYS
+from .. import _config
+from .._validation import check_choice, check_float, check_int, check_targets, check_X
+from ..kernels import train as K
+from ..kernels.losses import LOSSES
+from ..kernels.optimizers import CHUNK, OPTIMIZERS, STATE_ARRAYS
 from .network import NO_WEIGHTS, PREDICT_CHUNK, Network, Workspace
 
 

@@ -269,16 +269,16 @@ class _Progress:
 
 
 def _write_history(path, records):
-    from .io import atomic_write
+    from ..model.modelfile import atomic_write
     atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in records).encode()))
 
 
 def train(args, comm=None):
     import fastbp
-    from ._validation import check_X
-    from .datasets import load_digits, train_test_split
-    from .files import read_data
-    from .io import load_checkpoint, save_checkpoint
+    from .._validation import check_X
+    from ..datasets import load_digits, train_test_split
+    from .datafiles import read_data
+    from ..model.modelfile import load_checkpoint, save_checkpoint
 
     rank = 0 if comm is None else comm.Get_rank()
     s, given = _settings(args)
@@ -342,7 +342,7 @@ def train(args, comm=None):
     trainer = fastbp.Trainer(net, loss=loss, optimizer=s["optimizer"], learning_rate=s["lr"],
                              batch_size=s["batch_size"], epochs=1, seed=s["seed"])
     if comm is not None:
-        from .distributed import DistributedTrainer
+        from ..distributed import DistributedTrainer
         trainer = DistributedTrainer(trainer, comm)
     records, start = [], 0
     if checkpoint:
@@ -418,7 +418,7 @@ def train(args, comm=None):
                "layer_sizes": net.layer_sizes}
     print(f"{where} {name}: {value:.4f}  ({s['epochs'] - start} epochs in {seconds:.2f} s)")
     if out:
-        from .io import atomic_write
+        from ..model.modelfile import atomic_write
         net.save(os.path.join(out, MODEL))
         atomic_write(os.path.join(out, METRICS),
                      lambda f: f.write(json.dumps(metrics, indent=2).encode()))
@@ -455,7 +455,7 @@ def _load_model(path):
 
 
 def predict(args):
-    from .files import read_data
+    from .datafiles import read_data
     net, classes = _load_model(args.model)
     X, _ = read_data(args.data, args.target, need_target=False)
     out = net.predict(X)
@@ -463,13 +463,13 @@ def predict(args):
         idx = out.argmax(1)
         out = np.asarray(classes)[idx] if classes is not None else idx
     if args.out and args.out.endswith(".npy"):
-        from .io import atomic_write
+        from ..model.modelfile import atomic_write
         atomic_write(args.out, lambda f: np.save(f, out))
         return EXIT_OK
     rows = out.reshape(len(out), -1)
     text = "".join(",".join(str(v) for v in r) + "\n" for r in rows.tolist())
     if args.out:
-        from .io import atomic_write
+        from ..model.modelfile import atomic_write
         atomic_write(args.out, lambda f: f.write(text.encode()))
     else:
         sys.stdout.write(text)
@@ -477,7 +477,7 @@ def predict(args):
 
 
 def evaluate(args):
-    from .files import read_data
+    from .datafiles import read_data
     net, classes = _load_model(args.model)
     X, y = read_data(args.data, args.target)
     y = np.asarray(y)
@@ -536,7 +536,7 @@ def plot_history(run_dir, path=None):
     b.legend(fontsize="small")
     fig.tight_layout()
     path = path or os.path.join(run_dir, PLOT)
-    from .io import atomic_write
+    from ..model.modelfile import atomic_write
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
     return path
@@ -557,7 +557,7 @@ def main(argv=None):
     import fastbp
     comm = None
     if args.command == "train":
-        from .distributed import world
+        from ..distributed import world
         comm = world()
     commands = {"train": lambda a: train(a, comm), "predict": predict, "evaluate": evaluate,
                 "plot": plot}
