@@ -1,7 +1,6 @@
 """fastbp: fast backpropagation for multilayer perceptrons on the CPU (Numba kernels)."""
 from . import _config  # noqa: F401  (fixes the threading layer before anything compiles)
-from .model.modelfile import load
-from .model.network import Network
+from .model.network import Network, load
 from .model.trainer import History, Trainer, TrainingDivergedError
 
 __version__ = "0.1.0"

@@ -45,13 +45,12 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess without
         "fastbp.MLPClassifier and fastbp.MLPRegressor need scikit-learn >= 1.6 (and scipy): "
         'pip install "fastbp[sklearn]"') from e
 
-from . import _config
+from . import engine
 from ._validation import _check_finite
-from .kernels import train as K
+from .engine import Codes, Workspace, parameter_layout
 from .kernels.activations import HIDDEN, OUTPUT
 from .kernels.losses import LOSSES
-from .kernels.optimizers import CHUNK, SK_ADAM, SK_NESTEROV, SK_SGD, STATE_ARRAYS
-from .model.network import PREDICT_CHUNK, Workspace, parameter_layout
+from .kernels.optimizers import SK_ADAM, SK_NESTEROV, SK_SGD
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -71,16 +70,22 @@ class _Optimizer:
         else:
             self.code = SK_ADAM
         self.learning_rate_init = est.learning_rate_init
-        self.learning_rate = float(est.learning_rate_init)
         self.lr_schedule = est.learning_rate
         self.power_t = est.power_t
-        self.hyper = (est.momentum, est.beta_1, est.beta_2, est.epsilon)
-        self.t = 0       # Adam's step count
-        self.state = [np.zeros(n if i < STATE_ARRAYS[self.code] else 0, dtype) for i in range(2)]
+        # the engine's buffers and step count (Adam's t); no weight decay: the L2 term is in
+        # the gradient already
+        self.engine = engine.Optimizer(self.code, n, dtype, float(est.learning_rate_init),
+                                       est.momentum, est.beta_1, est.beta_2, est.epsilon)
+        self.learning_rate = float(est.learning_rate_init)
 
-    def hyper_array(self, dtype):
-        mom, b1, b2, eps = self.hyper
-        return np.array([self.learning_rate, mom, b1, b2, eps, 0.0], dtype)
+    @property
+    def learning_rate(self):
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self._learning_rate = value
+        self.engine.learning_rate = value
 
     def iteration_ends(self, time_step):
         if self.code != SK_ADAM and self.lr_schedule == "invscaling":
@@ -216,8 +221,7 @@ class _BaseMLP(BaseEstimator):
             X = X.toarray()
         if not first_pass and X.dtype != self.coefs_[0].dtype:
             X = X.astype(self.coefs_[0].dtype)
-        # a read-only X (a memmap) would make numba compile every kernel again for that type
-        X = np.ascontiguousarray(X) if X.flags.writeable else np.array(X, order="C")
+        X = np.ascontiguousarray(X)     # read-only or memory-mapped X: read in place
         n_samples, n_features = X.shape
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
@@ -282,10 +286,10 @@ class _BaseMLP(BaseEstimator):
         """``(Yf, Yi, codes, loss_div)`` for the kernels from the (binarised) 2-D targets."""
         out = _OUT[self.out_activation_]
         loss = _LOSS[self.out_activation_]
-        codes = (HIDDEN[self.activation], OUTPUT[out], LOSSES[loss])
+        codes = Codes(HIDDEN[self.activation], OUTPUT[out], LOSSES[loss])
         if out == "softmax":        # one-hot rows -> class indices (the faster path)
             return np.zeros((1, y.shape[1]), dtype), np.argmax(y, axis=1).astype(np.int64), codes, 1.0
-        Yf = np.array(y, dtype=dtype, order="C")   # a copy: never read-only (see _fit)
+        Yf = np.ascontiguousarray(y, dtype=dtype)
         return Yf, np.empty(0, np.int64), codes, float(y.shape[1]) if loss == "squared_error" else 1.0
 
     def _fit_stochastic(self, X, y, sample_weight, incremental):
@@ -329,43 +333,30 @@ class _BaseMLP(BaseEstimator):
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
         Yf, Yi, codes, loss_div = self._targets(y_train, dtype)
-        sw = np.empty(0, dtype) if sw_train is None else np.array(sw_train, dtype, order="C")
+        sw = None if sw_train is None else np.ascontiguousarray(sw_train, dtype)
         opt = self._optimizer
-        s1, s2 = opt.state
-        ws = Workspace(self._sizes(), batch_size, dtype, train=True)
-        grads = np.zeros_like(params)
-        consts = np.zeros(10, dtype)
-        flags = np.zeros(-(-params.shape[0] // CHUNK), dtype)
-        gnorm = np.zeros(len(self.coefs_), np.float64)
-        alpha = float(self.alpha)
+        runner = engine.EpochRunner(params, layout, codes, opt.engine, X_train, Yf, Yi,
+                                    batch_size, sw=sw, alpha=self.alpha, loss_div=loss_div)
         if early_stopping:      # allocated once: the validation pass runs every epoch
-            vws = Workspace(ws.sizes, min(PREDICT_CHUNK, X_val.shape[0]), dtype)
+            vws = engine.inference_workspace(self._sizes(), X_val.shape[0], dtype)
             val_out = np.empty((X_val.shape[0], self.n_outputs_), dtype)
             scorer = self._scorer(y_val, sw_val)
-            sw_val_kernel = (np.empty(0, dtype) if sw_val is None
-                             else np.array(sw_val, dtype, order="C"))
+            sw_val_kernel = None if sw_val is None else np.ascontiguousarray(sw_val, dtype)
         else:
             vws = val_out = scorer = None
         try:
             self.n_iter_ = 0
-            guard = _config.ready()     # once per fit: the epochs run back to back
             for _ in range(self.max_iter):
                 if self.shuffle:   # sklearn.utils.shuffle's draw (arange, then shuffle), without
                     #                its per-call checks
                     sample_idx = sample_idx[self._random_state.permutation(n_samples)]
-                perm = np.ascontiguousarray(sample_idx, dtype=np.int64)
-                with guard:
-                    total, steps, status = K.train_epoch(
-                        X_train, Yf, Yi, sw, perm, batch_size, -1, params, grads, ws.part, s1, s2,
-                        opt.hyper_array(dtype), opt.t, layout, *codes, opt.code, alpha, loss_div,
-                        ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq, ws.gsq, consts,
-                        flags, gnorm)
-                opt.t += steps
-                if status != K.OK:
+                try:
+                    epoch = runner.run(sample_idx)
+                except engine.Diverged:     # the parameters are the last finite ones
                     raise ValueError("Solver produced non-finite parameter weights. The input "
-                                     "data may contain large values and need to be preprocessed.")
+                                     "data may contain large values and need to be preprocessed.") from None
                 self.n_iter_ += 1
-                self.loss_ = total / n_samples
+                self.loss_ = epoch.loss
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
@@ -401,10 +392,8 @@ class _BaseMLP(BaseEstimator):
         from ``_scorer``, built once per fit; ``out``: the outputs' buffer)."""
         params, layout = self._params()
         Yf, Yi, codes, loss_div = targets
-        with _config.ready():
-            total = K.evaluate(X_val, Yf, Yi, sw, params, layout, *codes, ws.acts, ws.aoff,
-                               ws.deltas, ws.doff, ws.rowloss, ws.rows, ws.sq, out)
-        weight = X_val.shape[0] if sw.shape[0] == 0 else float(np.sum(sw))
+        total = engine.evaluate(params, layout, codes, X_val, Yf, Yi, sw=sw, out=out, ws=ws)
+        weight = X_val.shape[0] if sw is None else float(np.sum(sw))
         self.validation_loss_curve_.append(total / loss_div / weight)
         y_pred = self._decode(out)
         if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
@@ -444,19 +433,15 @@ class _BaseMLP(BaseEstimator):
                                + [np.arange(o, o + b) for _, b, _, o in layout])
         Yf, Yi, codes, loss_div = self._targets(y, dtype)
         n = X.shape[0]
-        sw = np.empty(0, dtype) if sample_weight is None else np.array(sample_weight, dtype, order="C")
+        sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype)
         ws = Workspace(self._sizes(), n, dtype, train=True)
         grads = np.empty_like(params)
         rows = np.arange(n, dtype=np.int64)
-        alpha = float(self.alpha)
 
         def loss_grad(x):
             params[order] = x
-            with _config.ready():
-                loss, wsum = K.batch_gradients(X, Yf, Yi, sw, rows, params, grads, ws.part, layout,
-                                               *codes,
-                                               alpha, loss_div, ws.acts, ws.aoff, ws.deltas,
-                                               ws.doff, ws.rowloss, ws.sq, ws.gsq)
+            loss, wsum = engine.batch_gradients(params, layout, codes, X, Yf, Yi, rows, grads, ws,
+                                                sw=sw, alpha=self.alpha, loss_div=loss_div)
             return loss / wsum, grads[order]
 
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
@@ -482,16 +467,11 @@ class _BaseMLP(BaseEstimator):
         before = X.dtype
         with np.errstate(over="ignore"):    # an overflow is reported below, by name
             X = np.ascontiguousarray(X, dtype=params.dtype)
-        if not X.flags.writeable:
-            X = X.copy()
         if before != params.dtype:     # e.g. float64 values that overflow a float32 model
             _check_finite(f"X (as {params.dtype})", X)
-        ws = Workspace(self._sizes(), min(PREDICT_CHUNK, max(1, X.shape[0])), params.dtype)
         out = np.empty((X.shape[0], self.n_outputs_), params.dtype)
-        with _config.ready():
-            K.predict(X, params, layout, HIDDEN[self.activation], OUTPUT[_OUT[self.out_activation_]],
-                      ws.acts, ws.aoff, ws.rows, out, ws.sq)
-        return out
+        codes = Codes(HIDDEN[self.activation], OUTPUT[_OUT[self.out_activation_]])
+        return engine.predict(params, layout, codes, X, out)
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:

@@ -13,7 +13,7 @@ import pytest
 import fastbp
 from fastbp.cli import main
 from fastbp.datasets import load_digits
-from fastbp.io import load_checkpoint
+from fastbp.model.modelfile import load_checkpoint
 
 CMD = [sys.executable, "-m", "fastbp.cli"]
 

@@ -47,3 +47,14 @@ def test_cli_under_mpiexec_matches_single_process(tmp_path):
     b = fastbp.load(tmp_path / "two" / "model.npz").params
     assert np.abs(a - b).max() / np.abs(a).max() < 1e-10
     assert len((tmp_path / "two" / "history.jsonl").read_text().splitlines()) == 3   # written once
+
+
+def test_resume_of_an_unfinished_epoch_under_mpi_and_agreed_stops():
+    out = _mpiexec([os.path.join(HERE, "mpi_resume.py")])
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["single_then_mpi"]["params"] < 1e-10 and r["single_then_mpi"]["step"], r
+    assert r["single_then_mpi"]["epochs"] == 3, r
+    assert r["mpi_then_single"]["interrupted"] and r["mpi_then_single"]["params"] < 1e-10, r
+    assert r["callback"] == {"epochs": 2, "seen": [0, 1]}, r
+    assert r["verbose_lines"] == [2, 0], r

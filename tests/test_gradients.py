@@ -76,8 +76,8 @@ def test_deltas_and_gradients_match_naive(rng, hidden, loss, out, dtype):
 def test_weighted_penalised_batch_gradients_match_naive(rng, dtype, loss, out, div, sizes, n, train):
     """The scikit-learn objective: (Σ w·ℓ / div + ½α Σ‖W‖²) / Σw, gradients (Aᵀ(w∘δ) + αW) / Σw.
     Threads inside the products, or the row-block step (250 rows: 4 blocks)."""
+    from fastbp import engine
     from fastbp.kernels import train as K
-    from fastbp.network import Workspace
     net = fastbp.Network(sizes, activation="tanh", output_activation=out, dtype=dtype, seed=4)
     alpha = 0.3
     assert K.step_blocks(sizes, n) == (4 if train else 1)
@@ -86,11 +86,10 @@ def test_weighted_penalised_batch_gradients_match_naive(rng, dtype, loss, out, d
     w = rng.uniform(0.1, 2.0, n)
     rows = rng.permutation(n).astype(np.int64)
     Xc, Yf, Yi, _ = net._prepare(X, Y, loss)
-    ws = Workspace(sizes, n, dtype, train=train)
+    ws = engine.Workspace(sizes, n, dtype, train=train)
     grads = np.empty_like(net.params)
-    value, wsum = K.batch_gradients(Xc, Yf, Yi, w.astype(dtype), rows, net.params, grads, ws.part, net._layout,
-                                    *net._codes(loss), alpha, div, ws.acts, ws.aoff, ws.deltas, ws.doff,
-                                    ws.rowloss, ws.sq, ws.gsq)
+    value, wsum = engine.batch_gradients(net.params, net._layout, net._codes(loss), Xc, Yf, Yi, rows, grads,
+                                         ws, sw=w.astype(dtype), alpha=alpha, loss_div=div)
     li, deltas, gW, gb = naive.backprop(net.weights, net.biases, "tanh", out, loss, Xc[rows].astype(float),
                                         np.asarray(Y)[rows])
     wr = w[rows]

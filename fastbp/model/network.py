@@ -1,17 +1,18 @@
 """Network: a fully-connected feed-forward net whose parameters live in one flat buffer."""
+import os
+
 import numpy as np
 
-from .. import _config
-from .._validation import check_choice, check_dtype, check_int, check_targets, check_X
-from ..kernels import train as K
-from ..kernels.dense import max_tasks
-from ..kernels.train import step_blocks
+from .. import engine
+from .._validation import (InputError, InputTypeError, check_choice, check_dtype, check_int,
+                           check_targets, check_X)
+from ..engine import Codes, Workspace, parameter_layout
 from ..kernels.activations import HIDDEN, NAMES as ACT_NAMES, OUTPUT, RELU, LEAKY_RELU
 from ..kernels.losses import LOSSES
+from . import modelfile
 
 INITS = ("auto", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "normal")
 NORMAL_STD = 0.01
-PREDICT_CHUNK = 512   # rows per forward chunk: bounds the workspace of forward/predict/evaluate
 
 # which losses accept which output activation (the kernels compute every loss from z)
 _COMPATIBLE = {"squared_error": ("identity", "sigmoid", "softmax"),
@@ -20,47 +21,6 @@ _COMPATIBLE = {"squared_error": ("identity", "sigmoid", "softmax"),
                "poisson": ("exp",)}
 _DEFAULT_LOSS = {"identity": "squared_error", "softmax": "cross_entropy",
                  "sigmoid": "binary_cross_entropy", "exp": "poisson"}
-NO_WEIGHTS = np.empty(0)   # sample weights: none (the kernels test for an empty array)
-
-
-def parameter_layout(sizes):
-    """``(layout, n_params)``: rows ``(n_in, n_out, w_off, b_off)``, W then b per layer."""
-    layout = np.empty((len(sizes) - 1, 4), np.int64)
-    off = 0
-    for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layout[l] = (a, b, off, off + a * b)
-        off += a * b + b
-    return layout, off
-
-
-class Workspace:
-    """Activation and delta buffers for batches of up to ``rows`` samples, allocated once.
-    ``train``: also the other row blocks' gradient buffers of the row-block step
-    (kernels.train.step_blocks; None for large networks and inference workspaces, and then
-    the compiled step has no row-block code)."""
-
-    def __init__(self, sizes, rows, dtype, train=False):
-        self.sizes = [int(s) for s in sizes]
-        blocks = step_blocks(self.sizes, rows) if train else 1
-        n_params = parameter_layout(self.sizes)[1]
-        sizes = np.asarray(sizes, np.int64)
-        self.capacity = rows
-        widths = np.concatenate([[0], sizes[1:]])
-        self.aoff = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64) * rows
-        self.doff = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64) * rows
-        self.acts = np.empty(int(self.aoff[-1]), dtype)
-        self.deltas = np.empty(int(self.doff[-1]), dtype)
-        self.rowloss = np.empty(rows, dtype)
-        self.part = np.empty((blocks - 1) * n_params, dtype) if blocks > 1 else None
-        # per-task partial sums and per-layer gradient norms, one set per row block
-        self.sq = np.empty(blocks * max_tasks(list(sizes)), np.float64)
-        self.gsq = np.empty(blocks * (len(sizes) - 1), np.float64)
-        self.rows = np.empty(rows, np.int64)
-
-    def view(self, which, l, n):
-        buf, off = (self.acts, self.aoff) if which == "acts" else (self.deltas, self.doff)
-        width = (off[l + 1] - off[l]) // self.capacity
-        return buf[off[l]:off[l] + n * width].reshape(n, width)
 
 
 class Network:
@@ -92,10 +52,10 @@ class Network:
     def __init__(self, layer_sizes, activation="relu", output_activation="identity",
                  dtype=np.float32, init="auto", seed=None):
         if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
-            raise TypeError(f"layer_sizes must be a sequence of positive integers; got {layer_sizes!r}")
+            raise InputTypeError(f"layer_sizes must be a sequence of positive integers; got {layer_sizes!r}")
         sizes = [check_int(f"layer_sizes[{i}]", s, minimum=1) for i, s in enumerate(layer_sizes)]
         if len(sizes) < 2:
-            raise ValueError(f"layer_sizes needs at least two sizes [n_in, n_out]; got {list(layer_sizes)}")
+            raise InputError(f"layer_sizes needs at least two sizes [n_in, n_out]; got {list(layer_sizes)}")
         activation = check_choice("activation", activation, HIDDEN)
         output_activation = check_choice("output_activation", output_activation, OUTPUT)
         init = check_choice("init", init, INITS)
@@ -104,7 +64,7 @@ class Network:
         self._act = HIDDEN[activation]
         self._out = OUTPUT[output_activation]
         self._layout, n = parameter_layout(sizes)
-        self.params = np.zeros(n, self._dtype)
+        self._params = np.zeros(n, self._dtype)
         self._init(init, seed)
 
     # -- construction ---------------------------------------------------------------------
@@ -129,6 +89,24 @@ class Network:
             W[...] = w
 
     # -- structure --------------------------------------------------------------------------
+    @property
+    def params(self):
+        """The flat parameter buffer (writable).  Assigning to it copies the values in: the
+        buffer itself, which the compiled code and every view share, is never replaced."""
+        return self._params
+
+    @params.setter
+    def params(self, value):
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise InputTypeError(f"params must hold real numbers; got dtype {arr.dtype}")
+        if arr.shape != self._params.shape:
+            raise InputError(f"params must have shape {self._params.shape} (this network's "
+                             f"parameter count); got {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise InputError("params contains NaN or inf")
+        self._params[...] = arr
+
     @property
     def layer_sizes(self):
         return list(self._sizes)
@@ -176,16 +154,16 @@ class Network:
     def _assign(self, values, which, name):
         targets = self._views(self.params, which)
         if len(values) != len(targets):
-            raise ValueError(f"{name} needs {len(targets)} arrays, one per layer; got {len(values)}")
+            raise InputError(f"{name} needs {len(targets)} arrays, one per layer; got {len(values)}")
         converted = []
         for l, (v, t) in enumerate(zip(values, targets)):
             arr = np.asarray(v)
             if arr.dtype.kind not in "biuf":
-                raise TypeError(f"{name}[{l}] must hold real numbers; got dtype {arr.dtype}")
+                raise InputTypeError(f"{name}[{l}] must hold real numbers; got dtype {arr.dtype}")
             if arr.shape != t.shape:
-                raise ValueError(f"{name}[{l}] must have shape {t.shape}; got {arr.shape}")
+                raise InputError(f"{name}[{l}] must have shape {t.shape}; got {arr.shape}")
             if not np.isfinite(arr).all():
-                raise ValueError(f"{name}[{l}] contains NaN or inf")
+                raise InputError(f"{name}[{l}] contains NaN or inf")
             converted.append(arr)
         for v, t in zip(converted, targets):   # only once every layer has passed
             t[...] = v
@@ -197,7 +175,7 @@ class Network:
             return _DEFAULT_LOSS[out]
         loss = check_choice("loss", loss, LOSSES)
         if out not in _COMPATIBLE[loss]:
-            raise ValueError(f"loss {loss!r} does not fit output_activation {out!r}; it takes "
+            raise InputError(f"loss {loss!r} does not fit output_activation {out!r}; it takes "
                              f"{' or '.join(_COMPATIBLE[loss])} outputs")
         return loss
 
@@ -206,18 +184,16 @@ class Network:
                 f"output_activation={self.output_activation!r}, dtype=np.{self._dtype.name})")
 
     # -- computation ---------------------------------------------------------------------------
-    def _codes(self, loss):
-        return self._act, self._out, LOSSES[loss]
+    def _codes(self, loss=None):
+        return Codes(self._act, self._out, LOSSES[loss] if loss else 0)
 
     def forward(self, X):
-        """Output activations for the rows of ``X``: an array ``(n_samples, n_out)``."""
+        """Output activations for the rows of ``X``: an array ``(n_samples, n_out)``.  Read-only
+        and memory-mapped ``X`` are read in place (converted only if not C-contiguous in the
+        network's dtype)."""
         X = check_X(X, self._dtype, self._sizes[0])
-        ws = Workspace(self._sizes, min(PREDICT_CHUNK, X.shape[0]), self._dtype)
         out = np.empty((X.shape[0], self._sizes[-1]), self._dtype)
-        with _config.ready():
-            K.predict(X, self.params, self._layout, self._act, self._out, ws.acts, ws.aoff,
-                      ws.rows, out, ws.sq)
-        return out
+        return engine.predict(self._params, self._layout, self._codes(), X, out)
 
     predict = forward
 
@@ -230,25 +206,15 @@ class Network:
     def loss(self, X, Y, loss=None):
         """Mean per-sample loss over ``X`` (``loss=None``: the output's natural loss)."""
         X, Yf, Yi, loss = self._prepare(X, Y, loss)
-        ws = Workspace(self._sizes, min(PREDICT_CHUNK, X.shape[0]), self._dtype)
-        with _config.ready():
-            total = K.evaluate(X, Yf, Yi, NO_WEIGHTS.astype(self._dtype), self.params,
-                               self._layout, *self._codes(loss), ws.acts, ws.aoff, ws.deltas,
-                               ws.doff, ws.rowloss, ws.rows, ws.sq, None)
-        return total / X.shape[0]
+        return engine.evaluate(self._params, self._layout, self._codes(loss), X, Yf, Yi) / X.shape[0]
 
     def _backprop_all(self, X, Y, loss):
         X, Yf, Yi, loss = self._prepare(X, Y, loss)
         n = X.shape[0]
         ws = Workspace(self._sizes, n, self._dtype, train=True)
-        grads = np.empty_like(self.params)
-        rows = np.arange(n, dtype=np.int64)
-        with _config.ready():
-            total, _ = K.batch_gradients(X, Yf, Yi, NO_WEIGHTS.astype(self._dtype), rows,
-                                         self.params, grads, ws.part, self._layout,
-                                         *self._codes(loss),
-                                         0.0, 1.0, ws.acts, ws.aoff, ws.deltas, ws.doff,
-                                         ws.rowloss, ws.sq, ws.gsq)
+        grads = np.empty_like(self._params)
+        total, _ = engine.batch_gradients(self._params, self._layout, self._codes(loss), X, Yf,
+                                          Yi, np.arange(n, dtype=np.int64), grads, ws)
         return total / n, grads, ws
 
     def deltas(self, X, Y, loss=None):
@@ -264,7 +230,30 @@ class Network:
         loss_value, grads, _ = self._backprop_all(X, Y, loss)
         return loss_value, self._views(grads, 0), self._views(grads, 1)
 
+    # -- files ---------------------------------------------------------------------------------
+    def _meta(self):
+        return {"layer_sizes": self.layer_sizes, "activation": self.activation,
+                "output_activation": self.output_activation, "dtype": self._dtype.name}
+
     def save(self, path):
         """Write the network to ``path`` (.npz, no pickle; see :func:`fastbp.load`)."""
-        from .modelfile import save
-        save(self, path)
+        modelfile.write_model(path, self._params, self._meta())
+
+
+def load(path):
+    """Read a network written by :meth:`Network.save`.
+
+    Raises ValueError for a truncated, altered or foreign file, or one holding pickled objects;
+    nothing in the file is executed."""
+    meta, params = modelfile.read_model(path)
+    try:
+        net = Network(meta["layer_sizes"], activation=meta["activation"],
+                      output_activation=meta["output_activation"], dtype=meta["dtype"],
+                      init="normal", seed=0)
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"{os.fspath(path)}: the metadata do not describe a network: {e}") from None
+    if params.shape != net._params.shape or params.dtype != net._dtype:
+        raise InputError(f"{os.fspath(path)}: {params.shape[0]} {params.dtype} parameters do not "
+                         f"fit layer sizes {net.layer_sizes} ({net._dtype})")
+    net._params[...] = params
+    return net

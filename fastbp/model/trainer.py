@@ -1,17 +1,18 @@
-"""Trainer: the batching plan, the epoch loop, history and the divergence guard.
-
-Python decides (validation, permutation, history, callbacks); one compiled call runs each epoch.
-"""
+"""Trainer: configuration, validation, shuffling, history, callbacks and resumable state, over
+the engine's one epoch loop (:class:`fastbp.engine.EpochRunner`)."""
 import time
+import warnings
 
 import numpy as np
 
-from .. import _config
-from .._validation import check_choice, check_float, check_int, check_targets, check_X
-from ..kernels import train as K
+from .. import engine
+from .._validation import (InputError, InputTypeError, check_choice, check_float, check_int,
+                           check_targets, check_X)
+from ..engine import Codes
 from ..kernels.losses import LOSSES
-from ..kernels.optimizers import CHUNK, OPTIMIZERS, STATE_ARRAYS
-from .network import NO_WEIGHTS, PREDICT_CHUNK, Network, Workspace
+from ..kernels.optimizers import OPTIMIZERS
+from . import modelfile
+from .network import Network
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -42,6 +43,7 @@ class History:
         self.loss, self.val_loss, self.seconds = [], [], []
         self._grad, self._weight = [], []
         self._n_layers = n_layers
+        self.compile_seconds = 0.0  # compiling (or loading from the cache) before epoch 1
 
     @property
     def grad_norm(self):
@@ -89,13 +91,13 @@ class Trainer:
     5 epochs equal one of 10.
     """
 
-    STOP_STEPS = 32   # steps per compiled call when fit polls a ``stop`` callable
+    STOP_STEPS = engine.STOP_STEPS   # steps per compiled call when fit polls ``stop``
 
     def __init__(self, network, loss="cross_entropy", optimizer="adam", learning_rate=1e-3,
                  batch_size=32, epochs=10, shuffle=True, seed=None, momentum=0.9, beta1=0.9,
                  beta2=0.999, eps=1e-8, weight_decay=0.0, verbose=False, callback=None):
         if not isinstance(network, Network):
-            raise TypeError(f"network must be a fastbp.Network; got {type(network).__name__}")
+            raise InputTypeError(f"network must be a fastbp.Network; got {type(network).__name__}")
         self.network = network
         self.loss = network.loss_name(loss)
         self.optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -103,7 +105,7 @@ class Trainer:
         self.batch_size = None if batch_size is None else check_int("batch_size", batch_size)
         self.epochs = check_int("epochs", epochs)
         if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
+            raise InputTypeError(f"shuffle must be True or False; got {shuffle!r}")
         self.shuffle = bool(shuffle)
         self.momentum = check_float("momentum", momentum, 0, 1, high_open=True)
         self.beta1 = check_float("beta1", beta1, 0, 1, high_open=True)
@@ -111,52 +113,112 @@ class Trainer:
         self.eps = check_float("eps", eps, 0, None, low_open=True)
         self.weight_decay = check_float("weight_decay", weight_decay, 0, None)
         if callback is not None and not callable(callback):
-            raise TypeError("callback must be callable or None")
+            raise InputTypeError("callback must be callable or None")
         self.verbose, self.callback, self.seed = bool(verbose), callback, seed
         self._rng = np.random.default_rng(seed)
-        n = network.params.shape[0]
-        self._state = [np.zeros(n, network.dtype) if i < STATE_ARRAYS[OPTIMIZERS[self.optimizer]]
-                       else np.zeros(0, network.dtype) for i in range(2)]
-        self.step = 0   # optimizer steps taken (PyTorch's step count)
-        self._pending = None   # an epoch interrupted by ``stop``
+        self._opt = engine.Optimizer(OPTIMIZERS[self.optimizer], network.params.shape[0],
+                                     network.dtype, self.learning_rate, self.momentum,
+                                     self.beta1, self.beta2, self.eps, self.weight_decay)
+        self._pending = None   # an epoch interrupted by ``stop`` (an engine.Pending)
+
+    @property
+    def step(self):
+        """Optimizer steps taken (PyTorch's step count)."""
+        return self._opt.step
 
     def state(self):
         """Everything a later run needs to continue this one bitwise: ``(arrays, info)`` with
         ``arrays`` = parameters and optimizer buffers (copies) and ``info`` = a JSON-able dict
-        (optimizer step, shuffling generator state, the configuration that must not change)."""
-        arrays = {"params": self.network.params.copy(), "state1": self._state[0].copy(),
-                  "state2": self._state[1].copy()}
+        (optimizer step, shuffling generator state, the configuration that must not change,
+        an unfinished epoch, and the versions and CPU it was made with)."""
+        s1, s2 = self._opt.state
+        arrays = {"params": self.network.params.copy(), "state1": s1.copy(), "state2": s2.copy()}
         info = {"step": self.step, "rng": self._rng.bit_generator.state,
-                "config": self._config(), "pending": None}
+                "config": self._config(), "pending": None, "build": modelfile.build_info()}
         if self._pending is not None:
             p = self._pending
-            arrays["pending_perm"], arrays["pending_gnorm"] = p["perm"].copy(), p["gnorm"].copy()
-            info["pending"] = {k: p[k] for k in ("done", "total", "n", "batch")}
+            arrays["pending_perm"], arrays["pending_gnorm"] = p.perm.copy(), p.gnorm.copy()
+            info["pending"] = {"done": p.done, "total": p.total, "n": p.n, "batch": p.batch}
         return arrays, info
 
     def load_state(self, arrays, info):
-        """Restore what :meth:`state` returned (the trainer must be configured the same way)."""
+        """Restore what :meth:`state` returned (the trainer must be configured the same way).
+
+        Everything is checked before anything changes: a state that does not fit this trainer,
+        or a damaged one (an unfinished epoch whose order is not a permutation, non-finite
+        parameters), is refused with a ValueError.  A state made with other numba/LLVM versions
+        or CPU features resumes with a warning: valid, but no longer bitwise identical."""
+        if not isinstance(info, dict) or not hasattr(arrays, "keys"):
+            raise InputTypeError("load_state takes the (arrays, info) pair that state() returns")
         if info.get("config") != self._config():
-            raise ValueError(f"the saved training state was made with {info.get('config')}, "
+            raise InputError(f"the saved training state was made with {info.get('config')}, "
                              f"not {self._config()}")
-        for name, buf in (("params", self.network.params), ("state1", self._state[0]),
-                          ("state2", self._state[1])):
-            saved = np.asarray(arrays[name])
-            if saved.shape != buf.shape or saved.dtype != buf.dtype:
-                raise ValueError(f"saved {name} has shape {saved.shape} and dtype {saved.dtype}; "
+        net = self.network
+        targets = (("params", net.params), ("state1", self._opt.state[0]),
+                   ("state2", self._opt.state[1]))
+        saved = {}
+        for name, buf in targets:
+            if name not in arrays:
+                raise InputError(f"the saved training state has no {name!r} array")
+            a = np.asarray(arrays[name])
+            if a.shape != buf.shape or a.dtype != buf.dtype:
+                raise InputError(f"saved {name} has shape {a.shape} and dtype {a.dtype}; "
                                  f"this trainer needs {buf.shape} {buf.dtype}")
+            if not np.isfinite(a).all():
+                raise InputError(f"saved {name} contains NaN or inf: the state is damaged")
+            saved[name] = a
+        step = info.get("step")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise InputError(f"the saved optimizer step must be an integer >= 0; got {step!r}")
         rng = np.random.default_rng()
-        rng.bit_generator.state = info["rng"]    # validated before anything changes
-        pending = None
-        if info.get("pending"):
-            pending = {**info["pending"], "perm": np.array(arrays["pending_perm"], np.int64),
-                       "gnorm": np.array(arrays["pending_gnorm"], np.float64)}
-        for name, buf in (("params", self.network.params), ("state1", self._state[0]),
-                          ("state2", self._state[1])):
-            buf[...] = arrays[name]
+        try:
+            rng.bit_generator.state = info["rng"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"the saved shuffling generator state is invalid: {e}") from None
+        pending = self._check_pending(arrays, info.get("pending"))
+        for d in modelfile.build_differences(info.get("build")):
+            warnings.warn(f"resuming a state saved with other software or CPU ({d}): training "
+                          f"stays valid but is no longer bitwise identical to an uninterrupted "
+                          f"run", RuntimeWarning, stacklevel=2)
+        for name, buf in targets:
+            buf[...] = saved[name]
         self._rng = rng
-        self.step = int(info["step"])
+        self._opt.step = step
         self._pending = pending
+
+    def _check_pending(self, arrays, p):
+        """The unfinished epoch of a saved state as an engine.Pending (None: none), checked:
+        the kernels trust its order, so a damaged one must not reach them."""
+        if not p:
+            return None
+
+        def whole(name, lo):
+            v = p.get(name) if isinstance(p, dict) else None
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise InputError(f"the saved unfinished epoch's {name} must be an integer >= "
+                                 f"{lo}; got {v!r}")
+            return v
+
+        n, batch, done = whole("n", 1), whole("batch", 1), whole("done", 0)
+        if batch != (n if self.batch_size is None else min(self.batch_size, n)):
+            raise InputError(f"the saved unfinished epoch has batches of {batch}, not this "
+                             f"trainer's batch_size={self.batch_size}")
+        if done >= -(-n // batch):
+            raise InputError(f"the saved unfinished epoch has done {done} of its "
+                             f"{-(-n // batch)} steps")
+        total = p.get("total")
+        if isinstance(total, bool) or not isinstance(total, (int, float)) or not np.isfinite(total):
+            raise InputError(f"the saved unfinished epoch's loss sum is not a number: {total!r}")
+        perm = np.asarray(arrays.get("pending_perm", ()))
+        if (perm.ndim != 1 or perm.shape[0] != n or perm.dtype.kind not in "iu"
+                or not np.array_equal(np.sort(perm), np.arange(n))):
+            raise InputError(f"the saved unfinished epoch's order is not a permutation of its "
+                             f"{n} samples: the state is damaged")
+        gnorm = np.asarray(arrays.get("pending_gnorm", ()), np.float64)
+        if gnorm.shape != (self.network.n_layers,) or not np.isfinite(gnorm).all():
+            raise InputError(f"the saved unfinished epoch's gradient norms must be "
+                             f"{self.network.n_layers} finite numbers; got shape {gnorm.shape}")
+        return engine.Pending(perm.astype(np.int64), done, float(total), gnorm, n, batch)
 
     def _config(self):
         net = self.network
@@ -167,11 +229,7 @@ class Trainer:
                 "shuffle": self.shuffle, "momentum": self.momentum, "beta1": self.beta1,
                 "beta2": self.beta2, "eps": self.eps, "weight_decay": self.weight_decay}
 
-    def _hyper(self):
-        h = [self.learning_rate, self.momentum, self.beta1, self.beta2, self.eps, self.weight_decay]
-        return np.array(h, dtype=self.network.dtype)
-
-    def fit(self, X, y, validation_data=None, stop=None):
+    def fit(self, X, y, validation_data=None, stop=None, reducer=None):
         """Train the network in place from its current parameters; returns a :class:`History`.
 
         ``stop``, when given, is polled every :attr:`STOP_STEPS` steps; when it returns True the
@@ -179,6 +237,10 @@ class Trainer:
         is kept (its order, position and partial sums: in :meth:`state` too), and the next
         ``fit`` finishes it before starting a new one: stopped and resumed, the result is
         bitwise that of an uninterrupted fit.
+
+        ``reducer``: sums each step's gradient over several processes (see
+        :class:`fastbp.distributed.DistributedTrainer`, which passes it); ``stop`` and the
+        callback's answer are then agreed by all of them, and only the first prints.
 
         Raises
         ------
@@ -193,95 +255,50 @@ class Trainer:
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data must be a pair (X_val, y_val)")
+                raise InputTypeError("validation_data must be a pair (X_val, y_val)")
             Xv = check_X(validation_data[0], net.dtype, sizes[0], name="X_val")
             val = (Xv,) + check_targets(validation_data[1], self.loss, sizes[-1], Xv.shape[0],
                                         net.dtype, name="y_val")
         n = X.shape[0]
         batch = n if self.batch_size is None else min(self.batch_size, n)
-        ws = Workspace(sizes, batch, net.dtype, train=True)
-        vws = Workspace(sizes, min(PREDICT_CHUNK, val[0].shape[0]), net.dtype) if val else None
-        grads = np.zeros_like(net.params)
-        hyper = self._hyper()
-        consts = np.zeros(10, net.dtype)
-        flags = np.zeros(-(-net.params.shape[0] // CHUNK), net.dtype)   # one per update chunk
-        gnorm = np.zeros(net.n_layers, np.float64)
-        codes = (net._act, net._out, LOSSES[self.loss], OPTIMIZERS[self.optimizer])
-        perm = np.arange(n, dtype=np.int64)
+        p = self._pending
+        if p is not None and (p.n != n or p.batch != batch):
+            raise InputError(f"an interrupted epoch over {p.n} samples in batches of {p.batch} "
+                             f"is pending; finish it with the same data")
+        codes = Codes(net._act, net._out, LOSSES[self.loss])
+        runner = engine.EpochRunner(net.params, net._layout, codes, self._opt, X, Yf, Yi, batch,
+                                    reducer=reducer)
+        vws = engine.inference_workspace(sizes, val[0].shape[0], net.dtype) if val else None
         history = History(net.n_layers)
-        s1, s2 = self._state
-        sw = NO_WEIGHTS.astype(net.dtype)
-
-        n_steps = -(-n // batch)
-        pending = self._pending
-        if pending is not None and (pending["n"] != n or pending["batch"] != batch):
-            raise ValueError(f"an interrupted epoch over {pending['n']} samples in batches of "
-                             f"{pending['batch']} is pending; finish it with the same data")
-
-        def run(first, max_steps, step0):
-            return K.train_epoch(X, Yf, Yi, sw, perm[first * batch:], batch, max_steps,
-                                 net.params, grads, ws.part, s1, s2, hyper, step0, net._layout,
-                                 *codes,
-                                 0.0, 1.0, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss,
-                                 ws.sq, ws.gsq, consts, flags, gnorm)
-
-        with _config.ready():    # a no-op, or a lock if numba only has workqueue
-            for epoch in range(self.epochs):
-                t0 = time.perf_counter()
-                if self._pending is not None:       # finish the interrupted epoch first
-                    p, self._pending = self._pending, None
-                    perm[...] = p["perm"]
-                    done, total = p["done"], p["total"]
-                    gnorm[...] = p["gnorm"]
-                else:
-                    if self.shuffle:   # a fresh draw, independent of the last: fits can be split
-                        perm[...] = self._rng.permutation(n)
-                    done, total = 0, 0.0
-                    gnorm[:] = 0
-                snapshot = (net.params.copy(), s1.copy(), s2.copy(), done, self.step)
-                while done < n_steps:
-                    k = n_steps - done if stop is None else min(self.STOP_STEPS, n_steps - done)
-                    part, steps, status = run(done, k, self.step)
-                    if status != K.OK:
-                        self._diverged(status, done + steps, snapshot, run, epoch, history)
-                    self.step += steps
-                    done += steps
-                    total += part
-                    if stop is not None and done < n_steps and stop():
-                        self._pending = {"perm": perm.copy(), "done": done, "total": total,
-                                         "gnorm": gnorm.copy(), "n": n, "batch": batch}
-                        history.interrupted = True
-                        return history
-                history.loss.append(total / n)
-                history._grad.append(gnorm / n_steps)
-                history._weight.append(weight_norms(net))
-                if val is not None:
-                    vt = K.evaluate(*val, sw, net.params, net._layout, *codes[:3], vws.acts,
-                                    vws.aoff, vws.deltas, vws.doff, vws.rowloss, vws.rows, vws.sq,
-                                    None)
-                    history.val_loss.append(vt / val[0].shape[0])
-                history.seconds.append(time.perf_counter() - t0)
-                if self.verbose:
-                    vl = f"  val_loss {history.val_loss[-1]:.6g}" if val is not None else ""
-                    print(f"epoch {epoch + 1}/{self.epochs}  loss {history.loss[-1]:.6g}{vl}  "
-                          f"{n / history.seconds[-1]:,.0f} samples/s", flush=True)
-                if self.callback is not None and self.callback(epoch, history):
-                    break
+        history.compile_seconds = runner.compile_seconds
+        say = self.verbose and (reducer is None or reducer.rank == 0)
+        for epoch in range(self.epochs):
+            t0 = time.perf_counter()
+            pending, self._pending = self._pending, None
+            # a fresh draw, independent of the last: fits can be split
+            order = self._rng.permutation(n) if pending is None and self.shuffle else None
+            try:
+                result = runner.run(order, pending, stop)
+            except engine.Diverged as e:
+                raise diverged_error(e, epoch, self.learning_rate, history) from None
+            if result.pending is not None:
+                self._pending = result.pending
+                history.interrupted = True
+                return history
+            history.loss.append(result.loss)
+            history._grad.append(result.grad_norm)
+            history._weight.append(weight_norms(net))
+            if val is not None:
+                vt = engine.evaluate(net.params, net._layout, codes, *val, ws=vws)
+                history.val_loss.append(vt / val[0].shape[0])
+            history.seconds.append(time.perf_counter() - t0)
+            if say:
+                vl = f"  val_loss {history.val_loss[-1]:.6g}" if val is not None else ""
+                print(f"epoch {epoch + 1}/{self.epochs}  loss {history.loss[-1]:.6g}{vl}  "
+                      f"{n / history.seconds[-1]:,.0f} samples/s", flush=True)
+            if self.callback is not None and runner.agree(self.callback(epoch, history)):
+                break
         return history
-
-    def _diverged(self, status, steps, snapshot, run, epoch, history):
-        """``steps``: the epoch's steps completed before the failing one."""
-        net = self.network
-        params, st1, st2, first, step0 = snapshot
-        if status == K.PARAMS_NOT_FINITE:
-            # the failing update already wrote: go back to the snapshot (the epoch's start, or
-            # where it resumed) and redo the steps that succeeded since (bitwise the same, the
-            # kernels being deterministic)
-            for buf, saved in zip((net.params, *self._state), (params, st1, st2)):
-                buf[...] = saved
-            run(first, steps - first, step0)
-        self.step = step0 + steps - first
-        raise diverged_error(status, steps, epoch, self.learning_rate, history)
 
 
 def weight_norms(net):
@@ -290,15 +307,12 @@ def weight_norms(net):
             for W, b in zip(net.weights, net.biases)]
 
 
-def diverged_error(status, steps, epoch, learning_rate, history):
-    """The error for a step that failed with kernel ``status`` (what became non-finite) after
-    ``steps`` good steps of ``epoch`` (0-based); the network has been left at its last finite
-    parameters."""
-    what = {K.LOSS_NOT_FINITE: "the loss", K.GRADIENT_NOT_FINITE: "the gradient",
-            K.PARAMS_NOT_FINITE: "the updated parameters"}[status]
+def diverged_error(e, epoch, learning_rate, history):
+    """The error for the engine's :class:`~fastbp.engine.Diverged` ``e`` in ``epoch``
+    (0-based); the network has been left at its last finite parameters."""
     err = TrainingDivergedError(
-        f"training diverged: {what} became non-finite at step {steps + 1} of epoch {epoch + 1}; "
-        f"the network keeps its last finite parameters. Lower the learning rate "
+        f"training diverged: {e.what} became non-finite at step {e.steps + 1} of epoch "
+        f"{epoch + 1}; the network keeps its last finite parameters. Lower the learning rate "
         f"(now {learning_rate:g}) or standardise the inputs.")
     err.history = history
     return err

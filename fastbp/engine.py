@@ -1,0 +1,379 @@
+"""The engine: the one boundary between Python and the compiled kernels.
+
+Everything above it (:class:`~fastbp.Network`, :class:`~fastbp.Trainer`, the scikit-learn
+estimators, MPI, the command line) calls the compiled entry points through this module, and
+this module alone imports :mod:`fastbp.kernels.train`.  It owns
+
+* the workspaces (activation and delta buffers of a batch, allocated once per call or fit);
+* the training buffers (gradient, optimizer state, update scratch) in :class:`Optimizer` and
+  :class:`EpochRunner`;
+* keyword wrappers of the compiled entry points (:func:`predict`, :func:`evaluate`,
+  :func:`batch_gradients`), each the only call site of its kernel, with every argument named;
+* the one epoch loop (:meth:`EpochRunner.run`): the epoch's steps in compiled calls, an epoch
+  stopped part-way (:class:`Pending`) and finished later, the snapshot of the parameters and
+  their replay when an update overflows, and the kernels' status turned into :class:`Diverged`;
+* the reducer hook through which data-parallel training (MPI) sums each step's gradient.
+
+Input arrays reach the kernels as read-only views (no copy): a read-only or memory-mapped
+array then runs the same compiled code as any other (numba compiles a separate signature per
+writability; passing every input read-only makes that one signature).
+"""
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _config
+from .kernels import train as K
+from .kernels.dense import max_tasks
+from .kernels.optimizers import CHUNK, STATE_ARRAYS, update
+
+OK = K.OK
+PREDICT_CHUNK = 512    # rows per forward chunk: bounds the workspace of predict/evaluate
+STOP_STEPS = 32        # steps per compiled call while a ``stop`` callable is polled
+_WHAT = {K.LOSS_NOT_FINITE: "the loss", K.GRADIENT_NOT_FINITE: "the gradient",
+         K.PARAMS_NOT_FINITE: "the updated parameters"}
+
+
+def parameter_layout(sizes):
+    """``(layout, n_params)``: rows ``(n_in, n_out, w_off, b_off)``, W then b per layer."""
+    layout = np.empty((len(sizes) - 1, 4), np.int64)
+    off = 0
+    for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layout[l] = (a, b, off, off + a * b)
+        off += a * b + b
+    return layout, off
+
+
+def readonly(a):
+    """A read-only view of ``a`` (no copy): every input reaches the kernels read-only, so
+    writable, read-only and memory-mapped arrays share one compiled signature."""
+    if a is None or not a.flags.writeable:
+        return a
+    v = a.view(np.ndarray)
+    v.flags.writeable = False
+    return v
+
+
+@dataclass(frozen=True)
+class Codes:
+    """The kernels' integer codes of a network and its loss."""
+    act: int
+    out: int
+    loss: int = 0
+
+
+class Workspace:
+    """Activation and delta buffers for batches of up to ``rows`` samples, allocated once.
+    ``train``: also the other row blocks' gradient buffers of the row-block step
+    (``kernels.train.step_blocks``; None for large networks and inference workspaces, and then
+    the compiled step has no row-block code)."""
+
+    def __init__(self, sizes, rows, dtype, train=False):
+        self.sizes = [int(s) for s in sizes]
+        blocks = K.step_blocks(self.sizes, rows) if train else 1
+        n_params = parameter_layout(self.sizes)[1]
+        sizes = np.asarray(self.sizes, np.int64)
+        self.capacity = rows
+        widths = np.concatenate([[0], sizes[1:]])
+        self.aoff = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64) * rows
+        self.doff = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64) * rows
+        self.acts = np.empty(int(self.aoff[-1]), dtype)
+        self.deltas = np.empty(int(self.doff[-1]), dtype)
+        self.rowloss = np.empty(rows, dtype)
+        self.part = np.empty((blocks - 1) * n_params, dtype) if blocks > 1 else None
+        # per-task partial sums and per-layer gradient norms, one set per row block
+        self.sq = np.empty(blocks * max_tasks(self.sizes), np.float64)
+        self.gsq = np.empty(blocks * (len(self.sizes) - 1), np.float64)
+        self.rows = np.empty(rows, np.int64)
+
+    def view(self, which, l, n):
+        """Slot ``l`` of the activations (``"acts"``) or deltas, its first ``n`` rows."""
+        buf, off = (self.acts, self.aoff) if which == "acts" else (self.deltas, self.doff)
+        width = (off[l + 1] - off[l]) // self.capacity
+        return buf[off[l]:off[l] + n * width].reshape(n, width)
+
+
+def inference_workspace(sizes, n, dtype):
+    return Workspace(sizes, min(PREDICT_CHUNK, max(1, n)), dtype)
+
+
+def _no_weights(dtype):
+    return readonly(np.empty(0, dtype))
+
+
+def _labels_placeholder():
+    return readonly(np.empty(0, np.int64))
+
+
+# -- keyword wrappers: the one call site of each compiled entry point -------------------------
+def predict(params, layout, codes, X, out, ws=None):
+    """``out[...] = network(X)`` (the output activation applied); returns ``out``."""
+    sizes = list(layout[:, 0]) + [layout[-1, 1]]
+    ws = ws or inference_workspace(sizes, X.shape[0], params.dtype)
+    with _config.ready():
+        K.predict(X=readonly(X), params=params, layout=layout, act=codes.act,
+                  out_code=codes.out, acts=ws.acts, aoff=ws.aoff, rows=ws.rows, out=out,
+                  sq=ws.sq)
+    return out
+
+
+def evaluate(params, layout, codes, X, Yf, Yi, sw=None, out=None, ws=None):
+    """Σ per-sample loss over X (weighted by ``sw``); the outputs into ``out`` when given."""
+    sizes = list(layout[:, 0]) + [layout[-1, 1]]
+    ws = ws or inference_workspace(sizes, X.shape[0], params.dtype)
+    sw = _no_weights(params.dtype) if sw is None else readonly(sw)
+    with _config.ready():
+        return K.evaluate(X=readonly(X), Yf=readonly(Yf), Yi=readonly(Yi), sw=sw,
+                          params=params, layout=layout, act=codes.act, out_code=codes.out,
+                          loss_code=codes.loss, acts=ws.acts, aoff=ws.aoff, deltas=ws.deltas,
+                          doff=ws.doff, rowloss=ws.rowloss, rows=ws.rows, sq=ws.sq, out=out)
+
+
+def batch_gradients(params, layout, codes, X, Yf, Yi, rows, grads, ws, sw=None, alpha=0.0,
+                    loss_div=1.0):
+    """Forward, loss and backward over the rows ``rows`` of X: ``grads`` = the gradient of the
+    batch's mean loss (weighted mean with ``sw``, plus scikit-learn's L2 term ``alpha``), every
+    δ in ``ws``.  Returns ``(loss, wsum)`` (see ``kernels.train.batch_gradients``)."""
+    sw = _no_weights(params.dtype) if sw is None else readonly(sw)
+    with _config.ready():
+        return K.batch_gradients(X=readonly(X), Yf=readonly(Yf), Yi=readonly(Yi), sw=sw,
+                                 rows=readonly(rows), params=params, grads=grads, part=ws.part,
+                                 layout=layout, act=codes.act, out_code=codes.out,
+                                 loss_code=codes.loss, alpha=float(alpha),
+                                 loss_div=float(loss_div), acts=ws.acts, aoff=ws.aoff,
+                                 deltas=ws.deltas, doff=ws.doff, rowloss=ws.rowloss, sq=ws.sq,
+                                 gsq=ws.gsq)
+
+
+def needs_compiling():
+    """True when the training kernel has no entry in numba's on-disk cache yet: the first fit
+    in this environment will compile (tens of seconds; cached afterwards)."""
+    cache = getattr(K.train_epoch, "_cache", None)
+    index = getattr(getattr(cache, "_cache_file", None), "_index_path", None)
+    return index is not None and not os.path.exists(index)
+
+
+# -- training --------------------------------------------------------------------------------
+class Diverged(FloatingPointError):
+    """A step's loss, gradient or updated parameters were not finite.  Raised by
+    :meth:`EpochRunner.run` after the parameters were put back to the last finite ones;
+    ``steps``: the epoch's steps that completed before the failing one; ``what``: which
+    quantity."""
+
+    def __init__(self, status, steps):
+        self.status, self.steps, self.what = status, steps, _WHAT[status]
+        super().__init__(f"{self.what} became non-finite at step {steps + 1}")
+
+
+class Optimizer:
+    """An optimizer's state over the flat parameter buffer: its code, hyperparameters
+    ``[lr, momentum, beta1, beta2, eps, weight_decay]``, the two state buffers it may use and
+    its step count (PyTorch's ``step``, scikit-learn's Adam ``t``)."""
+
+    def __init__(self, code, n_params, dtype, lr, momentum=0.9, beta1=0.9, beta2=0.999,
+                 eps=1e-8, weight_decay=0.0):
+        self.code = code
+        self.hyper = np.array([lr, momentum, beta1, beta2, eps, weight_decay], dtype)
+        self.state = [np.zeros(n_params if i < STATE_ARRAYS[code] else 0, dtype)
+                      for i in range(2)]
+        self.step = 0
+        self._consts = np.zeros(10, dtype)                       # typed constants per update
+        self._flags = np.zeros(-(-n_params // CHUNK), dtype)     # one finite flag per chunk
+
+    @property
+    def learning_rate(self):
+        return float(self.hyper[0])
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self.hyper[0] = value
+
+    def update(self, params, grads, step):
+        """Update ``params`` by ``grads`` as step ``step`` (1-based); False when the new
+        parameters are not all finite.  From Python: the reducer path's steps."""
+        with _config.ready():
+            return update(self.code, params, grads, self.state[0], self.state[1], self.hyper,
+                          step, self._consts, self._flags)
+
+
+@dataclass
+class Pending:
+    """An epoch stopped part-way: its order, steps done, Σ loss and Σ gradient norms so far."""
+    perm: np.ndarray
+    done: int
+    total: float
+    gnorm: np.ndarray
+    n: int
+    batch: int
+
+
+@dataclass
+class Epoch:
+    """What :meth:`EpochRunner.run` returns: ``loss`` (mean per sample), ``grad_norm`` (mean
+    per step, per layer) and ``seconds``; or ``pending`` when it was stopped part-way."""
+    loss: float = math.nan
+    grad_norm: np.ndarray = None
+    seconds: float = 0.0
+    pending: Pending = None
+
+
+class EpochRunner:
+    """The buffers and the one epoch loop of a fit: ``params`` trained in place on the rows
+    of ``X`` (targets ``Yf``/``Yi``, optional sample weights ``sw``), mini-batches of
+    ``batch`` rows, updates by ``optimizer``.
+
+    ``alpha``, ``loss_div``: scikit-learn's L2 term and loss divisor (see the kernels).
+    ``reducer``: None, or an object with ``rank``, ``size``, ``sum(buf)`` (an in-place sum
+    over all processes) and ``any(flag)`` (True on every process when it is on one): each step
+    then computes this process's share of the batch, sums the gradients with the reducer and
+    updates, one step per call (see :mod:`fastbp.distributed`)."""
+
+    def __init__(self, params, layout, codes, optimizer, X, Yf, Yi, batch, sw=None, alpha=0.0,
+                 loss_div=1.0, reducer=None):
+        self.params, self.layout, self.codes, self.opt = params, layout, codes, optimizer
+        self.X, self.Yf, self.Yi = readonly(X), readonly(Yf), readonly(Yi)
+        self.sw = _no_weights(params.dtype) if sw is None else readonly(sw)
+        self.alpha, self.loss_div, self.reducer = float(alpha), float(loss_div), reducer
+        self.n = X.shape[0]
+        self.batch = min(batch, self.n)
+        self.n_steps = -(-self.n // self.batch)
+        sizes = list(layout[:, 0]) + [layout[-1, 1]]
+        self.n_layers = layout.shape[0]
+        rows = self.batch if reducer is None else -(-self.batch // reducer.size)
+        self.ws = Workspace(sizes, rows, params.dtype, train=True)
+        n_params = params.shape[0]
+        # reducer: the gradients, then the batch's summed loss, in one message
+        self._buf = np.zeros(n_params + (reducer is not None), params.dtype)
+        self.grads = self._buf[:n_params]
+        self.gnorm = np.zeros(self.n_layers, np.float64)
+        self.perm = np.arange(self.n, dtype=np.int64)
+        self.compile_seconds = self._compile()
+
+    def _compile(self):
+        """Compile (or load from the cache) what this fit runs, before any epoch is timed: a
+        call that runs no step."""
+        t0 = time.perf_counter()
+        if self.reducer is None:
+            self._fused(0, 0)
+        else:
+            batch_gradients(self.params, self.layout, self.codes, self.X, self.Yf, self.Yi,
+                            self.perm[:0], self.grads, self.ws, self.sw)
+        return time.perf_counter() - t0
+
+    # -- steps ---------------------------------------------------------------------------
+    def _fused(self, first, k):
+        """Steps ``first .. first + k`` of the epoch in one compiled call."""
+        ws, opt = self.ws, self.opt
+        with _config.ready():
+            return K.train_epoch(
+                X=self.X, Yf=self.Yf, Yi=self.Yi, sw=self.sw, perm=self.perm[first * self.batch:],
+                batch=self.batch, max_steps=k, params=self.params, grads=self.grads, part=ws.part,
+                state1=opt.state[0], state2=opt.state[1], hyper=opt.hyper, step0=opt.step,
+                layout=self.layout, act=self.codes.act, out_code=self.codes.out,
+                loss_code=self.codes.loss, opt_code=opt.code, alpha=self.alpha,
+                loss_div=self.loss_div, acts=ws.acts, aoff=ws.aoff, deltas=ws.deltas,
+                doff=ws.doff, rowloss=ws.rowloss, sq=ws.sq, gsq=ws.gsq, consts=opt._consts,
+                flags=opt._flags, gnorm=self.gnorm)
+
+    def _reduced(self, first, k):
+        """Steps ``first .. first + k``, each: this process's share of the batch, the sum
+        over processes, the update; the same ``(loss_sum, steps, status)`` as the fused call.
+        The share is scaled so that the sum is the global batch's mean gradient."""
+        red, n, batch, buf, grads = self.reducer, self.n, self.batch, self._buf, self.grads
+        gsq = np.empty(self.n_layers)
+        total = 0.0
+        for s in range(k):
+            lo = (first + s) * batch
+            rows = self.perm[lo:min(n, lo + batch)]
+            B = rows.shape[0]
+            mine = rows[B * red.rank // red.size:B * (red.rank + 1) // red.size]
+            if mine.shape[0] > 0:
+                loss, wsum = batch_gradients(self.params, self.layout, self.codes, self.X,
+                                             self.Yf, self.Yi, mine, grads, self.ws, self.sw)
+                total_w = B if self.sw.shape[0] == 0 else float(np.sum(self.sw[rows]))
+                np.multiply(grads, grads.dtype.type(wsum / total_w), out=grads)
+                buf[-1] = loss
+            else:
+                buf[...] = 0
+            red.sum(buf)
+            for l, (_, b, w, o) in enumerate(self.layout):     # W then b: adjacent
+                gsq[l] = K.sumsq(buf, w, o + b)
+            loss = float(buf[-1])
+            if not math.isfinite(loss):
+                return total, s, K.LOSS_NOT_FINITE
+            if not math.isfinite(float(gsq.sum())):
+                return total, s, K.GRADIENT_NOT_FINITE
+            if not self.opt.update(self.params, grads, self.opt.step + s + 1):
+                return total, s, K.PARAMS_NOT_FINITE
+            self.gnorm += np.sqrt(gsq)
+            total += loss
+        return total, k, K.OK
+
+    def _steps(self, first, k):
+        return self._fused(first, k) if self.reducer is None else self._reduced(first, k)
+
+    # -- the epoch loop ------------------------------------------------------------------
+    def run(self, order=None, pending=None, stop=None):
+        """One epoch in the order ``order`` (None: the current one), or the rest of
+        ``pending``; returns an :class:`Epoch`.
+
+        ``stop``, when given, is polled every :data:`STOP_STEPS` steps (agreed by every
+        process through the reducer); when it returns True the epoch stops at once and the
+        result holds its :class:`Pending` state, which a later ``run(pending=...)`` finishes
+        bitwise as if it had never stopped.
+
+        Raises :class:`Diverged` when a step's loss, gradient or update is not finite, with
+        the parameters and optimizer state of the last finite step."""
+        t0 = time.perf_counter()
+        opt = self.opt
+        if pending is not None:
+            if pending.n != self.n or pending.batch != self.batch:
+                raise ValueError(f"an interrupted epoch over {pending.n} samples in batches of "
+                                 f"{pending.batch} is pending; finish it with the same data "
+                                 f"(got {self.n} samples, batches of {self.batch})")
+            self.perm[...] = pending.perm
+            done, total = pending.done, pending.total
+            self.gnorm[...] = pending.gnorm
+        else:
+            if order is not None:
+                self.perm[...] = order
+            done, total = 0, 0.0
+            self.gnorm[:] = 0
+        snapshot = (self.params.copy(), opt.state[0].copy(), opt.state[1].copy(), done, opt.step)
+        while done < self.n_steps:
+            k = self.n_steps - done if stop is None else min(STOP_STEPS, self.n_steps - done)
+            part, steps, status = self._steps(done, k)
+            if status != K.OK:
+                self._rollback(status, done + steps, snapshot)
+            opt.step += steps
+            done += steps
+            total += part
+            if stop is not None and done < self.n_steps and self.agree(stop()):
+                return Epoch(pending=Pending(self.perm.copy(), done, total, self.gnorm.copy(),
+                                             self.n, self.batch),
+                             seconds=time.perf_counter() - t0)
+        return Epoch(loss=total / self.n, grad_norm=self.gnorm / self.n_steps,
+                     seconds=time.perf_counter() - t0)
+
+    def agree(self, flag):
+        """``flag`` as every process sees it (any process's True is everyone's)."""
+        flag = bool(flag)
+        return flag if self.reducer is None else bool(self.reducer.any(flag))
+
+    def _rollback(self, status, steps, snapshot):
+        """``steps``: the epoch's steps completed before the failing one."""
+        params, s1, s2, first, step0 = snapshot
+        opt = self.opt
+        if status == K.PARAMS_NOT_FINITE:
+            # the failing update already wrote: back to the snapshot (the epoch's start, or
+            # where it resumed), then redo the steps that succeeded since (bitwise the same:
+            # the kernels are deterministic)
+            for buf, saved in zip((self.params, *opt.state), (params, s1, s2)):
+                buf[...] = saved
+            opt.step = step0
+            self._steps(first, steps - first)
+        opt.step = step0 + steps - first
+        raise Diverged(status, steps)
