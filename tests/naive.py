@@ -1,7 +1,8 @@
 """Slow, obvious NumPy twins of every kernel: the reference the tests trust.
 
 Everything is computed in float64 with whole-array NumPy expressions taken straight from the
-mathematics in DESIGN.md, with none of the kernels' tricks (no fusion, no flat buffers)."""
+mathematics in docs/design.md ("The mathematics"), with none of the kernels' tricks (no fusion,
+no flat buffers)."""
 import numpy as np
 
 LEAKY = 0.01

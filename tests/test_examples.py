@@ -1,4 +1,5 @@
-"""The worked examples of the course material (DESIGN.md), reproduced through the public API."""
+"""The worked examples of the course material (docs/design.md, "Worked examples"), reproduced
+through the public API."""
 import numpy as np
 import pytest
 
