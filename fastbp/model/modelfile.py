@@ -1,39 +1,123 @@
-"""Model files: ``.npz`` without pickle, JSON metadata, a format version and a checksum.
+"""Model files and training checkpoints: ``.npz`` without pickle, JSON metadata, a format
+version and one checksum over everything.
 
-Layout of the archive (read with ``allow_pickle=False``, so no code can run on load):
+A model file (:func:`write_model` / :func:`read_model`) holds exactly two members, read with
+``allow_pickle=False`` so that no code can run on load:
 
 * ``params``: the flat parameter buffer (float32 or float64);
-* ``meta``: UTF-8 JSON as uint8 bytes: format, version, layer sizes, activations, dtype,
-  n_params and ``sha256`` of the parameter bytes.
+* ``meta``: UTF-8 JSON as uint8 bytes: the caller's description of the network (layer sizes,
+  activations, dtype), ``format``, ``version``, ``n_params``, ``build`` (what made it: see
+  :func:`build_info`) and ``sha256``.
+
+A checkpoint (:func:`save_checkpoint` / :func:`load_checkpoint`) holds named arrays and a
+``meta`` member with the caller's JSON ``info``.  In both, ``sha256`` covers the metadata
+(canonical JSON without the checksum itself) and every array's dtype, shape and bytes: a
+changed activation name is refused like a changed weight.
+
+This module imports nothing of fastbp's model objects: :class:`fastbp.Network` builds itself
+from what :func:`read_model` returns.
 """
 import hashlib
 import json
 import os
+import platform
 import tempfile
 import zipfile
 
 import numpy as np
 
+from .._validation import InputError
+
 FORMAT = "fastbp.network"
-VERSION = 1
+CHECKPOINT = "fastbp.checkpoint"
+VERSION = 2          # 2: the checksum covers the metadata
 
 
-def _digest(params):
-    return hashlib.sha256(np.ascontiguousarray(params).tobytes()).hexdigest()
+def build_info():
+    """What a bitwise resume depends on: the versions of fastbp, numba, llvmlite, NumPy and
+    Python, and the CPU (name and features) the kernels were compiled for."""
+    import llvmlite
+    import numba
+    from importlib import metadata
+    try:
+        version = metadata.version("fastbp")
+    except metadata.PackageNotFoundError:    # pragma: no cover - run from a source tree
+        version = "unknown"
+    cpu = numba.config.CPU_NAME or _llvm("get_host_cpu_name")
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        features = _llvm("get_host_cpu_features")
+        features = features.flatten() if hasattr(features, "flatten") else str(features)
+    return {"fastbp": version, "numba": numba.__version__, "llvmlite": llvmlite.__version__,
+            "numpy": np.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "cpu": cpu, "cpu_features": features}
+
+
+def _llvm(name):
+    import llvmlite.binding as ll
+    try:
+        return getattr(ll, name)()
+    except Exception:    # pragma: no cover - an llvmlite without the call
+        return "unknown"
+
+
+def build_differences(saved, current=None):
+    """What differs between a saved :func:`build_info` and this one, as readable strings
+    (empty when they match; a state saved before builds were recorded differs by that)."""
+    current = build_info() if current is None else current
+    if not isinstance(saved, dict):
+        return ["no build recorded"]
+    out = []
+    for key in ("fastbp", "numba", "llvmlite", "numpy", "python", "machine", "cpu"):
+        if saved.get(key) != current.get(key):
+            out.append(f"{key} {saved.get(key)} -> {current.get(key)}")
+    if saved.get("cpu_features") != current.get("cpu_features"):
+        out.append("CPU features differ")
+    return out
+
+
+def _digest(meta, arrays):
+    """SHA-256 of the metadata (canonical JSON, without ``sha256``) and of every array."""
+    h = hashlib.sha256()
+    body = {k: v for k, v in meta.items() if k != "sha256"}
+    h.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def _json_bytes(obj):
     return np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8)
 
 
+def _umask():
+    """The process's umask, read without changing it where Linux tells it (/proc), else by
+    setting and restoring it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, write):
     """Call ``write(f)`` on a temporary file next to ``path``, fsync it, rename it over ``path``
     and fsync the directory: a reader (or a run killed at any moment) sees the old file or the
-    new one, never half of one."""
+    new one, never half of one.  The file gets the mode any new file of the user gets
+    (``0o666`` less the umask), not mkstemp's private 0600: collaborators in the group can read
+    a model written on a shared cluster."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -53,94 +137,92 @@ def atomic_write(path, write):
         os.close(dfd)
 
 
-def save(network, path):
-    """Write ``network`` to ``path`` atomically (a temporary file renamed over the target)."""
-    meta = {"format": FORMAT, "version": VERSION, "layer_sizes": network.layer_sizes,
-            "activation": network.activation, "output_activation": network.output_activation,
-            "dtype": network.dtype.name, "n_params": int(network.params.shape[0]),
-            "sha256": _digest(network.params)}
-    atomic_write(path, lambda f: np.savez(f, params=network.params, meta=_json_bytes(meta)))
+def _read(path, what):
+    """Every member of the ``.npz`` at ``path`` and its decoded ``meta``; InputError for
+    anything that is not such an archive."""
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise InputError(f"{path} is not a fastbp {what} (a bare array, not an archive)")
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise
+    except InputError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise InputError(f"{path} holds pickled objects; fastbp never loads those") from None
+        raise InputError(f"{path} is not a readable fastbp {what}: {e}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+        raise InputError(f"{path} is not a readable fastbp {what} (truncated or corrupt?): "
+                         f"{e}") from None
+    if "meta" not in arrays:
+        raise InputError(f"{path} is not a fastbp {what}: no 'meta' member (found "
+                         f"{sorted(arrays)})")
+    raw = arrays.pop("meta")
+    try:
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise ValueError("the meta member is not a byte string")
+        meta = json.loads(raw.tobytes().decode())
+        if not isinstance(meta, dict):
+            raise ValueError("the metadata are not a JSON object")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: invalid fastbp metadata: {e}") from None
+    return path, meta, arrays
 
 
-CHECKPOINT = "fastbp.checkpoint"
+def _check(path, meta, arrays, fmt, what):
+    if meta.get("format") != fmt:
+        raise InputError(f"{path} is not a fastbp {what} (format {meta.get('format')!r})")
+    if meta.get("version") != VERSION:
+        raise InputError(f"{path}: unsupported format version {meta.get('version')!r} of a {what} "
+                         f"(this fastbp reads version {VERSION})")
+    if _digest(meta, arrays) != meta.get("sha256"):
+        raise InputError(f"{path}: checksum mismatch: the {what} (parameters or metadata) was "
+                         f"altered or corrupted")
+
+
+def write_model(path, params, meta):
+    """Write a model file: the flat ``params`` and the JSON-able ``meta`` describing the
+    network, atomically."""
+    meta = {**meta, "format": FORMAT, "version": VERSION, "n_params": int(params.shape[0]),
+            "build": build_info()}
+    meta["sha256"] = _digest(meta, {"params": params})
+    atomic_write(path, lambda f: np.savez(f, params=params, meta=_json_bytes(meta)))
+
+
+def read_model(path):
+    """``(meta, params)`` of a model file written by :func:`write_model`: ``meta`` is the
+    whole checked metadata (the caller's keys plus format, version, n_params, build, sha256).
+
+    Raises ValueError (InputError) for a truncated, altered or foreign file, a missing or
+    extra member, or one holding pickled objects; nothing in the file is executed."""
+    path, meta, arrays = _read(path, "model file")
+    if set(arrays) != {"params"}:
+        raise InputError(f"{path} is not a fastbp model file: expected the members 'params' and "
+                         f"'meta', found {sorted(arrays) + ['meta']}")
+    _check(path, meta, arrays, FORMAT, "model file")
+    params = arrays["params"]
+    if params.ndim != 1 or params.dtype.kind != "f" or params.shape[0] != meta.get("n_params"):
+        raise InputError(f"{path}: parameter array does not match its metadata "
+                         f"({params.dtype}, shape {params.shape})")
+    return meta, params
 
 
 def save_checkpoint(path, arrays, info):
-    """Write a training checkpoint atomically: named arrays plus JSON ``info``, with a SHA-256
-    of every array so that a damaged file is refused rather than resumed from."""
-    meta = {"format": CHECKPOINT, "version": VERSION, "info": info,
-            "sha256": {k: _digest(v) for k, v in arrays.items()}}
+    """Write a training checkpoint atomically: named arrays plus JSON ``info`` (the build that
+    wrote it added as ``info["build"]`` unless given), under one checksum."""
+    info = {"build": build_info(), **info}
+    meta = {"format": CHECKPOINT, "version": VERSION, "info": info}
+    meta["sha256"] = _digest(meta, arrays)
     atomic_write(path, lambda f: np.savez(f, **arrays, meta=_json_bytes(meta)))
 
 
 def load_checkpoint(path):
     """``(arrays, info)`` from :func:`save_checkpoint`; ValueError for anything else."""
-    path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise
-    except (ValueError, zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
-        raise ValueError(f"{path} is not a readable fastbp checkpoint: {e}") from None
-    try:
-        meta = json.loads(arrays.pop("meta").tobytes().decode())
-        if meta.get("format") != CHECKPOINT or meta.get("version") != VERSION:
-            raise ValueError("not a fastbp checkpoint of this version")
-        sums = meta["sha256"]
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: invalid checkpoint metadata: {e}") from None
-    if set(sums) != set(arrays) or any(_digest(arrays[k]) != sums[k] for k in arrays):
-        raise ValueError(f"{path}: checksum mismatch: the checkpoint is damaged")
+    path, meta, arrays = _read(path, "checkpoint")
+    _check(path, meta, arrays, CHECKPOINT, "checkpoint")
+    if not isinstance(meta.get("info"), dict):
+        raise InputError(f"{path}: invalid checkpoint metadata: no info")
     return arrays, meta["info"]
-
-
-def load(path):
-    """Read a network written by :meth:`Network.save`.
-
-    Raises ValueError for a truncated, altered or foreign file, or one holding pickled objects;
-    nothing in the file is executed."""
-    from .network import Network
-
-    path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if not hasattr(z, "files") or set(z.files) != {"params", "meta"}:
-                raise ValueError(f"{path} is not a fastbp model file (expected arrays 'params' and "
-                                 f"'meta', found {getattr(z, 'files', 'a bare array')})")
-            meta_raw = z["meta"]
-            params = z["params"]
-    except FileNotFoundError:
-        raise
-    except ValueError as e:
-        if "pickle" in str(e).lower():
-            raise ValueError(f"{path} holds pickled objects; fastbp never loads those") from None
-        if "fastbp" in str(e):
-            raise
-        raise ValueError(f"{path} is not a readable fastbp model file: {e}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
-        raise ValueError(f"{path} is not a readable fastbp model file (truncated or corrupt?): {e}") from None
-    try:
-        if meta_raw.dtype != np.uint8 or meta_raw.ndim != 1:
-            raise ValueError("bad metadata array")
-        meta = json.loads(meta_raw.tobytes().decode())
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ValueError("not a fastbp network")
-        if meta.get("version") != VERSION:
-            raise ValueError(f"unsupported format version {meta.get('version')!r} (this fastbp "
-                             f"reads version {VERSION})")
-        dtype = np.dtype(meta["dtype"])
-        sizes = [int(s) for s in meta["layer_sizes"]]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: invalid fastbp metadata: {e}") from None
-    if params.dtype != dtype or params.ndim != 1 or params.shape[0] != meta.get("n_params"):
-        raise ValueError(f"{path}: parameter array does not match its metadata "
-                         f"({params.dtype}, shape {params.shape})")
-    if _digest(params) != meta.get("sha256"):
-        raise ValueError(f"{path}: checksum mismatch: the parameters were altered or corrupted")
-    net = Network(sizes, activation=meta["activation"],
-                  output_activation=meta["output_activation"], dtype=dtype, init="normal", seed=0)
-    if net.params.shape != params.shape:
-        raise ValueError(f"{path}: {params.shape[0]} parameters do not fit layer sizes {sizes}")
-    net.params[...] = params
-    return net
