@@ -261,6 +261,9 @@ class EpochRunner:
         else:
             batch_gradients(self.params, self.layout, self.codes, self.X, self.Yf, self.Yi,
                             self.perm[:0], self.grads, self.ws, self.sw)
+            empty = self.params[:0]
+            self.opt.update(empty, empty, 1)
+            K.sumsq(self._buf, 0, 0)
         return time.perf_counter() - t0
 
     # -- steps ---------------------------------------------------------------------------

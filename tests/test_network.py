@@ -89,7 +89,7 @@ def test_load_refuses_truncated_file(tmp_path):
     path = _saved(tmp_path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="not a readable fastbp model file"):
+    with pytest.raises(ValueError, match="model file"):
         fastbp.load(path)
 
 
@@ -119,7 +119,8 @@ def test_load_refuses_foreign_and_pickled_files(tmp_path):
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
-    np.savez(pickled, params=np.array([Evil()], dtype=object), meta=np.zeros(2, np.uint8))
+    np.savez(pickled, params=np.array([Evil()], dtype=object),
+             meta=np.frombuffer(b'{"format": "fastbp.network", "version": 2}', np.uint8))
     with pytest.raises(ValueError, match="pickled objects"):
         fastbp.load(pickled)
     assert not marker.exists()
@@ -130,5 +131,5 @@ def test_load_refuses_bad_metadata(tmp_path):
     with np.load(path) as z:
         params = z["params"].copy()
     np.savez(path, params=params, meta=np.frombuffer(b'{"format": "fastbp.network", "version": 99}', np.uint8))
-    with pytest.raises(ValueError, match="unsupported format version 99"):
+    with pytest.raises(ValueError, match="format version 99"):
         fastbp.load(path)

@@ -1,9 +1,14 @@
 """Reading data files for the command line: ``.npz`` (arrays X and y), ``.npy`` pairs, CSV and
-Parquet.  Every problem is a ValueError with one line that names the file and what is wrong."""
+Parquet.  Every problem with the user's files (missing, unreadable, malformed) is a
+:class:`~fastbp.cli.UsageError` (an ``InputError``) with one line that names the file and what
+is wrong; anything else is a bug."""
 import csv
 import os
+import zipfile
 
 import numpy as np
+
+from . import UsageError
 
 
 def read_data(path, target=None, need_target=True):
@@ -19,9 +24,9 @@ def read_data(path, target=None, need_target=True):
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise ValueError(f"{path}: no such file")
+        raise UsageError(f"{path}: no such file")
     if os.path.isdir(path):
-        raise ValueError(f"{path} is a directory, not a data file")
+        raise UsageError(f"{path} is a directory, not a data file")
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npz":
         return _npz(path, need_target)
@@ -31,73 +36,82 @@ def read_data(path, target=None, need_target=True):
         return _csv(path, target, need_target)
     if ext in (".parquet", ".pq"):
         return _parquet(path, target, need_target)
-    raise ValueError(f"{path}: unknown data format {ext!r}; use .npz (arrays X, y), .npy "
+    raise UsageError(f"{path}: unknown data format {ext!r}; use .npz (arrays X, y), .npy "
                      f"(with --target y.npy), .csv or .parquet")
 
 
 def _load_npy(path):
     try:
-        return np.load(path, allow_pickle=False)
+        arr = np.load(path, allow_pickle=False)
     except ValueError as e:
-        raise ValueError(f"{path}: not a numeric .npy array ({e})") from None
+        raise UsageError(f"{path}: not a numeric .npy array ({e})") from None
     except (OSError, EOFError) as e:
-        raise ValueError(f"{path}: unreadable .npy file ({e})") from None
+        raise UsageError(f"{path}: unreadable .npy file ({e})") from None
+    if not isinstance(arr, np.ndarray):
+        arr.close()
+        raise UsageError(f"{path}: an .npz archive, not a .npy array")
+    return arr
 
 
 def _npz(path, need_target):
     try:
-        with np.load(path, allow_pickle=False) as z:
-            files = getattr(z, "files", None)
-            if files is None or "X" not in files or (need_target and "y" not in files):
+        z = np.load(path, allow_pickle=False)
+        if getattr(z, "files", None) is None:      # a .npy array
+            raise UsageError(f"{path}: needs arrays {'X and y' if need_target else 'X'}; found "
+                             f"a bare array")
+        with z:
+            if "X" not in z.files or (need_target and "y" not in z.files):
                 want = "X and y" if need_target else "X"
-                raise ValueError(f"{path}: needs arrays {want}; found {files or 'a bare array'}")
-            return z["X"], (z["y"] if "y" in files else None)
+                raise UsageError(f"{path}: needs arrays {want}; found {z.files}")
+            return z["X"], (z["y"] if "y" in z.files else None)
+    except UsageError:
+        raise
     except ValueError as e:
-        if str(e).startswith(path):
-            raise
-        raise ValueError(f"{path}: not a readable .npz of numeric arrays ({e})") from None
-    except (OSError, EOFError) as e:
-        raise ValueError(f"{path}: unreadable .npz file ({e})") from None
+        raise UsageError(f"{path}: not a readable .npz of numeric arrays ({e})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise UsageError(f"{path}: unreadable .npz file ({e})") from None
 
 
 def _npy(path, target, need_target):
     X = _load_npy(path)
     if target is None:
         if need_target:
-            raise ValueError(f"{path}: a .npy holds X only; pass the targets with --target y.npy")
+            raise UsageError(f"{path}: a .npy holds X only; pass the targets with --target y.npy")
         return X, None
     if not os.path.exists(target):
-        raise ValueError(f"--target {target}: no such file (for .npy data, --target is y.npy)")
+        raise UsageError(f"--target {target}: no such file (for .npy data, --target is y.npy)")
     return X, _load_npy(target)
 
 
 def _csv(path, target, need_target):
-    with open(path, newline="") as f:
-        try:
+    try:
+        with open(path, newline="") as f:
             rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
-        except (csv.Error, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: not a readable CSV ({e})") from None
+    except OSError as e:
+        raise UsageError(f"{path}: unreadable ({e.strerror or e})") from None
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: not a readable CSV ({e})") from None
     if not rows:
-        raise ValueError(f"{path}: empty CSV")
+        raise UsageError(f"{path}: empty CSV")
     header = None
     try:
         [float(c) for c in rows[0]]
     except ValueError:
         header, rows = [c.strip() for c in rows[0]], rows[1:]
     if not rows:
-        raise ValueError(f"{path}: a header row and no data")
+        raise UsageError(f"{path}: a header row and no data")
     width = len(header) if header else len(rows[0])
     data = np.empty((len(rows), width), np.float64)
     names = header or [str(j) for j in range(width)]
     for i, r in enumerate(rows):
         line = i + 1 + (header is not None)
         if len(r) != width:
-            raise ValueError(f"{path}: line {line} has {len(r)} fields, expected {width} (ragged CSV)")
+            raise UsageError(f"{path}: line {line} has {len(r)} fields, expected {width} (ragged CSV)")
         for j, c in enumerate(r):
             try:
                 data[i, j] = float(c)
             except ValueError:
-                raise ValueError(f"{path}: line {line}, column {names[j]!r}: {c.strip()!r} is not a "
+                raise UsageError(f"{path}: line {line}, column {names[j]!r}: {c.strip()!r} is not a "
                                  f"number") from None
     if target is None:
         if not need_target:
@@ -105,6 +119,9 @@ def _csv(path, target, need_target):
         col = width - 1
     else:
         col = _column(path, target, names, header is not None)
+    if width < 2:
+        raise UsageError(f"{path}: one column: nothing is left for the features besides the "
+                         f"target")
     return np.delete(data, col, axis=1), data[:, col]
 
 
@@ -113,7 +130,7 @@ def _column(path, target, names, has_header):
         return names.index(target)
     if str(target).lstrip("-").isdigit() and -len(names) <= int(target) < len(names):
         return int(target) % len(names)
-    raise ValueError(f"{path}: no column {target!r}" + (f"; columns are {names}" if has_header
+    raise UsageError(f"{path}: no column {target!r}" + (f"; columns are {names}" if has_header
                                                         else f"; {len(names)} unnamed columns"))
 
 
@@ -121,25 +138,27 @@ def _parquet(path, target, need_target):
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise ValueError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
+        raise UsageError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") from None
     try:
         table = pq.read_table(path)
     except Exception as e:   # pyarrow raises its own error types
-        raise ValueError(f"{path}: not a readable Parquet file ({e})") from None
+        raise UsageError(f"{path}: not a readable Parquet file ({e})") from None
     names = table.column_names
     if target is None:
         col = names[-1] if need_target else None
     elif target in names:
         col = target
     else:
-        raise ValueError(f"{path}: no column {target!r}; columns are {names}")
+        raise UsageError(f"{path}: no column {target!r}; columns are {names}")
     cols = []
     for name in names:
         if name == col:
             continue
         arr = table.column(name).to_numpy()
         if arr.dtype.kind not in "biuf":
-            raise ValueError(f"{path}: column {name!r} is not numeric ({arr.dtype})")
+            raise UsageError(f"{path}: column {name!r} is not numeric ({arr.dtype})")
         cols.append(arr.astype(np.float64))
+    if not cols:
+        raise UsageError(f"{path}: no feature columns besides the target {col!r}")
     X = np.column_stack(cols)
     return X, (None if col is None else table.column(col).to_numpy())

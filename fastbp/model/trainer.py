@@ -268,9 +268,15 @@ class Trainer:
         codes = Codes(net._act, net._out, LOSSES[self.loss])
         runner = engine.EpochRunner(net.params, net._layout, codes, self._opt, X, Yf, Yi, batch,
                                     reducer=reducer)
-        vws = engine.inference_workspace(sizes, val[0].shape[0], net.dtype) if val else None
         history = History(net.n_layers)
         history.compile_seconds = runner.compile_seconds
+        vws = None
+        if val is not None:
+            t0 = time.perf_counter()
+            vws = engine.inference_workspace(sizes, val[0].shape[0], net.dtype)
+            engine.evaluate(net.params, net._layout, codes, val[0][:0], val[1][:0], val[2],
+                            ws=vws)      # compiled (or loaded) here, not in epoch 1's time
+            history.compile_seconds += time.perf_counter() - t0
         say = self.verbose and (reducer is None or reducer.rank == 0)
         for epoch in range(self.epochs):
             t0 = time.perf_counter()

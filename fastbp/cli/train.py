@@ -1,0 +1,498 @@
+"""``fastbp train``, by concern:
+
+* settings and resume: defaults, then ``--config``, then the flags; ``--resume`` loads the
+  checkpoint and refuses settings that would break a bitwise resume;
+* data: ``--data`` or the embedded digits, the task inferred from the target, the split;
+* the run: the epoch loop, with signals, checkpoints and history lines (and, under MPI, every
+  rank in step);
+* output: metrics.json, model.npz, training.png (rank 0).
+"""
+import argparse
+import hashlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._validation import BadInput
+from . import CHECKPOINT, EXIT_OK, EXIT_SIGNAL, HISTORY, METRICS, MODEL, PLOT, Stopped, \
+    UsageError, _layers
+
+# train's settings: flags, TOML keys (--config) and what a checkpoint records use these names
+DEFAULTS = dict(data=None, target=None, layers=[64], activation="relu", loss=None,
+                optimizer="adam", lr=1e-3, batch_size=32, epochs=30, seed=0, dtype="float32",
+                validation_split=0.25, threads=None, out=None, checkpoint_every=1, plot=True,
+                quiet=False)
+# settings a resumed run may change; the others must match the checkpoint (bitwise resume)
+RESUMABLE = {"epochs", "threads", "out", "checkpoint_every", "plot", "quiet"}
+# what fastbp train records in a checkpoint besides the trainer's state
+CHECKPOINT_KEYS = ("settings", "trainer", "epoch", "history", "data_sha256")
+
+
+def train(args, comm=None):
+    """Run ``fastbp train`` with the parsed ``args``; ``comm``: an MPI communicator of several
+    ranks, or None.  Returns the exit code; raises :class:`UsageError` (bad input),
+    :class:`Stopped` (a signal) or ``TrainingDivergedError``."""
+    s, given = settings(args)
+    checkpoint = resume(s, given) if getattr(args, "resume", False) else None
+    if checkpoint:
+        s = checkpoint.settings
+    if s["out"]:
+        _prepare_out(s["out"])      # on every rank: all refuse together, none waits for the others
+    _set_threads(s["threads"])
+    data = load_data(s)
+    if checkpoint and checkpoint.info["data_sha256"] != data.fingerprint:
+        raise UsageError("--resume: the data differ from the checkpointed run's")
+    run = Run(s, data, checkpoint, comm)
+    seconds = run.epochs()
+    if run.rank == 0:
+        write_output(s, data, run, seconds)
+    return EXIT_OK
+
+
+# -- settings and resume ------------------------------------------------------------------------
+def _load_config(path):
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: no such file") from None
+    except OSError as e:
+        raise UsageError(f"--config {path}: unreadable ({e.strerror or e})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"--config {path}: not valid TOML ({e})") from None
+    conf = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in DEFAULTS:
+            raise UsageError(f"--config {path}: unknown setting {key!r}; known: "
+                             f"{', '.join(sorted(DEFAULTS))}")
+        conf[name] = value
+    return conf
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def settings(args):
+    """``(settings, names given)``: defaults, then the --config file, then the flags given on
+    the command line; every value checked (a TOML file can hold anything)."""
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume")}
+    conf = _load_config(args.config) if getattr(args, "config", None) else {}
+    s = {**DEFAULTS, **conf, **given}
+    try:
+        s["layers"] = _layers(s["layers"])
+    except argparse.ArgumentTypeError as e:
+        raise UsageError(str(e)) from None
+    for name in ("epochs", "batch_size", "checkpoint_every"):
+        if not _is_int(s[name]) or s[name] < 1:
+            raise UsageError(f"{name} must be a positive integer; got {s[name]!r}")
+    if s["threads"] is not None and (not _is_int(s["threads"]) or s["threads"] < 1):
+        raise UsageError(f"threads must be a positive integer; got {s['threads']!r}")
+    if not _is_int(s["seed"]) or s["seed"] < 0:
+        raise UsageError(f"seed must be an integer >= 0; got {s['seed']!r}")
+    if not _is_number(s["validation_split"]) or not 0 <= s["validation_split"] < 1:
+        raise UsageError(f"validation_split must lie in [0, 1); got {s['validation_split']!r}")
+    if not _is_number(s["lr"]) or not 0 < s["lr"] < float("inf"):
+        raise UsageError(f"lr must be a positive number; got {s['lr']!r}")
+    if s["dtype"] not in ("float32", "float64"):
+        raise UsageError(f"dtype must be float32 or float64; got {s['dtype']!r}")
+    for name in ("data", "target", "out", "loss"):
+        if s[name] is not None and not isinstance(s[name], str):
+            raise UsageError(f"{name} must be a string; got {s[name]!r}")
+    for name in ("activation", "optimizer"):
+        if not isinstance(s[name], str):
+            raise UsageError(f"{name} must be a string; got {s[name]!r}")
+    for name in ("plot", "quiet"):
+        if not isinstance(s[name], bool):
+            raise UsageError(f"{name} must be true or false; got {s[name]!r}")
+    return s, set(given) | set(conf)
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint to resume from: its arrays and info, and the run's settings (the saved
+    ones, with those in RESUMABLE taken from this invocation)."""
+    arrays: dict
+    info: dict
+    settings: dict
+
+    @property
+    def epoch(self):
+        """Epochs completed."""
+        return self.info["epoch"]
+
+    @property
+    def pending(self):
+        """The trainer's unfinished epoch (``done``, ``n``, ``batch``), or None."""
+        return self.info["trainer"].get("pending")
+
+
+def resume(s, given):
+    """The checkpoint in ``--out`` that ``--resume`` continues."""
+    from ..model.modelfile import load_checkpoint
+    out = s["out"]
+    if not out:
+        raise UsageError("--resume needs --out DIR (the directory of the interrupted run)")
+    path = os.path.join(out, CHECKPOINT)
+    if not os.path.exists(path):
+        raise UsageError(f"--resume: no checkpoint at {path}")
+    try:
+        arrays, info = load_checkpoint(path)
+    except OSError as e:
+        raise UsageError(f"--resume: {path}: unreadable ({e.strerror or e})") from None
+    except BadInput as e:                # what the file holds: a damaged or foreign checkpoint
+        raise UsageError(f"--resume: {e}") from None
+    if (not isinstance(info, dict) or any(k not in info for k in CHECKPOINT_KEYS)
+            or not isinstance(info["settings"], dict) or not isinstance(info["trainer"], dict)):
+        raise UsageError(f"--resume: {path} is not a checkpoint of fastbp train")
+    saved = info["settings"]
+    clash = sorted(k for k in given - RESUMABLE if s[k] != saved.get(k))
+    if clash:
+        raise UsageError(f"--resume: {', '.join(clash)} differ from the checkpointed run; "
+                         f"only {', '.join(sorted(RESUMABLE))} may change")
+    return Checkpoint(arrays, info, {**DEFAULTS, **saved, **{k: s[k] for k in RESUMABLE}})
+
+
+def _prepare_out(out):
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise UsageError(f"--out {out}: not a writable directory ({e.strerror or e})") from None
+
+
+def _set_threads(threads):
+    if threads is None:
+        return
+    import numba
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        raise UsageError(f"threads={threads} exceeds NUMBA_NUM_THREADS="
+                         f"{numba.config.NUMBA_NUM_THREADS}")
+    numba.set_num_threads(threads)
+
+
+# -- data ---------------------------------------------------------------------------------------
+@dataclass
+class Data:
+    """The training set (``Xtr``, ``ytr``), the validation pair or None, and the task: the
+    targets as the trainer takes them, ``n_out``, ``loss``, the output activation, the class
+    labels (None for a regressor); ``fingerprint``: the SHA-256 of all the data."""
+    Xtr: np.ndarray
+    ytr: np.ndarray
+    val: tuple
+    n_in: int
+    n_out: int
+    loss: str
+    out_act: str
+    classes: list
+    fingerprint: str
+
+
+def load_data(s):
+    from .._validation import check_X
+    from ..datasets import load_digits, train_test_split
+    from .datafiles import read_data
+
+    dtype = np.dtype(s["dtype"])
+    if s["data"]:
+        X, y = read_data(s["data"], s["target"])
+    else:
+        X, y = load_digits(dtype)
+    X, y = np.asarray(X), np.asarray(y)
+    if X.ndim != 2:
+        raise UsageError(f"X must be 2-D (samples, features); got shape {X.shape}")
+    if X.dtype.kind not in "biuf":
+        raise UsageError(f"X must be numeric; got dtype {X.dtype}")
+    if y.ndim not in (1, 2):
+        raise UsageError(f"y must be 1-D (or 2-D for several outputs); got shape {y.shape}")
+    if len(y) != len(X):
+        raise UsageError(f"X has {len(X)} rows but y has {len(y)}")
+    y, n_out, loss, out_act, classes = _task(y, s["loss"])
+    X = check_X(X, dtype)
+    fingerprint = _fingerprint(X, np.asarray(y))
+    if s["validation_split"] > 0:
+        Xtr, Xva, ytr, yva = train_test_split(X, y, s["validation_split"], s["seed"])
+        if len(Xva) == 0 or len(Xtr) == 0:
+            raise UsageError(f"validation_split {s['validation_split']} leaves an empty set of "
+                             f"{len(X)} samples")
+        val = (Xva, yva)
+    else:
+        Xtr, ytr, val = X, y, None
+    return Data(Xtr, ytr, val, X.shape[1], n_out, loss, out_act, classes, fingerprint)
+
+
+def _fingerprint(*arrays):
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _task(y, loss):
+    """``(y for the trainer, n_out, loss, output activation, classes or None)``."""
+    y = np.asarray(y)
+    if y.dtype.kind == "b":
+        y = y.astype(np.int64)
+    if y.dtype.kind not in "biuf":
+        if y.ndim != 1:
+            raise UsageError(f"non-numeric targets must be one label per sample; got shape "
+                             f"{y.shape}")
+        try:
+            classes, idx = np.unique(y, return_inverse=True)    # string labels
+        except TypeError:
+            raise UsageError("the targets mix values of different types (strings and numbers, "
+                             "or missing values)") from None
+        if loss not in (None, "cross_entropy"):
+            raise UsageError(f"non-numeric targets need loss cross_entropy, not {loss!r}")
+        return idx, len(classes), "cross_entropy", "softmax", classes.tolist()
+    if loss is None:
+        few = y.ndim == 1 and len(np.unique(y)) <= max(2, len(y) // 5)
+        loss = "cross_entropy" if few and np.all(np.isfinite(y)) and np.all(y == np.round(y)) \
+            else "squared_error"
+    if loss == "cross_entropy" and y.ndim == 1:
+        classes, idx = np.unique(y, return_inverse=True)
+        return idx, len(classes), loss, "softmax", classes.tolist()
+    n_out = 1 if y.ndim == 1 else y.shape[1]
+    out = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid", "squared_error": "identity",
+           "poisson": "exp"}.get(loss)
+    if out is None:
+        raise UsageError(f"unknown loss {loss!r}; expected cross_entropy, binary_cross_entropy, "
+                         f"squared_error or poisson")
+    return y, n_out, loss, out, None
+
+
+# -- the run ------------------------------------------------------------------------------------
+def _write_out(out, name, write, mode="wb"):
+    """``write(f)`` on ``out/name``: atomically (``mode`` "wb") or appended (``mode`` "a");
+    an OSError (a full disk, a directory made read-only) is a UsageError naming the file."""
+    from ..model.modelfile import atomic_write
+    path = os.path.join(out, name)
+    try:
+        if mode == "a":
+            with open(path, "a") as f:
+                write(f)
+        else:
+            atomic_write(path, write)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write {name} ({e.strerror or e})") from None
+
+
+class _Progress:
+    """A bar on a terminal, one plain line per epoch otherwise (batch logs)."""
+
+    def __init__(self, total, quiet):
+        self.total, self.quiet = total, quiet
+        self.tty = sys.stderr.isatty()
+        self.open = False          # a bar is on the terminal's current line
+
+    def note(self, text):
+        """A line of its own (not over the bar)."""
+        if not self.quiet:
+            self.close()
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self):
+        """End the bar's line (before a message, or when training stops)."""
+        if self.open:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.open = False
+
+    def epoch(self, e, rec, n):
+        if self.quiet:
+            return
+        val = f"  val_loss {rec['val_loss']:.5g}" if rec["val_loss"] is not None else ""
+        speed = n / rec["seconds"] if rec["seconds"] > 0 else float("inf")
+        text = f"epoch {e}/{self.total}  loss {rec['loss']:.5g}{val}  {speed:,.0f} samples/s"
+        if self.tty:
+            width = 24
+            done = int(width * e / self.total)
+            sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {text}\033[K")
+            self.open = True
+            if e == self.total:
+                self.close()
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+class Run:
+    """The network and trainer of a run (resumed from ``checkpoint`` when given), and its epoch
+    loop: :meth:`epochs`.  Under MPI (``comm``) every rank runs it; rank 0 alone writes and
+    prints."""
+
+    def __init__(self, s, data, checkpoint, comm):
+        import fastbp
+        self.s, self.data, self.comm = s, data, comm
+        self.rank = 0 if comm is None else comm.Get_rank()
+        self.out = s["out"] if self.rank == 0 else None       # where this rank writes
+        dtype = np.dtype(s["dtype"])
+        self.net = fastbp.Network([data.n_in, *s["layers"], data.n_out],
+                                  activation=s["activation"], output_activation=data.out_act,
+                                  dtype=dtype, seed=s["seed"])
+        trainer = fastbp.Trainer(self.net, loss=data.loss, optimizer=s["optimizer"],
+                                 learning_rate=s["lr"], batch_size=s["batch_size"], epochs=1,
+                                 seed=s["seed"])
+        if comm is not None:
+            from ..distributed import DistributedTrainer
+            trainer = DistributedTrainer(trainer, comm)
+        self.trainer = trainer
+        self.records, self.start, self.pending = [], 0, None
+        if checkpoint:
+            try:
+                trainer.load_state(checkpoint.arrays, checkpoint.info["trainer"])
+            except BadInput as e:             # state that does not fit this run
+                raise UsageError(f"--resume: {e}") from None
+            self.records, self.start = list(checkpoint.info["history"]), checkpoint.epoch
+            self.pending = checkpoint.pending
+        self.compile_seconds = None       # of the first fit (later fits hit the cache)
+        self._signals = []                # the signals received, in order
+        self.progress = _Progress(s["epochs"], quiet=self.rank != 0 or s["quiet"])
+
+    def start_line(self):
+        s, d = self.s, self.data
+        where = ""
+        if self.pending is not None:
+            p = self.pending
+            where = (f", resuming epoch {self.start + 1} at step {p['done']}/"
+                     f"{-(-p['n'] // p['batch'])}")
+        elif self.start:
+            where = f", resuming after epoch {self.start}"
+        return (f"fastbp: {len(d.Xtr)} training / {len(d.val[0]) if d.val else 0} validation "
+                f"samples, network {self.net.layer_sizes}, {d.loss}, {s['optimizer']} "
+                f"lr={s['lr']:g}, batch {s['batch_size']}{where}")
+
+    def save(self, epoch):
+        """The checkpoint after ``epoch`` completed epochs (and the trainer's unfinished one)."""
+        if not self.out:
+            return
+        from ..model.modelfile import save_checkpoint
+        arrays, tinfo = self.trainer.state()
+        info = {"settings": self.s, "trainer": tinfo, "epoch": epoch, "history": self.records,
+                "data_sha256": self.data.fingerprint}
+        path = os.path.join(self.out, CHECKPOINT)
+        try:
+            save_checkpoint(path, arrays, info)
+        except OSError as e:
+            raise UsageError(f"--out {self.out}: cannot write {CHECKPOINT} "
+                             f"({e.strerror or e})") from None
+
+    def stopping(self):
+        """The signal to stop on, agreed by every rank (a rank must not leave the others
+        waiting in an Allreduce), or None.  Every rank calls it at the same points."""
+        mine = self._signals[0] if self._signals else 0
+        if self.comm is None:
+            return mine or None
+        from mpi4py import MPI
+        return self.comm.allreduce(mine, op=MPI.MAX) or None
+
+    def _fit(self):
+        """One epoch (or the rest of an unfinished one), stopping mid-epoch on a signal."""
+        d = self.data
+        h = self.trainer.fit(d.Xtr, d.ytr, validation_data=d.val,
+                             stop=lambda: bool(self._signals))
+        if self.compile_seconds is None:
+            self.compile_seconds = h.compile_seconds
+            if h.compile_seconds > 1:
+                self.progress.note(f"fastbp: kernels compiled in {h.compile_seconds:.1f} s "
+                                   f"(cached for later runs)")
+        return h
+
+    def epochs(self):
+        """Train from the checkpoint's place to ``epochs``; returns the seconds it took.
+        Raises :class:`Stopped` after writing the checkpoint when a signal arrives."""
+        from .. import engine
+        s = self.s
+        self.progress.note(self.start_line())
+        if engine.needs_compiling():
+            self.progress.note("fastbp: compiling the kernels (first use only, cached "
+                               "afterwards) ...")
+        main = threading.current_thread() is threading.main_thread()
+        previous = {sig: signal.signal(sig, lambda signum, frame: self._signals.append(signum))
+                    for sig in EXIT_SIGNAL} if main else {}
+        t0 = time.perf_counter()
+        try:
+            if self.out:       # consistent with the checkpoint
+                _write_out(self.out, HISTORY, lambda f: f.write(
+                    "".join(json.dumps(r) + "\n" for r in self.records).encode()))
+            for epoch in range(self.start, s["epochs"]):
+                signum = self.stopping()
+                if signum:
+                    raise Stopped(signum)
+                h = self._fit()
+                if h.interrupted:       # stopped mid-epoch (all ranks): the checkpoint keeps its place
+                    self.save(epoch)
+                    raise Stopped(self.stopping() or signal.SIGTERM)
+                rec = {"epoch": epoch + 1, "loss": h.loss[-1],
+                       "val_loss": h.val_loss[-1] if h.val_loss else None,
+                       "grad_norm": h.grad_norm[-1].tolist(),
+                       "weight_norm": h.weight_norm[-1].tolist(), "seconds": h.seconds[-1]}
+                self.records.append(rec)
+                if self.out:
+                    _write_out(self.out, HISTORY, lambda f: f.write(json.dumps(rec) + "\n"),
+                               mode="a")
+                signum = self.stopping()
+                if (epoch + 1) % s["checkpoint_every"] == 0 or epoch + 1 == s["epochs"] or signum:
+                    self.save(epoch + 1)
+                self.progress.epoch(epoch + 1, rec, len(self.data.Xtr))
+                if signum:
+                    raise Stopped(signum)
+        finally:
+            self.progress.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return time.perf_counter() - t0
+
+
+# -- output -------------------------------------------------------------------------------------
+def _metric(net, X, y, classes):
+    out = net.predict(X)
+    if classes is not None:
+        return "accuracy", float((out.argmax(1) == y).mean())
+    return "mse", float(((out - np.asarray(y, out.dtype).reshape(out.shape)) ** 2).mean())
+
+
+def write_output(s, data, run, seconds):
+    """The final metric on stdout; metrics.json, model.npz and training.png in --out."""
+    net, records = run.net, run.records
+    name, value = _metric(net, *(data.val if data.val else (data.Xtr, data.ytr)), data.classes)
+    where = "validation" if data.val else "training"
+    metrics = {"loss": records[-1]["loss"] if records else None,
+               "val_loss": records[-1]["val_loss"] if records else None,
+               f"{where}_{name}": value, "epochs": s["epochs"], "train_samples": len(data.Xtr),
+               "seconds_this_run": seconds, "compile_seconds": run.compile_seconds,
+               "classes": data.classes, "loss_function": data.loss,
+               "layer_sizes": net.layer_sizes}
+    print(f"{where} {name}: {value:.4f}  ({s['epochs'] - run.start} epochs in {seconds:.2f} s)")
+    out = s["out"]
+    if not out:
+        return
+    try:
+        net.save(os.path.join(out, MODEL))
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write {MODEL} ({e.strerror or e})") from None
+    _write_out(out, METRICS, lambda f: f.write(json.dumps(metrics, indent=2).encode()))
+    if s["plot"]:
+        from .plot import plot_history
+        try:
+            plot_history(out, os.path.join(out, PLOT))
+        except ImportError:
+            pass
