@@ -332,11 +332,7 @@ class EpochRunner:
         the parameters and optimizer state of the last finite step."""
         t0 = time.perf_counter()
         opt = self.opt
-        if pending is not None:
-            if pending.n != self.n or pending.batch != self.batch:
-                raise ValueError(f"an interrupted epoch over {pending.n} samples in batches of "
-                                 f"{pending.batch} is pending; finish it with the same data "
-                                 f"(got {self.n} samples, batches of {self.batch})")
+        if pending is not None:     # checked by the caller: the same n and batch
             self.perm[...] = pending.perm
             done, total = pending.done, pending.total
             self.gnorm[...] = pending.gnorm
