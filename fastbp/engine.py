@@ -210,14 +210,19 @@ class Pending:
     batch: int
 
 
-@dataclass
 class Epoch:
     """What :meth:`EpochRunner.run` returns: ``loss`` (mean per sample), ``grad_norm`` (mean
-    per step, per layer) and ``seconds``; or ``pending`` when it was stopped part-way."""
-    loss: float = math.nan
-    grad_norm: np.ndarray = None
-    seconds: float = 0.0
-    pending: Pending = None
+    per step, per layer; read it before the next run, which reuses the sums) and ``seconds``;
+    or ``pending`` when it was stopped part-way."""
+    __slots__ = ("loss", "seconds", "pending", "_gnorm", "_steps")
+
+    def __init__(self, loss=math.nan, seconds=0.0, pending=None, gnorm=None, steps=1):
+        self.loss, self.seconds, self.pending = loss, seconds, pending
+        self._gnorm, self._steps = gnorm, steps
+
+    @property
+    def grad_norm(self):
+        return self._gnorm / self._steps
 
 
 class EpochRunner:
@@ -229,10 +234,13 @@ class EpochRunner:
     ``reducer``: None, or an object with ``rank``, ``size``, ``sum(buf)`` (an in-place sum
     over all processes) and ``any(flag)`` (True on every process when it is on one): each step
     then computes this process's share of the batch, sums the gradients with the reducer and
-    updates, one step per call (see :mod:`fastbp.distributed`)."""
+    updates, one step per call (see :mod:`fastbp.distributed`).
+    ``rollback``: keep a snapshot of the parameters and optimizer state at each epoch's start,
+    so that an update that overflows is undone (False: the parameters keep the failed update,
+    as scikit-learn's estimators leave them, and no snapshot is copied per epoch)."""
 
     def __init__(self, params, layout, codes, optimizer, X, Yf, Yi, batch, sw=None, alpha=0.0,
-                 loss_div=1.0, reducer=None):
+                 loss_div=1.0, reducer=None, rollback=True):
         self.params, self.layout, self.codes, self.opt = params, layout, codes, optimizer
         self.X, self.Yf, self.Yi = readonly(X), readonly(Yf), readonly(Yi)
         self.sw = _no_weights(params.dtype) if sw is None else readonly(sw)
@@ -250,6 +258,19 @@ class EpochRunner:
         self.grads = self._buf[:n_params]
         self.gnorm = np.zeros(self.n_layers, np.float64)
         self.perm = np.arange(self.n, dtype=np.int64)
+        # the epoch's snapshot for the rollback, in buffers of its own (no allocation per epoch)
+        self._snapshot = [params.copy(), *(s.copy() for s in optimizer.state)] if rollback else None
+        # train_epoch's arguments that stay the same object for the whole fit, in its order:
+        # (X, Yf, Yi, sw) perm batch max_steps (params, grads, part, state1, state2, hyper)
+        # step0 (layout, act, out_code, loss_code, opt_code, alpha, loss_div, acts, aoff,
+        # deltas, doff, rowloss, sq, gsq, consts, flags, gnorm).  Positional: a call with
+        # keywords costs ~2 µs more, a twentieth of a small network's epoch.
+        ws, opt = self.ws, optimizer
+        self._args = ((self.X, self.Yf, self.Yi, self.sw),
+                      (params, self.grads, ws.part, opt.state[0], opt.state[1], opt.hyper),
+                      (layout, codes.act, codes.out, codes.loss, opt.code, self.alpha,
+                       self.loss_div, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq,
+                       ws.gsq, opt._consts, opt._flags, self.gnorm))
         self.compile_seconds = self._compile()
 
     def _compile(self):
@@ -269,17 +290,10 @@ class EpochRunner:
     # -- steps ---------------------------------------------------------------------------
     def _fused(self, first, k):
         """Steps ``first .. first + k`` of the epoch in one compiled call."""
-        ws, opt = self.ws, self.opt
+        data, bufs, rest = self._args
+        perm = self.perm if first == 0 else self.perm[first * self.batch:]
         with _config.ready():
-            return K.train_epoch(
-                X=self.X, Yf=self.Yf, Yi=self.Yi, sw=self.sw, perm=self.perm[first * self.batch:],
-                batch=self.batch, max_steps=k, params=self.params, grads=self.grads, part=ws.part,
-                state1=opt.state[0], state2=opt.state[1], hyper=opt.hyper, step0=opt.step,
-                layout=self.layout, act=self.codes.act, out_code=self.codes.out,
-                loss_code=self.codes.loss, opt_code=opt.code, alpha=self.alpha,
-                loss_div=self.loss_div, acts=ws.acts, aoff=ws.aoff, deltas=ws.deltas,
-                doff=ws.doff, rowloss=ws.rowloss, sq=ws.sq, gsq=ws.gsq, consts=opt._consts,
-                flags=opt._flags, gnorm=self.gnorm)
+            return K.train_epoch(*data, perm, self.batch, k, *bufs, self.opt.step, *rest)
 
     def _reduced(self, first, k):
         """Steps ``first .. first + k``, each: this process's share of the batch, the sum
@@ -333,15 +347,18 @@ class EpochRunner:
         t0 = time.perf_counter()
         opt = self.opt
         if pending is not None:     # checked by the caller: the same n and batch
-            self.perm[...] = pending.perm
+            self.perm = pending.perm
             done, total = pending.done, pending.total
             self.gnorm[...] = pending.gnorm
         else:
-            if order is not None:
-                self.perm[...] = order
+            if order is not None:       # used in place when it is an int64 array
+                self.perm = np.ascontiguousarray(order, np.int64)
             done, total = 0, 0.0
             self.gnorm[:] = 0
-        snapshot = (self.params.copy(), opt.state[0].copy(), opt.state[1].copy(), done, opt.step)
+        if self._snapshot is not None:
+            for saved, buf in zip(self._snapshot, (self.params, *opt.state)):
+                np.copyto(saved, buf)
+        snapshot = (self._snapshot, done, opt.step)
         while done < self.n_steps:
             k = self.n_steps - done if stop is None else min(STOP_STEPS, self.n_steps - done)
             part, steps, status = self._steps(done, k)
@@ -354,8 +371,8 @@ class EpochRunner:
                 return Epoch(pending=Pending(self.perm.copy(), done, total, self.gnorm.copy(),
                                              self.n, self.batch),
                              seconds=time.perf_counter() - t0)
-        return Epoch(loss=total / self.n, grad_norm=self.gnorm / self.n_steps,
-                     seconds=time.perf_counter() - t0)
+        return Epoch(loss=total / self.n, seconds=time.perf_counter() - t0, gnorm=self.gnorm,
+                     steps=self.n_steps)
 
     def agree(self, flag):
         """``flag`` as every process sees it (any process's True is everyone's)."""
@@ -364,14 +381,14 @@ class EpochRunner:
 
     def _rollback(self, status, steps, snapshot):
         """``steps``: the epoch's steps completed before the failing one."""
-        params, s1, s2, first, step0 = snapshot
+        saved, first, step0 = snapshot
         opt = self.opt
-        if status == K.PARAMS_NOT_FINITE:
+        if status == K.PARAMS_NOT_FINITE and saved is not None:
             # the failing update already wrote: back to the snapshot (the epoch's start, or
             # where it resumed), then redo the steps that succeeded since (bitwise the same:
             # the kernels are deterministic)
-            for buf, saved in zip((self.params, *opt.state), (params, s1, s2)):
-                buf[...] = saved
+            for buf, copy in zip((self.params, *opt.state), saved):
+                buf[...] = copy
             opt.step = step0
             self._steps(first, steps - first)
         opt.step = step0 + steps - first

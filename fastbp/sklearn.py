@@ -336,7 +336,8 @@ class _BaseMLP(BaseEstimator):
         sw = None if sw_train is None else np.ascontiguousarray(sw_train, dtype)
         opt = self._optimizer
         runner = engine.EpochRunner(params, layout, codes, opt.engine, X_train, Yf, Yi,
-                                    batch_size, sw=sw, alpha=self.alpha, loss_div=loss_div)
+                                    batch_size, sw=sw, alpha=self.alpha, loss_div=loss_div,
+                                    rollback=False)   # scikit-learn keeps the failed update
         if early_stopping:      # allocated once: the validation pass runs every epoch
             vws = engine.inference_workspace(self._sizes(), X_val.shape[0], dtype)
             val_out = np.empty((X_val.shape[0], self.n_outputs_), dtype)
