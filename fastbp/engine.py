@@ -7,8 +7,10 @@ this module alone imports :mod:`fastbp.kernels.train`.  It owns
 * the workspaces (activation and delta buffers of a batch, allocated once per call or fit);
 * the training buffers (gradient, optimizer state, update scratch) in :class:`Optimizer` and
   :class:`EpochRunner`;
-* keyword wrappers of the compiled entry points (:func:`predict`, :func:`evaluate`,
-  :func:`batch_gradients`), each the only call site of its kernel, with every argument named;
+* wrappers of the compiled entry points (:func:`predict`, :func:`evaluate`,
+  :func:`batch_gradients`, :meth:`EpochRunner._fused`) that take named, defaulted arguments,
+  each the only call site of its kernel (which it calls positionally, the order spelled out
+  beside the call: numba's keyword path costs ~2 µs a call);
 * the one epoch loop (:meth:`EpochRunner.run`): the epoch's steps in compiled calls, an epoch
   stopped part-way (:class:`Pending`) and finished later, the snapshot of the parameters and
   their replay when an update overflows, and the kernels' status turned into :class:`Diverged`;
@@ -114,9 +116,9 @@ def predict(params, layout, codes, X, out, ws=None):
     sizes = list(layout[:, 0]) + [layout[-1, 1]]
     ws = ws or inference_workspace(sizes, X.shape[0], params.dtype)
     with _config.ready():
-        K.predict(X=readonly(X), params=params, layout=layout, act=codes.act,
-                  out_code=codes.out, acts=ws.acts, aoff=ws.aoff, rows=ws.rows, out=out,
-                  sq=ws.sq)
+        # X, params, layout, act, out_code, acts, aoff, rows, out, sq
+        K.predict(readonly(X), params, layout, codes.act, codes.out, ws.acts, ws.aoff, ws.rows,
+                  out, ws.sq)
     return out
 
 
@@ -126,10 +128,11 @@ def evaluate(params, layout, codes, X, Yf, Yi, sw=None, out=None, ws=None):
     ws = ws or inference_workspace(sizes, X.shape[0], params.dtype)
     sw = _no_weights(params.dtype) if sw is None else readonly(sw)
     with _config.ready():
-        return K.evaluate(X=readonly(X), Yf=readonly(Yf), Yi=readonly(Yi), sw=sw,
-                          params=params, layout=layout, act=codes.act, out_code=codes.out,
-                          loss_code=codes.loss, acts=ws.acts, aoff=ws.aoff, deltas=ws.deltas,
-                          doff=ws.doff, rowloss=ws.rowloss, rows=ws.rows, sq=ws.sq, out=out)
+        # X, Yf, Yi, sw, params, layout, act, out_code, loss_code, acts, aoff, deltas, doff,
+        # rowloss, rows, sq, out
+        return K.evaluate(readonly(X), readonly(Yf), readonly(Yi), sw, params, layout, codes.act,
+                          codes.out, codes.loss, ws.acts, ws.aoff, ws.deltas, ws.doff,
+                          ws.rowloss, ws.rows, ws.sq, out)
 
 
 def batch_gradients(params, layout, codes, X, Yf, Yi, rows, grads, ws, sw=None, alpha=0.0,
@@ -139,13 +142,12 @@ def batch_gradients(params, layout, codes, X, Yf, Yi, rows, grads, ws, sw=None, 
     δ in ``ws``.  Returns ``(loss, wsum)`` (see ``kernels.train.batch_gradients``)."""
     sw = _no_weights(params.dtype) if sw is None else readonly(sw)
     with _config.ready():
-        return K.batch_gradients(X=readonly(X), Yf=readonly(Yf), Yi=readonly(Yi), sw=sw,
-                                 rows=readonly(rows), params=params, grads=grads, part=ws.part,
-                                 layout=layout, act=codes.act, out_code=codes.out,
-                                 loss_code=codes.loss, alpha=float(alpha),
-                                 loss_div=float(loss_div), acts=ws.acts, aoff=ws.aoff,
-                                 deltas=ws.deltas, doff=ws.doff, rowloss=ws.rowloss, sq=ws.sq,
-                                 gsq=ws.gsq)
+        # X, Yf, Yi, sw, rows, params, grads, part, layout, act, out_code, loss_code, alpha,
+        # loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq
+        return K.batch_gradients(readonly(X), readonly(Yf), readonly(Yi), sw, readonly(rows),
+                                 params, grads, ws.part, layout, codes.act, codes.out,
+                                 codes.loss, float(alpha), float(loss_div), ws.acts, ws.aoff,
+                                 ws.deltas, ws.doff, ws.rowloss, ws.sq, ws.gsq)
 
 
 def needs_compiling():
