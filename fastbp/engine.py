@@ -102,19 +102,22 @@ def inference_workspace(sizes, n, dtype):
     return Workspace(sizes, min(PREDICT_CHUNK, max(1, n)), dtype)
 
 
+def _sizes(layout):
+    return [int(a) for a in layout[:, 0]] + [int(layout[-1, 1])]
+
+
+_NO_WEIGHTS = {np.dtype(t): readonly(np.empty(0, t)) for t in _config.DTYPES}
+
+
 def _no_weights(dtype):
-    return readonly(np.empty(0, dtype))
-
-
-def _labels_placeholder():
-    return readonly(np.empty(0, np.int64))
+    """Sample weights: none (the kernels test for an empty array)."""
+    return _NO_WEIGHTS[np.dtype(dtype)]
 
 
 # -- keyword wrappers: the one call site of each compiled entry point -------------------------
 def predict(params, layout, codes, X, out, ws=None):
     """``out[...] = network(X)`` (the output activation applied); returns ``out``."""
-    sizes = list(layout[:, 0]) + [layout[-1, 1]]
-    ws = ws or inference_workspace(sizes, X.shape[0], params.dtype)
+    ws = ws or inference_workspace(_sizes(layout), X.shape[0], params.dtype)
     with _config.ready():
         # X, params, layout, act, out_code, acts, aoff, rows, out, sq
         K.predict(readonly(X), params, layout, codes.act, codes.out, ws.acts, ws.aoff, ws.rows,
@@ -124,8 +127,7 @@ def predict(params, layout, codes, X, out, ws=None):
 
 def evaluate(params, layout, codes, X, Yf, Yi, sw=None, out=None, ws=None):
     """Σ per-sample loss over X (weighted by ``sw``); the outputs into ``out`` when given."""
-    sizes = list(layout[:, 0]) + [layout[-1, 1]]
-    ws = ws or inference_workspace(sizes, X.shape[0], params.dtype)
+    ws = ws or inference_workspace(_sizes(layout), X.shape[0], params.dtype)
     sw = _no_weights(params.dtype) if sw is None else readonly(sw)
     with _config.ready():
         # X, Yf, Yi, sw, params, layout, act, out_code, loss_code, acts, aoff, deltas, doff,
@@ -250,10 +252,9 @@ class EpochRunner:
         self.n = X.shape[0]
         self.batch = min(batch, self.n)
         self.n_steps = -(-self.n // self.batch)
-        sizes = list(layout[:, 0]) + [layout[-1, 1]]
         self.n_layers = layout.shape[0]
         rows = self.batch if reducer is None else -(-self.batch // reducer.size)
-        self.ws = Workspace(sizes, rows, params.dtype, train=True)
+        self.ws = Workspace(_sizes(layout), rows, params.dtype, train=True)
         n_params = params.shape[0]
         # reducer: the gradients, then the batch's summed loss, in one message
         self._buf = np.zeros(n_params + (reducer is not None), params.dtype)

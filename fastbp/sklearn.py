@@ -314,11 +314,13 @@ class _BaseMLP(BaseEstimator):
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                                  "or the size of your dataset.")
-            val_targets = self._targets(y_val, dtype)
+            Yf_val, Yi_val, val_codes, val_div = self._targets(y_val, dtype)
+            # read-only views once (the engine would make them at every epoch's pass)
+            val_targets = (engine.readonly(Yf_val), engine.readonly(Yi_val), val_codes, val_div)
             if is_classifier(self):
                 y_val = self._label_binarizer.inverse_transform(y_val)
             X_train = np.ascontiguousarray(X_train)
-            X_val = np.ascontiguousarray(X_val)
+            X_val = engine.readonly(np.ascontiguousarray(X_val))
         else:
             X_train, y_train, sw_train = X, y, sample_weight
             X_val = y_val = sw_val = None
@@ -342,7 +344,8 @@ class _BaseMLP(BaseEstimator):
             vws = engine.inference_workspace(self._sizes(), X_val.shape[0], dtype)
             val_out = np.empty((X_val.shape[0], self.n_outputs_), dtype)
             scorer = self._scorer(y_val, sw_val)
-            sw_val_kernel = None if sw_val is None else np.ascontiguousarray(sw_val, dtype)
+            sw_val_kernel = (None if sw_val is None
+                             else engine.readonly(np.ascontiguousarray(sw_val, dtype)))
         else:
             vws = val_out = scorer = None
         try:
