@@ -114,7 +114,7 @@ def _no_weights(dtype):
     return _NO_WEIGHTS[np.dtype(dtype)]
 
 
-# -- keyword wrappers: the one call site of each compiled entry point -------------------------
+# -- wrappers: the one call site of each compiled entry point --------------------------------
 def predict(params, layout, codes, X, out, ws=None):
     """``out[...] = network(X)`` (the output activation applied); returns ``out``."""
     ws = ws or inference_workspace(_sizes(layout), X.shape[0], params.dtype)

@@ -356,7 +356,7 @@ class _BaseMLP(BaseEstimator):
                     sample_idx = sample_idx[self._random_state.permutation(n_samples)]
                 try:
                     epoch = runner.run(sample_idx)
-                except engine.Diverged:     # the parameters are the last finite ones
+                except engine.Diverged:     # as in scikit-learn, the failed update stays
                     raise ValueError("Solver produced non-finite parameter weights. The input "
                                      "data may contain large values and need to be preprocessed.") from None
                 self.n_iter_ += 1

@@ -1,9 +1,7 @@
 """The command line's errors and messages: a bug is exit 1 with its traceback, input the user can
 fix is exit 2 in one line; the compile notice; a resume in the middle of an epoch says so; under
 MPI a stop is reported once."""
-import json
 import os
-import re
 import shutil
 import signal
 import subprocess
