@@ -135,10 +135,8 @@ def test_no_compile_notice_when_cached(capsys, monkeypatch):
 ARGS = ["--epochs", "3", "--batch-size", "16", "--no-plot", "--dtype", "float64", "--seed", "4"]
 
 
-def test_resume_of_an_unfinished_epoch_says_where(tmp_path, capsys, monkeypatch):
-    ref = tmp_path / "ref"
-    assert main(["train", "--out", str(ref), *ARGS, "--quiet"]) == 0
-    out = tmp_path / "run"
+def _stopped_in_epoch_2(out, args, monkeypatch):
+    """``fastbp train`` stopped by a real SIGTERM at the first poll of epoch 2 (exit 143)."""
     fit, fits = fastbp.Trainer.fit, []
 
     def sigterm_in_epoch_2(self, X, y, validation_data=None, stop=None, **kw):
@@ -155,10 +153,19 @@ def test_resume_of_an_unfinished_epoch_says_where(tmp_path, capsys, monkeypatch)
             return fit(self, X, y, validation_data, stop=poll, **kw)
         return fit(self, X, y, validation_data, stop=stop, **kw)
     monkeypatch.setattr(fastbp.Trainer, "fit", sigterm_in_epoch_2)
-    assert main(["train", "--out", str(out), *ARGS]) == 143
+    try:
+        return main(["train", "--out", str(out), *args])
+    finally:
+        monkeypatch.undo()
+
+
+def test_resume_of_an_unfinished_epoch_says_where(tmp_path, capsys, monkeypatch):
+    ref = tmp_path / "ref"
+    assert main(["train", "--out", str(ref), *ARGS, "--quiet"]) == 0
+    out = tmp_path / "run"
+    assert _stopped_in_epoch_2(out, ARGS, monkeypatch) == 143
     err = capsys.readouterr().err
     assert err.count("stopped by signal 15") == 1, err
-    monkeypatch.undo()
     _, info = load_checkpoint(out / "checkpoint.npz")
     pending = info["trainer"]["pending"]
     assert info["epoch"] == 1 and pending is not None and 0 < pending["done"] < 85, info
@@ -241,3 +248,25 @@ def test_sigterm_to_one_rank_stops_all_and_is_reported_once(tmp_path):
     where = (f"resuming epoch {info['epoch'] + 1} at step {pending['done']}/85" if pending
              else f"resuming after epoch {info['epoch']}")
     assert where in res.stderr, (where, res.stderr)
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
+def test_single_process_checkpoint_mid_epoch_resumes_under_mpiexec(tmp_path, capsys, monkeypatch):
+    """The issue's reproduction: stopped by SIGTERM in the middle of epoch 2, resumed with
+    ``mpiexec -n 2 ... --resume``: the model of the uninterrupted run (float64: up to the
+    order of the sums), not a fresh shuffle of the rest of the epoch."""
+    pytest.importorskip("mpi4py")
+    args = ["--epochs", "3", "--batch-size", "16", "--dtype", "float64", "--no-plot"]
+    ref = tmp_path / "ref"
+    assert main(["train", "--out", str(ref), *args, "--quiet"]) == 0
+    out = tmp_path / "run"
+    assert _stopped_in_epoch_2(out, args, monkeypatch) == 143
+    _, info = load_checkpoint(out / "checkpoint.npz")
+    assert info["epoch"] == 1 and info["trainer"]["pending"]["done"] > 0, info
+    res = subprocess.run([MPIEXEC, "-n", "2", *CMD, "train", "--out", str(out), "--resume",
+                          *args], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("resuming epoch 2 at step") == 1, res.stderr
+    a = fastbp.load(out / "model.npz").params
+    b = fastbp.load(ref / "model.npz").params
+    assert np.abs(a - b).max() / np.abs(b).max() < 1e-10
