@@ -2,6 +2,7 @@
 from . import _config  # noqa: F401  (fixes the threading layer before anything compiles)
 from .model.network import Network, load
 from .model.trainer import History, Trainer, TrainingDivergedError
+from . import schedules  # noqa: E402  (fastbp.schedules.StepLR, ...)
 
 __version__ = "0.1.0"
 
@@ -12,4 +13,4 @@ def __getattr__(name):
         from . import sklearn
         return getattr(sklearn, name)
     raise AttributeError(f"module 'fastbp' has no attribute {name!r}")
-__all__ = ["Network", "Trainer", "History", "TrainingDivergedError", "load", "__version__"]
+__all__ = ["Network", "Trainer", "History", "TrainingDivergedError", "load", "schedules", "__version__"]

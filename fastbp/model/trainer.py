@@ -11,6 +11,7 @@ from .._validation import (InputError, InputTypeError, check_choice, check_float
 from ..engine import Codes
 from ..kernels.losses import LOSSES
 from ..kernels.optimizers import OPTIMIZERS
+from ..schedules import Schedule
 from . import modelfile
 from .network import Network
 
@@ -36,11 +37,22 @@ class History:
         Each layer's parameter norm ``‖(W, b)‖`` at the end of the epoch.
     seconds : list of float
         Wall time of each epoch.
+    learning_rate : list of float
+        The learning rate of each epoch (the schedule's, when the trainer has one).
+    best_epoch : int or None
+        Early stopping: the index into ``val_loss`` of the best epoch of this fit (None when
+        no epoch of this fit improved on the best so far).
+    stopped_early : bool
+        Early stopping ended the fit (and, with ``restore_best``, put back the parameters of
+        the best epoch).
     """
 
     def __init__(self, n_layers):
         self.interrupted = False    # a fit stopped mid-epoch (see Trainer.fit's ``stop``)
         self.loss, self.val_loss, self.seconds = [], [], []
+        self.learning_rate = []     # the rate of each epoch
+        self.best_epoch = None      # early stopping: index into val_loss of the best epoch
+        self.stopped_early = False
         self._grad, self._weight = [], []
         self._n_layers = n_layers
         self.compile_seconds = 0.0  # compiling (or loading from the cache) before epoch 1
@@ -86,6 +98,13 @@ class Trainer:
         Print one line per epoch.
     callback : callable or None
         ``callback(epoch, history)`` after every epoch; returning True stops training.
+    schedule : a :mod:`fastbp.schedules` object or None
+        The learning rate of each epoch, stepped after it as torch.optim.lr_scheduler steps
+        (ReduceLROnPlateau on the validation loss, else the training loss).
+    early_stopping : int >= 1 or None
+        Patience: stop when the validation loss has not improved by more than ``min_delta`` on
+        the best so far for this many epochs (needs validation data); ``restore_best`` then
+        puts back the parameters of the best epoch.
 
     Optimizer state and the shuffling generator persist across :meth:`fit` calls, so two fits of
     5 epochs equal one of 10.
@@ -95,7 +114,8 @@ class Trainer:
 
     def __init__(self, network, loss="cross_entropy", optimizer="adam", learning_rate=1e-3,
                  batch_size=32, epochs=10, shuffle=True, seed=None, momentum=0.9, beta1=0.9,
-                 beta2=0.999, eps=1e-8, weight_decay=0.0, verbose=False, callback=None):
+                 beta2=0.999, eps=1e-8, weight_decay=0.0, verbose=False, callback=None,
+                 schedule=None, early_stopping=None, min_delta=0.0, restore_best=True):
         if not isinstance(network, Network):
             raise InputTypeError(f"network must be a fastbp.Network; got {type(network).__name__}")
         self.network = network
@@ -114,7 +134,22 @@ class Trainer:
         self.weight_decay = check_float("weight_decay", weight_decay, 0, None)
         if callback is not None and not callable(callback):
             raise InputTypeError("callback must be callable or None")
+        if schedule is not None and not isinstance(schedule, Schedule):
+            raise InputTypeError(f"schedule must be a fastbp.schedules object (StepLR, "
+                                 f"CosineAnnealingLR, ...) or None; got {schedule!r}")
+        self.early_stopping = (None if early_stopping is None
+                               else check_int("early_stopping", early_stopping))
+        self.min_delta = check_float("min_delta", min_delta, 0, None)
+        if not isinstance(restore_best, (bool, np.bool_)):
+            raise InputTypeError(f"restore_best must be True or False; got {restore_best!r}")
+        self.restore_best = bool(restore_best)
         self.verbose, self.callback, self.seed = bool(verbose), callback, seed
+        self.schedule = schedule
+        if schedule is not None:
+            schedule._start(self.learning_rate)
+        # early stopping: the best validation loss so far, epochs since, its parameters
+        self._best = {"loss": float("inf"), "bad": 0}
+        self._best_params = None
         self._rng = np.random.default_rng(seed)
         self._opt = engine.Optimizer(OPTIMIZERS[self.optimizer], network.params.shape[0],
                                      network.dtype, self.learning_rate, self.momentum,
@@ -134,7 +169,11 @@ class Trainer:
         s1, s2 = self._opt.state
         arrays = {"params": self.network.params.copy(), "state1": s1.copy(), "state2": s2.copy()}
         info = {"step": self.step, "rng": self._rng.bit_generator.state,
-                "config": self._config(), "pending": None, "build": modelfile.build_info()}
+                "config": self._config(), "pending": None, "build": modelfile.build_info(),
+                "schedule": None if self.schedule is None else self.schedule.state(),
+                "best": dict(self._best)}
+        if self._best_params is not None:
+            arrays["best_params"] = self._best_params.copy()
         if self._pending is not None:
             p = self._pending
             arrays["pending_perm"], arrays["pending_gnorm"] = p.perm.copy(), p.gnorm.copy()
@@ -176,6 +215,14 @@ class Trainer:
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"the saved shuffling generator state is invalid: {e}") from None
         pending = self._check_pending(arrays, info.get("pending"))
+        best = info.get("best") or {"loss": float("inf"), "bad": 0}
+        best_params = arrays.get("best_params")
+        if best_params is not None:
+            best_params = np.asarray(best_params)
+            if best_params.shape != net.params.shape or best_params.dtype != net.params.dtype:
+                raise InputError("the saved best parameters do not fit this network")
+        if self.schedule is not None:
+            self.schedule.load_state(info.get("schedule") or {})
         for d in modelfile.build_differences(info.get("build")):
             warnings.warn(f"resuming a state saved with other software or CPU ({d}): training "
                           f"stays valid but is no longer bitwise identical to an uninterrupted "
@@ -185,6 +232,8 @@ class Trainer:
         self._rng = rng
         self._opt.step = step
         self._pending = pending
+        self._best = {"loss": float(best["loss"]), "bad": int(best["bad"])}
+        self._best_params = None if best_params is None else best_params.copy()
 
     def _check_pending(self, arrays, p):
         """The unfinished epoch of a saved state as an engine.Pending (None: none), checked:
@@ -227,7 +276,9 @@ class Trainer:
                 "loss": self.loss, "optimizer": self.optimizer,
                 "learning_rate": self.learning_rate, "batch_size": self.batch_size,
                 "shuffle": self.shuffle, "momentum": self.momentum, "beta1": self.beta1,
-                "beta2": self.beta2, "eps": self.eps, "weight_decay": self.weight_decay}
+                "beta2": self.beta2, "eps": self.eps, "weight_decay": self.weight_decay,
+                "schedule": repr(self.schedule), "early_stopping": self.early_stopping,
+                "min_delta": self.min_delta}
 
     def fit(self, X, y, validation_data=None, stop=None, reducer=None):
         """Train the network in place from its current parameters; returns a :class:`History`.
@@ -259,6 +310,9 @@ class Trainer:
             Xv = check_X(validation_data[0], net.dtype, sizes[0], name="X_val")
             val = (Xv,) + check_targets(validation_data[1], self.loss, sizes[-1], Xv.shape[0],
                                         net.dtype, name="y_val")
+        if self.early_stopping is not None and val is None:
+            raise InputError("early_stopping needs validation_data (it watches the validation "
+                             "loss)")
         n = X.shape[0]
         batch = n if self.batch_size is None else min(self.batch_size, n)
         p = self._pending
@@ -283,6 +337,8 @@ class Trainer:
             pending, self._pending = self._pending, None
             # a fresh draw, independent of the last: fits can be split
             order = self._rng.permutation(n) if pending is None and self.shuffle else None
+            if self.schedule is not None:
+                self._opt.learning_rate = self.schedule.rate
             try:
                 result = runner.run(order, pending, stop)
             except engine.Diverged as e:
@@ -292,19 +348,43 @@ class Trainer:
                 history.interrupted = True
                 return history
             history.loss.append(result.loss)
+            history.learning_rate.append(self._opt.learning_rate)
             history._grad.append(result.grad_norm)
             history._weight.append(weight_norms(net))
             if val is not None:
                 vt = engine.evaluate(net.params, net._layout, codes, *val, ws=vws)
                 history.val_loss.append(vt / val[0].shape[0])
+            if self.schedule is not None:
+                self.schedule.step(history.val_loss[-1] if val is not None else history.loss[-1])
+            stop_early = self._watch(history) if self.early_stopping is not None else False
             history.seconds.append(time.perf_counter() - t0)
             if say:
                 vl = f"  val_loss {history.val_loss[-1]:.6g}" if val is not None else ""
                 print(f"epoch {epoch + 1}/{self.epochs}  loss {history.loss[-1]:.6g}{vl}  "
                       f"{n / history.seconds[-1]:,.0f} samples/s", flush=True)
+            if stop_early:
+                history.stopped_early = True
+                if self.restore_best and self._best_params is not None:
+                    net.params[...] = self._best_params
+                break
             if self.callback is not None and runner.agree(self.callback(epoch, history)):
                 break
         return history
+
+    def _watch(self, history):
+        """Early stopping after an epoch: True when the validation loss has not improved by
+        more than ``min_delta`` on the best so far for ``early_stopping`` epochs."""
+        loss = history.val_loss[-1]
+        if loss < self._best["loss"] - self.min_delta:
+            self._best = {"loss": loss, "bad": 0}
+            history.best_epoch = len(history.val_loss) - 1
+            if self.restore_best:
+                if self._best_params is None:
+                    self._best_params = np.empty_like(self.network.params)
+                self._best_params[...] = self.network.params
+            return False
+        self._best["bad"] += 1
+        return self._best["bad"] >= self.early_stopping
 
 
 def weight_norms(net):
