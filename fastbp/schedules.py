@@ -188,8 +188,9 @@ class ReduceLROnPlateau(Schedule):
         return {**super().state(), "best": self._best, "bad": self._bad}
 
     def load_state(self, state):
-        super().load_state(state)
-        try:
-            self._best, self._bad = float(state["best"]), int(state["bad"])
+        try:        # parsed before anything changes
+            best, bad = float(state["best"]), int(state["bad"])
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"invalid saved ReduceLROnPlateau state: {e}") from None
+        super().load_state(state)
+        self._best, self._bad = best, bad

@@ -177,3 +177,29 @@ def test_early_stopping_needs_validation_data(rng):
     with pytest.raises(ValueError, match="validation_data"):
         tr.fit(rng.standard_normal((8, 2)), rng.integers(0, 2, 8))
     assert np.array_equal(net.params, before)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda i: i.__setitem__("best", {"loss": "low"}),
+    lambda i: i.__setitem__("best", 3),
+    lambda i: i.__setitem__("schedule", {"last_epoch": -1, "rate": 0.1, "base_rate": 0.1, "best": 1.0, "bad": 0}),
+    lambda i: i.__setitem__("schedule", {"last_epoch": 2, "rate": 0.1, "base_rate": 0.1, "best": "x", "bad": 0}),
+])
+def test_damaged_schedule_or_early_stopping_state_is_refused(rng, damage):
+    X = rng.standard_normal((40, 4))
+    y = rng.integers(0, 2, 40)
+
+    def make():
+        net = fastbp.Network([4, 6, 2], output_activation="softmax", dtype=np.float64, seed=0)
+        return fastbp.Trainer(net, epochs=3, early_stopping=5,
+                              schedule=schedules.ReduceLROnPlateau(patience=1))
+    tr = make()
+    tr.fit(X, y, validation_data=(X, y))
+    arrays, info = tr.state()
+    info = json.loads(json.dumps(info))
+    damage(info)
+    other = make()
+    before = (other.network.params.copy(), other.schedule.state())
+    with pytest.raises(ValueError):
+        other.load_state(arrays, info)
+    assert np.array_equal(other.network.params, before[0]) and other.schedule.state() == before[1]

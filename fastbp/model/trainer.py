@@ -215,7 +215,11 @@ class Trainer:
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"the saved shuffling generator state is invalid: {e}") from None
         pending = self._check_pending(arrays, info.get("pending"))
-        best = info.get("best") or {"loss": float("inf"), "bad": 0}
+        try:
+            raw = info.get("best") or {"loss": float("inf"), "bad": 0}
+            best = {"loss": float(raw["loss"]), "bad": int(raw["bad"])}
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"the saved early-stopping state is invalid: {e}") from None
         best_params = arrays.get("best_params")
         if best_params is not None:
             best_params = np.asarray(best_params)
@@ -232,7 +236,7 @@ class Trainer:
         self._rng = rng
         self._opt.step = step
         self._pending = pending
-        self._best = {"loss": float(best["loss"]), "bad": int(best["bad"])}
+        self._best = best
         self._best_params = None if best_params is None else best_params.copy()
 
     def _check_pending(self, arrays, p):
