@@ -163,9 +163,9 @@ def needs_compiling():
 # -- training --------------------------------------------------------------------------------
 class Diverged(FloatingPointError):
     """A step's loss, gradient or updated parameters were not finite.  Raised by
-    :meth:`EpochRunner.run` after the parameters were put back to the last finite ones;
-    ``steps``: the epoch's steps that completed before the failing one; ``what``: which
-    quantity."""
+    :meth:`EpochRunner.run` after the parameters were put back to the last finite ones (a
+    failed update stays when the runner keeps no rollback snapshot); ``steps``: the epoch's
+    steps that completed before the failing one; ``what``: which quantity."""
 
     def __init__(self, status, steps):
         self.status, self.steps, self.what = status, steps, _WHAT[status]
@@ -346,7 +346,8 @@ class EpochRunner:
         bitwise as if it had never stopped.
 
         Raises :class:`Diverged` when a step's loss, gradient or update is not finite, with
-        the parameters and optimizer state of the last finite step."""
+        the parameters and optimizer state of the last finite step (with ``rollback``; without
+        it, a non-finite update stays)."""
         t0 = time.perf_counter()
         opt = self.opt
         if pending is not None:     # checked by the caller: the same n and batch
