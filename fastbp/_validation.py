@@ -151,3 +151,19 @@ def check_targets(Y, loss, n_out, n_samples, dtype, name="y"):
         out = np.ascontiguousarray(arr, dtype=dtype)
     _check_finite(f"{name} (after conversion to {out.dtype})", out)
     return out, no_labels
+
+
+def check_weights(name, w, n, dtype):
+    """Per-sample (or per-class) weights: ``n`` finite numbers >= 0, not all zero, as a
+    contiguous array of ``dtype``."""
+    arr = _numeric(name, w)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise InputError(f"{name} must hold {n} weights (a 1-D array); got shape {arr.shape}")
+    _check_finite(name, arr)
+    if arr.min() < 0:
+        raise InputError(f"{name} must not be negative; got {arr.min()}")
+    if not arr.any():
+        raise InputError(f"{name} are all zero: nothing would be learned")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    _check_finite(f"{name} (after conversion to {out.dtype})", out)
+    return out

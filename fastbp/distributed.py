@@ -85,11 +85,11 @@ class DistributedTrainer:
     def load_state(self, arrays, info):
         self.trainer.load_state(arrays, info)
 
-    def fit(self, X, y, validation_data=None, stop=None):
+    def fit(self, X, y, validation_data=None, sample_weight=None, stop=None):
         """Every rank calls this with the same data; see :meth:`fastbp.Trainer.fit`.  ``stop``
         is polled on every rank and the ranks stop together when it is True on any of them."""
-        return self.trainer.fit(X, y, validation_data=validation_data, stop=stop,
-                                reducer=self._reducer)
+        return self.trainer.fit(X, y, validation_data=validation_data,
+                                sample_weight=sample_weight, stop=stop, reducer=self._reducer)
 
 
 __all__ = ["DistributedTrainer", "MPIReducer", "world"]

@@ -30,6 +30,7 @@ import numpy as np
 from . import _config
 from .kernels import train as K
 from .kernels.dense import max_tasks
+from .kernels.losses import count_correct
 from .kernels.optimizers import CHUNK, STATE_ARRAYS, update
 
 OK = K.OK
@@ -109,6 +110,9 @@ def _sizes(layout):
 _NO_WEIGHTS = {np.dtype(t): readonly(np.empty(0, t)) for t in _config.DTYPES}
 
 
+_NO_RATES = np.empty(0, np.float64)     # no per-step rates: the optimizer's own
+
+
 def _no_weights(dtype):
     """Sample weights: none (the kernels test for an empty array)."""
     return _NO_WEIGHTS[np.dtype(dtype)]
@@ -150,6 +154,15 @@ def batch_gradients(params, layout, codes, X, Yf, Yi, rows, grads, ws, sw=None, 
                                  params, grads, ws.part, layout, codes.act, codes.out,
                                  codes.loss, float(alpha), float(loss_div), ws.acts, ws.aoff,
                                  ws.deltas, ws.doff, ws.rowloss, ws.sq, ws.gsq)
+
+
+def accuracy(out, Yf, Yi, codes):
+    """The fraction of the outputs ``out`` (``predict``'s values, one row per sample) that
+    predict their targets (see ``kernels.losses.count_correct``)."""
+    n = out.shape[0]
+    with _config.ready():
+        return count_correct(out, readonly(Yf), readonly(Yi), np.arange(n, dtype=np.int64),
+                             codes.out, codes.loss) / max(n, 1)
 
 
 def needs_compiling():
@@ -205,23 +218,27 @@ class Optimizer:
 
 @dataclass
 class Pending:
-    """An epoch stopped part-way: its order, steps done, Σ loss and Σ gradient norms so far."""
+    """An epoch stopped part-way: its order, steps done, Σ loss, Σ gradient norms and the
+    correct predictions so far."""
     perm: np.ndarray
     done: int
     total: float
     gnorm: np.ndarray
     n: int
     batch: int
+    correct: float = 0.0
 
 
 class Epoch:
-    """What :meth:`EpochRunner.run` returns: ``loss`` (mean per sample), ``grad_norm`` (mean
-    per step, per layer; read it before the next run, which reuses the sums) and ``seconds``;
-    or ``pending`` when it was stopped part-way."""
-    __slots__ = ("loss", "seconds", "pending", "_gnorm", "_steps")
+    """What :meth:`EpochRunner.run` returns: ``loss`` (mean per sample), ``accuracy`` (the
+    fraction of correct predictions over the epoch's batches; NaN when not counted),
+    ``grad_norm`` (mean per step, per layer; read it before the next run, which reuses the
+    sums) and ``seconds``; or ``pending`` when it was stopped part-way."""
+    __slots__ = ("loss", "accuracy", "seconds", "pending", "_gnorm", "_steps")
 
-    def __init__(self, loss=math.nan, seconds=0.0, pending=None, gnorm=None, steps=1):
-        self.loss, self.seconds, self.pending = loss, seconds, pending
+    def __init__(self, loss=math.nan, seconds=0.0, pending=None, gnorm=None, steps=1,
+                 accuracy=math.nan):
+        self.loss, self.accuracy, self.seconds, self.pending = loss, accuracy, seconds, pending
         self._gnorm, self._steps = gnorm, steps
 
     @property
@@ -241,14 +258,20 @@ class EpochRunner:
     updates, one step per call (see :mod:`fastbp.distributed`).
     ``rollback``: keep a snapshot of the parameters and optimizer state at each epoch's start,
     so that an update that overflows is undone (False: the parameters keep the failed update,
-    as scikit-learn's estimators leave them, and no snapshot is copied per epoch)."""
+    as scikit-learn's estimators leave them, and no snapshot is copied per epoch).
+    ``clip``: > 0 clips each step's gradient to this global norm as
+    ``torch.nn.utils.clip_grad_norm_`` does (0: no clipping).  ``accuracy``: count the
+    correct predictions of each step (cross-entropy and binary cross-entropy)."""
 
     def __init__(self, params, layout, codes, optimizer, X, Yf, Yi, batch, sw=None, alpha=0.0,
-                 loss_div=1.0, reducer=None, rollback=True):
+                 loss_div=1.0, reducer=None, rollback=True, clip=0.0, accuracy=False):
         self.params, self.layout, self.codes, self.opt = params, layout, codes, optimizer
         self.X, self.Yf, self.Yi = readonly(X), readonly(Yf), readonly(Yi)
         self.sw = _no_weights(params.dtype) if sw is None else readonly(sw)
         self.alpha, self.loss_div, self.reducer = float(alpha), float(loss_div), reducer
+        self.clip = float(clip)
+        self.correct = np.zeros(1 if accuracy else 0, np.float64)
+        self._rates = _NO_RATES
         self.n = X.shape[0]
         self.batch = min(batch, self.n)
         self.n_steps = -(-self.n // self.batch)
@@ -256,8 +279,8 @@ class EpochRunner:
         rows = self.batch if reducer is None else -(-self.batch // reducer.size)
         self.ws = Workspace(_sizes(layout), rows, params.dtype, train=True)
         n_params = params.shape[0]
-        # reducer: the gradients, then the batch's summed loss, in one message
-        self._buf = np.zeros(n_params + (reducer is not None), params.dtype)
+        # reducer: the gradients, then the batch's summed loss and correct count, in one message
+        self._buf = np.zeros(n_params + 2 * (reducer is not None), params.dtype)
         self.grads = self._buf[:n_params]
         self.gnorm = np.zeros(self.n_layers, np.float64)
         self.perm = np.arange(self.n, dtype=np.int64)
@@ -266,14 +289,15 @@ class EpochRunner:
         # train_epoch's arguments that stay the same object for the whole fit, in its order:
         # (X, Yf, Yi, sw) perm batch max_steps (params, grads, part, state1, state2, hyper)
         # step0 (layout, act, out_code, loss_code, opt_code, alpha, loss_div, acts, aoff,
-        # deltas, doff, rowloss, sq, gsq, consts, flags, gnorm).  Positional: a call with
+        # deltas, doff, rowloss, sq, gsq, consts, flags, gnorm, clip) rates correct.
+        # Positional: a call with
         # keywords costs ~2 µs more, a twentieth of a small network's epoch.
         ws, opt = self.ws, optimizer
         self._args = ((self.X, self.Yf, self.Yi, self.sw),
                       (params, self.grads, ws.part, opt.state[0], opt.state[1], opt.hyper),
                       (layout, codes.act, codes.out, codes.loss, opt.code, self.alpha,
                        self.loss_div, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq,
-                       ws.gsq, opt._consts, opt._flags, self.gnorm))
+                       ws.gsq, opt._consts, opt._flags, self.gnorm, self.clip))
         self.compile_seconds = self._compile()
 
     def _compile(self):
@@ -288,6 +312,11 @@ class EpochRunner:
             empty = self.params[:0]
             self.opt.update(empty, empty, 1)
             K.sumsq(self._buf, 0, 0)
+            if self.clip > 0:
+                K.scale(empty, K.clip_factor(0.0, self.clip))
+            if self.correct.shape[0] > 0:
+                count_correct(self.ws.view("acts", self.n_layers, 0), self.Yf, self.Yi,
+                              self.perm[:0], self.codes.out, self.codes.loss)
         return time.perf_counter() - t0
 
     # -- steps ---------------------------------------------------------------------------
@@ -295,8 +324,10 @@ class EpochRunner:
         """Steps ``first .. first + k`` of the epoch in one compiled call."""
         data, bufs, rest = self._args
         perm = self.perm if first == 0 else self.perm[first * self.batch:]
+        rates = self._rates if first == 0 or self._rates.shape[0] == 0 else self._rates[first:]
         with _config.ready():
-            return K.train_epoch(*data, perm, self.batch, k, *bufs, self.opt.step, *rest)
+            return K.train_epoch(*data, perm, self.batch, k, *bufs, self.opt.step, *rest, rates,
+                                 self.correct)
 
     def _reduced(self, first, k):
         """Steps ``first .. first + k``, each: this process's share of the batch, the sum
@@ -304,41 +335,60 @@ class EpochRunner:
         The share is scaled so that the sum is the global batch's mean gradient."""
         red, n, batch, buf, grads = self.reducer, self.n, self.batch, self._buf, self.grads
         gsq = np.empty(self.n_layers)
+        n_params = grads.shape[0]
+        L = self.n_layers
         total = 0.0
         for s in range(k):
             lo = (first + s) * batch
             rows = self.perm[lo:min(n, lo + batch)]
             B = rows.shape[0]
             mine = rows[B * red.rank // red.size:B * (red.rank + 1) // red.size]
+            buf[...] = 0
+            total_w = B if self.sw.shape[0] == 0 else float(np.sum(self.sw[rows], dtype=np.float64))
             if mine.shape[0] > 0:
                 loss, wsum = batch_gradients(self.params, self.layout, self.codes, self.X,
                                              self.Yf, self.Yi, mine, grads, self.ws, self.sw)
-                total_w = B if self.sw.shape[0] == 0 else float(np.sum(self.sw[rows]))
-                np.multiply(grads, grads.dtype.type(wsum / total_w), out=grads)
-                buf[-1] = loss
-            else:
-                buf[...] = 0
+                share = wsum / total_w if total_w > 0 else 0.0
+                np.multiply(grads, grads.dtype.type(share), out=grads)
+                buf[n_params] = loss
+                if self.correct.shape[0] > 0:
+                    buf[n_params + 1] = count_correct(self.ws.view("acts", L, mine.shape[0]),
+                                                      self.Yf, self.Yi, mine, self.codes.out,
+                                                      self.codes.loss)
             red.sum(buf)
             for l, (_, b, w, o) in enumerate(self.layout):     # W then b: adjacent
                 gsq[l] = K.sumsq(buf, w, o + b)
-            loss = float(buf[-1])
+            loss = float(buf[n_params])
             if not math.isfinite(loss):
                 return total, s, K.LOSS_NOT_FINITE
-            if not math.isfinite(float(gsq.sum())):
+            g = float(gsq.sum())
+            if not math.isfinite(g):
                 return total, s, K.GRADIENT_NOT_FINITE
+            if self.clip > 0:
+                f = K.clip_factor(g, self.clip)
+                if f < 1.0:
+                    K.scale(grads, f)
+            if self._rates.shape[0] > 0:
+                self.opt.hyper[0] = self._rates[first + s]
             if not self.opt.update(self.params, grads, self.opt.step + s + 1):
                 return total, s, K.PARAMS_NOT_FINITE
             self.gnorm += np.sqrt(gsq)
-            total += loss
+            if total_w > 0:     # the batch's weighted mean times its size, as the fused step
+                total += loss if total_w == B else loss / total_w * B
+            if self.correct.shape[0] > 0:
+                self.correct[0] += float(buf[n_params + 1])
         return total, k, K.OK
 
     def _steps(self, first, k):
         return self._fused(first, k) if self.reducer is None else self._reduced(first, k)
 
     # -- the epoch loop ------------------------------------------------------------------
-    def run(self, order=None, pending=None, stop=None):
+    def run(self, order=None, pending=None, stop=None, rates=None):
         """One epoch in the order ``order`` (None: the current one), or the rest of
         ``pending``; returns an :class:`Epoch`.
+
+        ``rates``: None (the optimizer's learning rate), or the learning rate of each of the
+        epoch's steps (float64, one per step; a pending epoch's done steps are not read).
 
         ``stop``, when given, is polled every :data:`STOP_STEPS` steps (agreed by every
         process through the reducer); when it returns True the epoch stops at once and the
@@ -354,11 +404,19 @@ class EpochRunner:
             self.perm = pending.perm
             done, total = pending.done, pending.total
             self.gnorm[...] = pending.gnorm
+            self.correct[...] = pending.correct
         else:
             if order is not None:       # used in place when it is an int64 array
                 self.perm = np.ascontiguousarray(order, np.int64)
             done, total = 0, 0.0
             self.gnorm[:] = 0
+            self.correct[...] = 0
+        if rates is None:
+            self._rates = _NO_RATES
+        else:
+            self._rates = np.ascontiguousarray(rates, np.float64)
+            if self._rates.shape != (self.n_steps,):
+                raise ValueError(f"rates: {self.n_steps} per-step learning rates needed")
         if self._snapshot is not None:
             for saved, buf in zip(self._snapshot, (self.params, *opt.state)):
                 np.copyto(saved, buf)
@@ -373,10 +431,11 @@ class EpochRunner:
             total += part
             if stop is not None and done < self.n_steps and self.agree(stop()):
                 return Epoch(pending=Pending(self.perm.copy(), done, total, self.gnorm.copy(),
-                                             self.n, self.batch),
+                                             self.n, self.batch, float(self.correct.sum())),
                              seconds=time.perf_counter() - t0)
+        accuracy = float(self.correct[0]) / self.n if self.correct.shape[0] else math.nan
         return Epoch(loss=total / self.n, seconds=time.perf_counter() - t0, gnorm=self.gnorm,
-                     steps=self.n_steps)
+                     steps=self.n_steps, accuracy=accuracy)
 
     def agree(self, flag):
         """``flag`` as every process sees it (any process's True is everyone's)."""

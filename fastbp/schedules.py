@@ -1,5 +1,7 @@
 """Learning-rate schedules for :class:`fastbp.Trainer`, stepped once per epoch exactly as
-``torch.optim.lr_scheduler``'s classes of the same names are stepped after each epoch.
+``torch.optim.lr_scheduler``'s classes of the same names are stepped after each epoch
+(:class:`OneCycleLR`: after every mini-batch; the trainer hands the epoch's per-step rates to
+the compiled epoch as one array, so no Python runs between steps).
 
 A schedule is given the trainer's learning rate as its base rate when the trainer is made;
 ``rate`` is the rate of the coming epoch, and :meth:`Schedule.step` moves it on after an epoch
@@ -14,12 +16,15 @@ from collections import Counter
 from ._validation import InputError, InputTypeError, check_float, check_int
 
 __all__ = ["Schedule", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LambdaLR",
-           "ReduceLROnPlateau"]
+           "ReduceLROnPlateau", "OneCycleLR"]
 
 
 class Schedule:
     """The base of the schedules: ``last_epoch`` and the current ``rate`` (torch's
-    ``get_last_lr()``); subclasses define :meth:`_next` (torch's ``get_lr``)."""
+    ``get_last_lr()``); subclasses define :meth:`_next` (torch's ``get_lr``).  ``per_step``:
+    the schedule moves after every mini-batch (see :class:`OneCycleLR`), not after epochs."""
+
+    per_step = False
 
     def __init__(self):
         self.base_rate = None
@@ -194,3 +199,79 @@ class ReduceLROnPlateau(Schedule):
             raise InputError(f"invalid saved ReduceLROnPlateau state: {e}") from None
         super().load_state(state)
         self._best, self._bad = best, bad
+
+
+class OneCycleLR(Schedule):
+    """The 1cycle policy, stepped after every mini-batch, as ``torch.optim.lr_scheduler.
+    OneCycleLR`` with ``anneal_strategy="cos"``, ``three_phase=False`` and
+    ``cycle_momentum=False``: cosine from ``max_lr / div_factor`` up to ``max_lr`` over the
+    first ``pct_start`` of ``total_steps``, then down to ``max_lr / div_factor /
+    final_div_factor``.  The trainer's ``learning_rate`` is not used (the schedule sets every
+    rate).  ``total_steps=None``: the trainer's ``epochs`` times its steps per epoch, fixed at
+    the first fit; a fit that would go beyond ``total_steps`` is refused before it starts
+    (torch raises part-way)."""
+
+    per_step = True
+
+    def __init__(self, max_lr, total_steps=None, pct_start=0.3, div_factor=25.0,
+                 final_div_factor=1e4):
+        super().__init__()
+        self.max_lr = _positive("max_lr", max_lr)
+        self.total_steps = None if total_steps is None else check_int("total_steps", total_steps)
+        self.pct_start = check_float("pct_start", pct_start, 0, 1)
+        self.div_factor = _positive("div_factor", div_factor)
+        self.final_div_factor = _positive("final_div_factor", final_div_factor)
+        self._total = self.total_steps
+
+    def _start(self, base_rate):
+        self.base_rate = float(base_rate)
+        self.last_epoch = 0
+        self._total = self.total_steps
+        self.rate = self.max_lr / self.div_factor
+
+    def _resolve(self, total):
+        """``total_steps=None``: fixed by the first fit (epochs × steps per epoch)."""
+        if self._total is None:
+            self._total = int(total)
+
+    def steps_left(self):
+        return self._total - self.last_epoch
+
+    def _lr(self, t):
+        """torch's ``get_lr`` at step ``t`` (0-based), in its float64 arithmetic."""
+        initial = self.max_lr / self.div_factor
+        phases = ((float(self.pct_start * self._total) - 1, initial, self.max_lr),
+                  (self._total - 1, self.max_lr, initial / self.final_div_factor))
+        start_step = 0.0
+        for i, (end_step, lo, hi) in enumerate(phases):
+            if t <= end_step or i == len(phases) - 1:
+                if end_step == start_step:      # a phase of no length (torch: ZeroDivisionError)
+                    return hi
+                pct = (t - start_step) / (end_step - start_step)
+                return hi + (lo - hi) / 2.0 * (math.cos(math.pi * pct) + 1)
+            start_step = end_step
+
+    def rates(self, first, k):
+        """The rates of steps ``first .. first + k`` (0-based; a list of float)."""
+        return [self._lr(first + i) for i in range(k)]
+
+    def advance(self, k):
+        """After ``k`` mini-batch steps."""
+        self.last_epoch += k
+        self.rate = self._lr(self.last_epoch)
+
+    def step(self, metric=None):
+        """Per-epoch stepping does nothing: the trainer calls :meth:`advance` per batch."""
+
+    def state(self):
+        return {**super().state(), "total": self._total}
+
+    def load_state(self, state):
+        total = state.get("total") if isinstance(state, dict) else None
+        if isinstance(total, bool) or not isinstance(total, int) or total < 1:
+            raise InputError(f"invalid saved OneCycleLR state: total steps {total!r}")
+        last = state.get("last_epoch")
+        if isinstance(last, int) and last > total:
+            raise InputError(f"invalid saved OneCycleLR state: step {last} of {total}")
+        super().load_state(state)
+        self._total = total

@@ -14,20 +14,31 @@ rng = np.random.default_rng(0)
 X = rng.standard_normal((301, 7))
 y = rng.integers(0, 3, 301)
 result = {}
-for optimizer, batch in [("adam", 32), ("nesterov", 7), ("sgd", None)]:
+sw = rng.uniform(0, 2, 301)
+sw[:40] = 0         # batches whose weights are all zero (batch 7: steps 1..5)
+# the training controls: clipping that bites, a per-step schedule, class and sample weights
+CONTROLS = {"clip_norm": 0.05, "class_weight": "balanced",
+            "schedule": lambda: fastbp.schedules.OneCycleLR(0.05)}
+for name, optimizer, batch, controls in [("adam", "adam", 32, {}), ("nesterov", "nesterov", 7, {}),
+                                         ("sgd", "sgd", None, {}),
+                                         ("controls", "adam", 7, CONTROLS)]:
     def make():
         net = fastbp.Network([7, 16, 9, 3], activation="tanh", output_activation="softmax",
                              dtype=np.float64, seed=1)
+        kw = {k: v() if callable(v) else v for k, v in controls.items()}
         return net, fastbp.Trainer(net, optimizer=optimizer, batch_size=batch, epochs=3, seed=2,
-                                   learning_rate=0.01)
+                                   learning_rate=0.01, **kw)
+    weights = sw if controls else None
     net, tr = make()
     dist = DistributedTrainer(tr, comm)
-    h = dist.fit(X, y, validation_data=(X[:50], y[:50]))
+    h = dist.fit(X, y, validation_data=(X[:50], y[:50]), sample_weight=weights)
     ref, rtr = make()
-    hr = rtr.fit(X, y, validation_data=(X[:50], y[:50]))
-    result[optimizer] = {
+    hr = rtr.fit(X, y, validation_data=(X[:50], y[:50]), sample_weight=weights)
+    result[name] = {
         "params": float(np.abs(net.params - ref.params).max() / np.abs(ref.params).max()),
         "loss": float(np.max(np.abs(np.subtract(h.loss, hr.loss)) / np.abs(hr.loss))),
+        "accuracy": h.accuracy == hr.accuracy and h.val_accuracy == hr.val_accuracy,
+        "rates": h.learning_rate == hr.learning_rate,
         "val_loss": float(np.max(np.abs(np.subtract(h.val_loss, hr.val_loss)))),
         "same_on_ranks": bool(comm.allreduce(net.params.tobytes() == comm.bcast(net.params.tobytes()), op=MPI.LAND)),
     }

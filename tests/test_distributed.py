@@ -31,7 +31,7 @@ def test_two_ranks_equal_one_process():
     assert overflow["same"] and overflow["what"][0][1:] == [1, True], overflow
     for optimizer, r in result.items():
         assert r["params"] < 1e-10 and r["loss"] < 1e-10 and r["val_loss"] < 1e-10, (optimizer, r)
-        assert r["same_on_ranks"], optimizer
+        assert r["same_on_ranks"] and r["accuracy"] and r["rates"], (optimizer, r)
 
 
 def test_cli_under_mpiexec_matches_single_process(tmp_path):

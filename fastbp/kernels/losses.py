@@ -174,3 +174,49 @@ def output_batch(Z, D, Yf, Yi, sw, rows, out_code, loss_code, rowloss):
     for r in range(B):
         total += float(rowloss[r])
     return total
+
+
+@njit(**JIT)
+def count_correct(Z, Yf, Yi, rows, out_code, loss_code):
+    """Correct predictions among the batch rows ``r`` (data row ``rows[r]``) from the outputs
+    ``Z`` (``(B, m)``: ``f(z)``, or ``z`` for identity outputs); float64.
+
+    Cross-entropy: the row's largest output (the first, on ties) is its class label (``Yi``),
+    or the largest entry of its target row.  Binary cross-entropy: each output's prediction
+    (``f(z) > ½`` for sigmoid, ``z > 0`` for logits) equals its target ``t > ½``; a row counts
+    the fraction of its outputs that do.  Other losses: 0."""
+    B, m = Z.shape[0], Z.shape[1]
+    Zf = Z.reshape(Z.size)
+    T = Yf.reshape(Yf.size)
+    um = np.uint64(m)
+    total = 0.0
+    if loss_code == CROSS_ENTROPY:
+        labels = Yi.shape[0] > 0
+        for r in range(B):
+            zo = np.uint64(r * m)
+            best = np.uint64(0)
+            for j in range(um):
+                if Zf[zo + j] > Zf[zo + best]:
+                    best = j
+            if labels:
+                target = np.uint64(Yi[rows[r]])
+            else:
+                to = np.uint64(rows[r] * m)
+                target = np.uint64(0)
+                for j in range(um):
+                    if T[to + j] > T[to + target]:
+                        target = j
+            if best == target:
+                total += 1.0
+    elif loss_code == BINARY_CROSS_ENTROPY:
+        cut = Z.dtype.type(0.5) if out_code == SIGMOID else Z.dtype.type(0)
+        half = Z.dtype.type(0.5)
+        for r in range(B):
+            zo = np.uint64(r * m)
+            to = np.uint64(rows[r] * m)
+            hits = 0
+            for j in range(um):
+                if (Zf[zo + j] > cut) == (T[to + j] > half):
+                    hits += 1
+            total += hits / m
+    return total

@@ -26,7 +26,7 @@ from numba import njit, prange
 from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import IDENTITY, activate
 from .dense import backprop, forward, gradient
-from .losses import output_batch, output_rows
+from .losses import count_correct, output_batch, output_rows
 from .optimizers import update
 from .unowned import unowned
 
@@ -226,7 +226,8 @@ def batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, act, out_c
         for r in range(B):
             wsum += float(sw[rows[r]])
     one = acts.dtype.type(1)
-    scale = one / acts.dtype.type(wsum)
+    # a batch whose weights are all zero teaches nothing: a zero gradient (torch: NaN)
+    scale = one / acts.dtype.type(wsum) if wsum > 0 else acts.dtype.type(0)
     P = 1
     if part is not None:    # pruned at compile time when None: no row-block step compiled
         P = row_blocks(B, 1 + part.shape[0] // params.shape[0])
@@ -255,10 +256,34 @@ def batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, act, out_c
 
 
 @njit(**JIT)
+def clip_factor(sumsq_total, clip):
+    """``torch.nn.utils.clip_grad_norm_``'s factor for a gradient whose squared norm is
+    ``sumsq_total``: ``clip / (‖g‖ + 1e-6)`` when that is below 1, else 1 (no clipping)."""
+    f = clip / (math.sqrt(sumsq_total) + 1e-6)
+    return f if f < 1.0 else 1.0
+
+
+@njit(**JIT)
+def scale(buf, f):
+    """``buf *= f`` in buf's dtype (serial: a streaming pass, only when clipping bites)."""
+    c = buf.dtype.type(f)
+    for i in range(np.uint64(buf.shape[0])):
+        buf[i] = buf[i] * c
+
+
+@njit(**JIT)
 def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, state1, state2,
                 hyper, step0, layout, act, out_code, loss_code, opt_code, alpha, loss_div,
-                acts, aoff, deltas, doff, rowloss, sq, gsq, consts, flags, gnorm):
+                acts, aoff, deltas, doff, rowloss, sq, gsq, consts, flags, gnorm, clip, rates,
+                correct):
     """All mini-batch steps of one epoch (at most ``max_steps`` when it is >= 0).
+
+    ``clip > 0``: before each update the whole gradient is scaled as
+    ``torch.nn.utils.clip_grad_norm_(max_norm=clip)`` scales it (see :func:`clip_factor`;
+    the recorded gradient norms are those before clipping).  ``rates`` (empty: the fixed rate
+    in ``hyper[0]``): step ``s``'s learning rate is ``rates[s]`` (a per-step schedule).
+    ``correct`` (empty: not counted): ``correct[0]`` accumulates each completed step's correct
+    predictions (see ``losses.count_correct``).
 
     Returns ``(loss_sum, steps_done, status)``: Σ over the completed steps of the batch's
     objective times its size (the summed per-sample losses when there are no weights and no
@@ -271,6 +296,7 @@ def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, stat
     state1, state2, hyper, consts, flags, gnorm = unowned(state1, state2, hyper, consts, flags,
                                                           gnorm)
     acts, aoff, deltas, doff, rowloss, sq, gsq = unowned(acts, aoff, deltas, doff, rowloss, sq, gsq)
+    rates, correct = unowned(rates, correct)
     n = perm.shape[0]
     steps = (n + batch - 1) // batch
     if max_steps >= 0 and max_steps < steps:
@@ -290,11 +316,23 @@ def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, stat
             g += gsq[l]
         if not math.isfinite(g):
             return total, s, GRADIENT_NOT_FINITE
+        if clip > 0:
+            f = clip_factor(g, clip)
+            if f < 1.0:
+                scale(grads, f)
+        if rates.shape[0] > 0:
+            hyper[0] = rates[s]
         if not update(opt_code, params, grads, state1, state2, hyper, step0 + s + 1, consts, flags):
             return total, s, PARAMS_NOT_FINITE
         for l in range(L):
             gnorm[l] += math.sqrt(gsq[l])
-        total += loss if wsum == B else loss / wsum * B
+        if wsum == B:
+            total += loss
+        elif wsum > 0:
+            total += loss / wsum * B
+        if correct.shape[0] > 0:
+            correct[0] += count_correct(rows_slot(acts, aoff, L, np.int64(0), B, layout[L - 1, 1]),
+                                        Yf, Yi, rows, out_code, loss_code)
     return total, steps, OK
 
 

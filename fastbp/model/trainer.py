@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import engine
 from .._validation import (InputError, InputTypeError, check_choice, check_float, check_int,
-                           check_targets, check_X)
+                           check_targets, check_weights, check_X)
 from ..engine import Codes
 from ..kernels.losses import LOSSES
 from ..kernels.optimizers import OPTIMIZERS
@@ -28,9 +28,17 @@ class History:
     ----------
     loss : list of float
         Mean per-sample training loss of each epoch (accumulated over its mini-batches, as the
-        weights change, like scikit-learn's ``loss_curve_``).
+        weights change, like scikit-learn's ``loss_curve_``; the weighted mean with class or
+        sample weights).
     val_loss : list of float
-        Mean validation loss after each epoch (empty without validation data).
+        Mean validation loss after each epoch (empty without validation data; never weighted).
+    accuracy : list of float
+        Cross-entropy and binary cross-entropy: the fraction of correct predictions of each
+        epoch, accumulated over its mini-batches as the weights change (like the loss;
+        unweighted).  Binary cross-entropy with several outputs: the mean over the outputs.
+        Empty for the other losses.
+    val_accuracy : list of float
+        The same on the validation data, measured after each epoch.
     grad_norm : ndarray (epochs, layers)
         Mean over the epoch's steps of each layer's gradient norm ``‖(∂E/∂W, ∂E/∂b)‖``.
     weight_norm : ndarray (epochs, layers)
@@ -38,7 +46,8 @@ class History:
     seconds : list of float
         Wall time of each epoch.
     learning_rate : list of float
-        The learning rate of each epoch (the schedule's, when the trainer has one).
+        The learning rate of each epoch (the schedule's, when the trainer has one; a per-step
+        schedule's rate of the epoch's first step).
     best_epoch : int or None
         Early stopping: the index into ``val_loss`` of the best epoch of this fit (None when
         no epoch of this fit improved on the best so far).
@@ -50,6 +59,7 @@ class History:
     def __init__(self, n_layers):
         self.interrupted = False    # a fit stopped mid-epoch (see Trainer.fit's ``stop``)
         self.loss, self.val_loss, self.seconds = [], [], []
+        self.accuracy, self.val_accuracy = [], []
         self.learning_rate = []     # the rate of each epoch
         self.best_epoch = None      # early stopping: index into val_loss of the best epoch
         self.stopped_early = False
@@ -105,6 +115,18 @@ class Trainer:
         Patience: stop when the validation loss has not improved by more than ``min_delta`` on
         the best so far for this many epochs (needs validation data); ``restore_best`` then
         puts back the parameters of the best epoch.
+    clip_norm : float > 0 or None
+        Before every update, scale the gradient of all parameters together as
+        ``torch.nn.utils.clip_grad_norm_(max_norm=clip_norm)`` does: by
+        ``clip_norm / (‖g‖ + 1e-6)`` when that is below 1 (``history.grad_norm`` keeps the
+        norms before clipping).
+    class_weight : None, "balanced", dict {class: weight} or array
+        Cross-entropy (one weight per output class) and binary cross-entropy with one output
+        (classes 0 and 1): each batch's loss is the weighted mean ``Σ wᵢ·ℓᵢ / Σ wᵢ`` with
+        ``wᵢ`` the weight of sample i's class, as ``torch.nn.CrossEntropyLoss(weight=...)``;
+        classes missing from a dict weigh 1; ``"balanced"`` is scikit-learn's
+        ``n_samples / (n_classes · bincount(y))`` over the classes present in each fit's
+        ``y``.  Multiplies ``fit``'s ``sample_weight``.  Validation losses are unweighted.
 
     Optimizer state and the shuffling generator persist across :meth:`fit` calls, so two fits of
     5 epochs equal one of 10.
@@ -115,7 +137,8 @@ class Trainer:
     def __init__(self, network, loss="cross_entropy", optimizer="adam", learning_rate=1e-3,
                  batch_size=32, epochs=10, shuffle=True, seed=None, momentum=0.9, beta1=0.9,
                  beta2=0.999, eps=1e-8, weight_decay=0.0, verbose=False, callback=None,
-                 schedule=None, early_stopping=None, min_delta=0.0, restore_best=True):
+                 schedule=None, early_stopping=None, min_delta=0.0, restore_best=True,
+                 clip_norm=None, class_weight=None):
         if not isinstance(network, Network):
             raise InputTypeError(f"network must be a fastbp.Network; got {type(network).__name__}")
         self.network = network
@@ -143,6 +166,9 @@ class Trainer:
         if not isinstance(restore_best, (bool, np.bool_)):
             raise InputTypeError(f"restore_best must be True or False; got {restore_best!r}")
         self.restore_best = bool(restore_best)
+        self.clip_norm = (None if clip_norm is None
+                          else check_float("clip_norm", clip_norm, 0, None, low_open=True))
+        self.class_weight = _class_weight(class_weight, self.loss, network.layer_sizes[-1])
         self.verbose, self.callback, self.seed = bool(verbose), callback, seed
         self.schedule = schedule
         if schedule is not None:
@@ -177,7 +203,8 @@ class Trainer:
         if self._pending is not None:
             p = self._pending
             arrays["pending_perm"], arrays["pending_gnorm"] = p.perm.copy(), p.gnorm.copy()
-            info["pending"] = {"done": p.done, "total": p.total, "n": p.n, "batch": p.batch}
+            info["pending"] = {"done": p.done, "total": p.total, "n": p.n, "batch": p.batch,
+                               "correct": p.correct}
         return arrays, info
 
     def load_state(self, arrays, info):
@@ -267,11 +294,17 @@ class Trainer:
                 or not np.array_equal(np.sort(perm), np.arange(n))):
             raise InputError(f"the saved unfinished epoch's order is not a permutation of its "
                              f"{n} samples: the state is damaged")
+        correct = p.get("correct", 0.0)
+        if (isinstance(correct, bool) or not isinstance(correct, (int, float))
+                or not 0 <= correct <= n):
+            raise InputError(f"the saved unfinished epoch's correct count is invalid: "
+                             f"{correct!r}")
         gnorm = np.asarray(arrays.get("pending_gnorm", ()), np.float64)
         if gnorm.shape != (self.network.n_layers,) or not np.isfinite(gnorm).all():
             raise InputError(f"the saved unfinished epoch's gradient norms must be "
                              f"{self.network.n_layers} finite numbers; got shape {gnorm.shape}")
-        return engine.Pending(perm.astype(np.int64), done, float(total), gnorm, n, batch)
+        return engine.Pending(perm.astype(np.int64), done, float(total), gnorm, n, batch,
+                              float(correct))
 
     def _config(self):
         net = self.network
@@ -282,10 +315,18 @@ class Trainer:
                 "shuffle": self.shuffle, "momentum": self.momentum, "beta1": self.beta1,
                 "beta2": self.beta2, "eps": self.eps, "weight_decay": self.weight_decay,
                 "schedule": repr(self.schedule), "early_stopping": self.early_stopping,
-                "min_delta": self.min_delta}
+                "min_delta": self.min_delta, "clip_norm": self.clip_norm,
+                "class_weight": (self.class_weight if self.class_weight is None
+                                 or isinstance(self.class_weight, str)
+                                 else self.class_weight.tolist())}
 
-    def fit(self, X, y, validation_data=None, stop=None, reducer=None):
+    def fit(self, X, y, validation_data=None, sample_weight=None, stop=None, reducer=None):
         """Train the network in place from its current parameters; returns a :class:`History`.
+
+        ``sample_weight`` (one finite weight >= 0 per sample, not all zero): each batch's loss
+        is the weighted mean ``Σ wᵢ·ℓᵢ / Σ wᵢ`` (times the class weights, when the trainer
+        has them; a batch whose weights are all zero changes no gradient).  The validation
+        loss is not weighted.
 
         ``stop``, when given, is polled every :attr:`STOP_STEPS` steps; when it returns True the
         fit returns at once, mid-epoch, with ``history.interrupted`` set.  The unfinished epoch
@@ -317,48 +358,81 @@ class Trainer:
         if self.early_stopping is not None and val is None:
             raise InputError("early_stopping needs validation_data (it watches the validation "
                              "loss)")
+        sw = self._sample_weights(sample_weight, Yf, Yi, X.shape[0])
         n = X.shape[0]
         batch = n if self.batch_size is None else min(self.batch_size, n)
+        n_steps = -(-n // batch)
         p = self._pending
         if p is not None and (p.n != n or p.batch != batch):
             raise InputError(f"an interrupted epoch over {p.n} samples in batches of {p.batch} "
                              f"is pending; finish it with the same data")
+        per_step = self.schedule is not None and self.schedule.per_step
+        if per_step:
+            need = self.epochs * n_steps - (0 if p is None else p.done)
+            left = (self.epochs * n_steps if self.schedule._total is None
+                    else self.schedule.steps_left())
+            if need > left:
+                raise InputError(f"{self.schedule!r} has {left} of its steps left; this fit "
+                                 f"needs up to {need} ({self.epochs} epochs of {n_steps} "
+                                 f"steps)")
+            self.schedule._resolve(self.epochs * n_steps)
         codes = Codes(net._act, net._out, LOSSES[self.loss])
+        accuracy = self.loss in ("cross_entropy", "binary_cross_entropy")
         runner = engine.EpochRunner(net.params, net._layout, codes, self._opt, X, Yf, Yi, batch,
-                                    reducer=reducer)
+                                    sw=sw, reducer=reducer, clip=self.clip_norm or 0.0,
+                                    accuracy=accuracy)
         history = History(net.n_layers)
         history.compile_seconds = runner.compile_seconds
-        vws = None
+        vws = vout = None
         if val is not None:
             t0 = time.perf_counter()
             vws = engine.inference_workspace(sizes, val[0].shape[0], net.dtype)
+            vout = np.empty((val[0].shape[0], sizes[-1]), net.dtype) if accuracy else None
             engine.evaluate(net.params, net._layout, codes, val[0][:0], val[1][:0], val[2],
-                            ws=vws)      # compiled (or loaded) here, not in epoch 1's time
+                            out=None if vout is None else vout[:0], ws=vws)
+            if accuracy:    # compiled (or loaded) here, not in epoch 1's time
+                engine.accuracy(vout[:0], val[1][:0], val[2][:0], codes)
             history.compile_seconds += time.perf_counter() - t0
+        rates = np.empty(n_steps) if per_step else None
         say = self.verbose and (reducer is None or reducer.rank == 0)
         for epoch in range(self.epochs):
             t0 = time.perf_counter()
             pending, self._pending = self._pending, None
             # a fresh draw, independent of the last: fits can be split
             order = self._rng.permutation(n) if pending is None and self.shuffle else None
-            if self.schedule is not None:
-                self._opt.learning_rate = self.schedule.rate
+            first = 0 if pending is None else pending.done
+            if per_step:    # the whole epoch's (a pending epoch's done steps are not read)
+                rates[:] = self.schedule.rates(self.schedule.last_epoch - first, n_steps)
+                self._opt.learning_rate = rates[first]
+                rate = float(rates[0])
+            else:
+                if self.schedule is not None:
+                    self._opt.learning_rate = self.schedule.rate
+                rate = self._opt.learning_rate
+            step0 = self._opt.step
             try:
-                result = runner.run(order, pending, stop)
+                result = runner.run(order, pending, stop, rates)
             except engine.Diverged as e:
-                raise diverged_error(e, epoch, self.learning_rate, history) from None
+                raise diverged_error(e, epoch, rate, history) from None
+            finally:
+                if per_step:
+                    self.schedule.advance(self._opt.step - step0)
             if result.pending is not None:
                 self._pending = result.pending
                 history.interrupted = True
                 return history
             history.loss.append(result.loss)
-            history.learning_rate.append(self._opt.learning_rate)
+            history.learning_rate.append(rate)
             history._grad.append(result.grad_norm)
             history._weight.append(weight_norms(net))
+            if accuracy:
+                history.accuracy.append(result.accuracy)
             if val is not None:
-                vt = engine.evaluate(net.params, net._layout, codes, *val, ws=vws)
+                vt = engine.evaluate(net.params, net._layout, codes, *val, out=vout, ws=vws)
                 history.val_loss.append(vt / val[0].shape[0])
-            if self.schedule is not None:
+                if accuracy:
+                    history.val_accuracy.append(engine.accuracy(vout, val[1], val[2], codes))
+            if self.schedule is not None and not per_step:
                 self.schedule.step(history.val_loss[-1] if val is not None else history.loss[-1])
             stop_early = self._watch(history) if self.early_stopping is not None else False
             history.seconds.append(time.perf_counter() - t0)
@@ -374,6 +448,25 @@ class Trainer:
             if self.callback is not None and runner.agree(self.callback(epoch, history)):
                 break
         return history
+
+    def _sample_weights(self, sample_weight, Yf, Yi, n):
+        """Each sample's weight (the network's dtype; None: unweighted): ``sample_weight``
+        times its class's weight."""
+        w = None if sample_weight is None else check_weights("sample_weight", sample_weight, n,
+                                                             np.float64)
+        cw = self.class_weight
+        if cw is not None:
+            labels = _labels(Yf, Yi, self.loss)
+            if isinstance(cw, str):     # balanced
+                counts = np.bincount(labels)
+                present = counts > 0
+                cw = np.where(present, n / (present.sum() * np.maximum(counts, 1)), 0.0)
+            per_row = cw[labels]
+            w = per_row if w is None else w * per_row
+            if not w.any():
+                raise InputError("the class and sample weights are zero for every sample: "
+                                 "nothing would be learned")
+        return None if w is None else w.astype(self.network.dtype)
 
     def _watch(self, history):
         """Early stopping after an epoch: True when the validation loss has not improved by
@@ -406,3 +499,48 @@ def diverged_error(e, epoch, learning_rate, history):
         f"(now {learning_rate:g}) or standardise the inputs.")
     err.history = history
     return err
+
+
+def _class_weight(cw, loss, n_out):
+    """The checked ``class_weight``: None, "balanced" or a float64 array, one per class."""
+    if cw is None:
+        return None
+    if loss == "cross_entropy":
+        n_classes = n_out
+    elif loss == "binary_cross_entropy" and n_out == 1:
+        n_classes = 2
+    else:
+        why = (f"binary cross-entropy with {n_out} outputs has several labels per sample (use "
+               f"sample_weight)" if loss == "binary_cross_entropy" else f"the loss is {loss}")
+        raise InputError(f"class_weight applies to cross_entropy, or binary_cross_entropy with "
+                         f"one output; here {why}")
+    if isinstance(cw, str):
+        if cw != "balanced":
+            raise InputError(f"class_weight must be 'balanced', a dict or an array; got {cw!r}")
+        return cw
+    if isinstance(cw, dict):
+        out = np.ones(n_classes)
+        for k, v in cw.items():
+            if (isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer))
+                    or not 0 <= k < n_classes):
+                raise InputError(f"class_weight's keys must be classes 0..{n_classes - 1}; "
+                                 f"got {k!r}")
+            out[k] = check_float(f"class_weight[{k}]", v, 0, None)
+        if not out.any():
+            raise InputError("class_weight is zero for every class: nothing would be learned")
+        return out
+    return check_weights("class_weight", cw, n_classes, np.float64)
+
+
+def _labels(Yf, Yi, loss, name="y"):
+    """The class of each sample (int64), for class weights: hard labels only."""
+    if Yi.shape[0] > 0:
+        return Yi
+    if loss == "binary_cross_entropy":
+        if not np.all((Yf == 0) | (Yf == 1)):
+            raise InputError(f"class_weight needs {name} to hold 0/1 labels; got other values")
+        return Yf[:, 0].astype(np.int64)
+    if not (np.all((Yf == 0) | (Yf == 1)) and np.all(Yf.sum(axis=1) == 1)):
+        raise InputError(f"class_weight needs class labels: integers or one-hot rows; {name} "
+                         f"holds probabilities")
+    return np.argmax(Yf, axis=1)
