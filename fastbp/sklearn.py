@@ -633,6 +633,21 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.vstack([1 - y_pred, y_pred]).T
         return y_pred
 
+    def to_onnx(self, path):
+        """Write the fitted classifier to ``path`` as an ONNX model (opset 17).
+
+        The graph's output ``"output"`` holds the class probabilities, the values of
+        :meth:`predict_proba`: ``["batch", n_classes]``, columns ordered as ``classes_``
+        (a binary classifier's single logistic unit ``p`` becomes ``[1 - p, p]``; a
+        multilabel one gives one probability per label).  Class labels are not in the graph:
+        take ``classes_[argmax]`` (``p >= 0.5`` per label for multilabel).  The input
+        ``"input"``, ``["batch", n_features]``, is in the model's dtype (float32 when fitted
+        on float32 data, else float64) and dense: cast and densify what ``predict_proba``
+        would convert.  Needs ``pip install "fastbp[onnx]"``.  Returns ``os.fspath(path)``."""
+        check_is_fitted(self)
+        from .model import onnx_export
+        return onnx_export.estimator_to_onnx(self, path)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
@@ -661,6 +676,19 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """Predicted values ``(n_samples,)`` or ``(n_samples, n_outputs)``."""
         check_is_fitted(self)
         return self._predict(X)
+
+    def to_onnx(self, path):
+        """Write the fitted regressor to ``path`` as an ONNX model (opset 17).
+
+        The graph's output ``"output"`` holds the values of :meth:`predict`, with the same
+        shape: ``["batch"]`` for one output, ``["batch", n_outputs]`` otherwise (``loss=
+        "poisson"``: the positive rate ``exp(z)``).  The input ``"input"``, ``["batch",
+        n_features]``, is in the model's dtype (float32 when fitted on float32 data, else
+        float64) and dense: cast and densify what ``predict`` would convert.  Needs
+        ``pip install "fastbp[onnx]"``.  Returns ``os.fspath(path)``."""
+        check_is_fitted(self)
+        from .model import onnx_export
+        return onnx_export.estimator_to_onnx(self, path)
 
     def _predict(self, X, check_input=True):
         return self._decode(self._forward_pass_fast(X, check_input=check_input))

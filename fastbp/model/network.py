@@ -239,6 +239,21 @@ class Network:
         """Write the network to ``path`` (.npz, no pickle; see :func:`fastbp.load`)."""
         modelfile.write_model(path, self._params, self._meta())
 
+    def to_onnx(self, path):
+        """Write the network to ``path`` as an ONNX model (opset 17), for deployment.
+
+        The graph maps ``"input"``, shape ``["batch", n_in]``, to ``"output"``, shape
+        ``["batch", n_out]``: the values of :meth:`predict`, in this network's dtype (float32 ->
+        FLOAT, float64 -> DOUBLE; feed it arrays of that dtype).  Each layer is a MatMul and an
+        Add with the weights and biases as initializers, then its activation (layout in
+        :mod:`fastbp.model.onnx_export`).  Written atomically.  Needs the ``onnx`` package
+        (``pip install "fastbp[onnx]"``); onnxruntime runs the file.
+
+        Returns ``os.fspath(path)``; raises TypeError when ``path`` is not a str or
+        os.PathLike."""
+        from . import onnx_export   # here, not at the top: ``import fastbp`` does not need onnx
+        return onnx_export.to_onnx(self, path)
+
 
 def load(path):
     """Read a network written by :meth:`Network.save`.
