@@ -1,4 +1,4 @@
-"""The ``fastbp`` command: ``train``, ``predict``, ``evaluate``, ``plot``.
+"""The ``fastbp`` command: ``train``, ``predict``, ``evaluate``, ``plot``, ``export``.
 
 Exit codes: 0 success; 1 an internal error: a bug (please report it), printed with its
 traceback; 2 bad usage or input that you can fix: one line on stderr says what is wrong, and
@@ -85,6 +85,30 @@ def build_parser():
     t.add_argument("--validation-split", type=float, metavar="FRACTION",
                    help="held-out fraction for validation loss and the final metric (default 0.25; 0: none)")
     t.add_argument("--threads", type=_positive_int, help="compute threads (default: NUMBA_NUM_THREADS)")
+    c = t.add_argument_group("training controls",
+                             "also keys of the --config file (clip_norm, schedule, ...), and "
+                             "part of\nthe run's settings, which --resume keeps")
+    c.add_argument("--clip-norm", type=float, metavar="C",
+                   help="clip the gradient of all parameters together to norm C before each "
+                        "update (torch's clip_grad_norm_)")
+    c.add_argument("--schedule", metavar="SPEC",
+                   help="learning-rate schedule: cosine[:ETA_MIN] (over --epochs), "
+                        "step:STEP_SIZE[:GAMMA] (GAMMA default 0.1), multistep:10,20[:GAMMA], "
+                        "exponential:GAMMA, onecycle[:MAX_LR] (per mini-batch; MAX_LR default "
+                        "--lr), plateau[:FACTOR[:PATIENCE]] (on the validation loss; default "
+                        "0.1, 10)")
+    c.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
+                   help="stop when the validation loss has not improved for PATIENCE epochs "
+                        "and keep the best epoch's parameters (needs --validation-split > 0)")
+    c.add_argument("--min-delta", type=float, metavar="D",
+                   help="early stopping: an improvement must exceed D (default 0)")
+    c.add_argument("--class-weight", metavar="balanced|CLASS:W,...",
+                   help="weigh the loss by class: 'balanced' (n_samples / (n_classes * count)) "
+                        "or pairs such as 0:1,1:5 with the labels of the data (others weigh 1)")
+    c.add_argument("--sample-weight", metavar="COLUMN|FILE.npy",
+                   help="per-sample weights of the loss: a column of the CSV/Parquet data (or "
+                        "an array of the .npz; not a feature then), or a .npy file with one "
+                        "weight per row")
     t.add_argument("--out", metavar="DIR", help="write model.npz, history.jsonl, metrics.json, "
                    "checkpoint.npz (and training.png) here")
     t.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
@@ -111,12 +135,25 @@ def build_parser():
     ev.add_argument("--data", required=True, metavar="FILE")
     ev.add_argument("--target", metavar="COLUMN")
 
-    pl = sub.add_parser("plot", help="draw a run's loss and gradient norms (needs matplotlib)",
+    pl = sub.add_parser("plot", help="draw a run's loss, gradient norms, accuracy and learning "
+                                     "rate (needs matplotlib)",
                         description="Draw DIR/history.jsonl into a PNG: training and validation "
-                                    "loss per epoch, and each layer's mean gradient norm on a log "
-                                    "scale (vanishing or exploding gradients show at a glance).")
+                                    "loss per epoch, each layer's mean gradient norm on a log "
+                                    "scale (vanishing or exploding gradients show at a glance), "
+                                    "and, when the history has them, training and validation "
+                                    "accuracy and the learning rate (when it changes).")
     pl.add_argument("dir", metavar="DIR")
     pl.add_argument("--out", metavar="FILE.png", help="default DIR/training.png")
+
+    ex = sub.add_parser("export", help="write a saved model as ONNX (needs onnx)",
+                        description="Write the model as an ONNX file (opset 17) for onnxruntime "
+                                    "or any other ONNX runtime: input \"input\" (batch, n_in), "
+                                    "output \"output\" (batch, n_out), the values of `fastbp "
+                                    "predict` before a classifier's argmax, in the model's dtype. "
+                                    "Needs the onnx package: pip install \"fastbp[onnx]\" (onnx, "
+                                    "and onnxruntime to run the file).")
+    ex.add_argument("--model", required=True, metavar="FILE", help="model.npz (or its directory)")
+    ex.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
     return p
 
 
@@ -124,9 +161,10 @@ TRAIN_DOC = """\
 Train an MLP by mini-batch backpropagation and write the results to --out DIR:
 
   DIR/model.npz       the trained network (fastbp.load)
-  DIR/history.jsonl   one JSON line per epoch: loss, val_loss, grad_norm and weight_norm per
-                      layer, seconds
-  DIR/metrics.json    final loss, validation metric, classes, timings
+  DIR/history.jsonl   one JSON line per epoch: loss, val_loss, accuracy and val_accuracy (for
+                      a classifier), learning_rate, grad_norm and weight_norm per layer, seconds
+  DIR/metrics.json    final loss, validation metric, classes, timings, the run's settings;
+                      best_epoch and stopped_early with --early-stopping
   DIR/checkpoint.npz  parameters, optimizer state, RNG state, epoch and history, written
                       atomically every --checkpoint-every epochs and on SIGTERM/SIGINT
   DIR/training.png    the curves (when matplotlib is installed)
@@ -134,6 +172,12 @@ Train an MLP by mini-batch backpropagation and write the results to --out DIR:
 With no --data it trains on the 8x8 handwritten digits shipped with fastbp. The loss is inferred
 from the target when --loss is omitted: integer targets with few distinct values train a softmax
 classifier (cross_entropy), anything else a regressor (squared_error).
+
+Training controls, e.g. `fastbp train --schedule cosine --clip-norm 1 --early-stopping 5`:
+--schedule sets the learning rate of each epoch (onecycle: of each mini-batch), --clip-norm
+clips the gradient, --early-stopping ends the run when the validation loss stops improving
+(the model is then the best epoch's), --class-weight and --sample-weight weigh the loss.
+With --schedule cosine or onecycle (laid out over --epochs), --resume keeps --epochs.
 
 A run stopped by SIGTERM or SIGINT finishes its current step (within 32 steps), writes the
 checkpoint and exits with 143 or 130; `fastbp train --out DIR --resume` continues it, and the final model is bitwise
@@ -168,6 +212,9 @@ def main(argv=None):
         if args.command == "evaluate":
             from .predict import evaluate
             return evaluate(args)
+        if args.command == "export":
+            from .export import export
+            return export(args)
         from .plot import plot
         return plot(args)
     except Stopped as e:                     # every rank stops together: one says it

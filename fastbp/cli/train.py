@@ -28,11 +28,19 @@ from . import CHECKPOINT, EXIT_OK, EXIT_SIGNAL, HISTORY, METRICS, MODEL, PLOT, S
 DEFAULTS = dict(data=None, target=None, layers=[64], activation="relu", loss=None,
                 optimizer="adam", lr=1e-3, batch_size=32, epochs=30, seed=0, dtype="float32",
                 validation_split=0.25, threads=None, out=None, checkpoint_every=1, plot=True,
-                quiet=False)
+                quiet=False, clip_norm=None, schedule=None, early_stopping=None, min_delta=0.0,
+                class_weight=None, sample_weight=None)
 # settings a resumed run may change; the others must match the checkpoint (bitwise resume)
 RESUMABLE = {"epochs", "threads", "out", "checkpoint_every", "plot", "quiet"}
-# what fastbp train records in a checkpoint besides the trainer's state
+# what fastbp train records in a checkpoint besides the trainer's state (and, optionally,
+# "early_stopping": {"best_epoch": ..., "stopped": ...})
 CHECKPOINT_KEYS = ("settings", "trainer", "epoch", "history", "data_sha256")
+# the --schedule forms, as the help and the error messages show them
+SCHEDULE_FORMS = ("cosine, cosine:ETA_MIN, step:STEP_SIZE[:GAMMA], multistep:M1,M2,...[:GAMMA], "
+                  "exponential:GAMMA, onecycle, onecycle:MAX_LR, plateau, "
+                  "plateau:FACTOR[:PATIENCE]")
+# schedules laid out over the run's epochs: a resume may not change --epochs
+EPOCH_SCHEDULES = ("cosine", "onecycle")
 
 
 def train(args, comm=None):
@@ -121,7 +129,207 @@ def settings(args):
     for name in ("plot", "quiet"):
         if not isinstance(s[name], bool):
             raise UsageError(f"{name} must be true or false; got {s[name]!r}")
+    _check_controls(s)
     return s, set(given) | set(conf)
+
+
+# -- training controls: --clip-norm, --schedule, --early-stopping, --class-weight, ... ----------
+def _check_controls(s):
+    """Check the training controls of the settings ``s`` and put them in canonical form (so
+    that ``--resume`` compares meanings, not spellings: ``step:5`` is ``step:5:0.1``)."""
+    if s["clip_norm"] is not None and (not _is_number(s["clip_norm"])
+                                       or not 0 < s["clip_norm"] < float("inf")):
+        raise UsageError(f"clip_norm must be a positive number; got {s['clip_norm']!r}")
+    if s["early_stopping"] is not None and (not _is_int(s["early_stopping"])
+                                            or s["early_stopping"] < 1):
+        raise UsageError(f"early_stopping (the patience in epochs) must be an integer >= 1; "
+                         f"got {s['early_stopping']!r}")
+    if not _is_number(s["min_delta"]) or not 0 <= s["min_delta"] < float("inf"):
+        raise UsageError(f"min_delta must be a number >= 0; got {s['min_delta']!r}")
+    if s["early_stopping"] is not None and s["validation_split"] == 0:
+        raise UsageError("early_stopping watches the validation loss, and validation_split is "
+                         "0: give --validation-split a fraction > 0 (e.g. 0.2)")
+    if s["schedule"] is not None:
+        s["schedule"] = _schedule_text(*parse_schedule(s["schedule"]))
+    s["class_weight"] = _parse_class_weight(s["class_weight"])
+    if s["sample_weight"] is not None and (not isinstance(s["sample_weight"], str)
+                                           or not s["sample_weight"].strip()):
+        raise UsageError(f"sample_weight must name a column of the data or a .npy file; got "
+                         f"{s['sample_weight']!r}")
+
+
+def parse_schedule(spec):
+    """``(kind, parameters)`` of a --schedule ``spec`` (see :data:`SCHEDULE_FORMS`); a bad
+    spec is a UsageError that names it and the accepted forms."""
+    if not isinstance(spec, str):
+        raise UsageError(f"schedule must be a string, one of {SCHEDULE_FORMS}; got {spec!r}")
+    kind, _, rest = spec.strip().lower().partition(":")
+    args = rest.split(":") if rest else []
+
+    def bad(why):
+        return UsageError(f"schedule {spec!r}: {why}; the forms are {SCHEDULE_FORMS}")
+
+    def number(text, name, low, low_open=False, high=None):
+        try:
+            v = float(text)
+        except ValueError:
+            raise bad(f"{name} must be a number, not {text!r}") from None
+        if not (v > low if low_open else v >= low) or not v < (high or float("inf")):
+            rel = ">" if low_open else ">="
+            raise bad(f"{name} must be {rel} {low:g}" + (f" and < {high:g}" if high else "")
+                      + f", not {text}")
+        return v
+
+    def whole(text, name, minimum):
+        try:
+            v = int(text)
+        except ValueError:
+            raise bad(f"{name} must be an integer, not {text!r}") from None
+        if v < minimum:
+            raise bad(f"{name} must be an integer >= {minimum}, not {text}")
+        return v
+
+    def most(n, names):
+        if len(args) > n:
+            raise bad(f"{kind} takes {'no parameters' if not n else 'at most ' + names}")
+
+    if kind == "cosine":
+        most(1, "ETA_MIN")
+        return kind, {"eta_min": number(args[0], "ETA_MIN", 0) if args else 0.0}
+    if kind == "step":
+        if not args:
+            raise bad("step needs STEP_SIZE (epochs between decays)")
+        most(2, "STEP_SIZE:GAMMA")
+        return kind, {"step_size": whole(args[0], "STEP_SIZE", 1),
+                      "gamma": number(args[1], "GAMMA", 0, low_open=True) if len(args) > 1 else 0.1}
+    if kind == "multistep":
+        if not args or not args[0].strip():
+            raise bad("multistep needs its milestones (epochs, comma-separated)")
+        most(2, "MILESTONES:GAMMA")
+        milestones = sorted(whole(m, "a milestone", 1) for m in args[0].split(","))
+        return kind, {"milestones": milestones,
+                      "gamma": number(args[1], "GAMMA", 0, low_open=True) if len(args) > 1 else 0.1}
+    if kind == "exponential":
+        if not args:
+            raise bad("exponential needs GAMMA (the factor per epoch)")
+        most(1, "GAMMA")
+        return kind, {"gamma": number(args[0], "GAMMA", 0, low_open=True)}
+    if kind == "onecycle":
+        most(1, "MAX_LR")
+        return kind, ({"max_lr": number(args[0], "MAX_LR", 0, low_open=True)} if args else {})
+    if kind == "plateau":
+        most(2, "FACTOR:PATIENCE")
+        factor = number(args[0], "FACTOR", 0, low_open=True, high=1) if args else 0.1
+        return kind, {"factor": factor,
+                      "patience": whole(args[1], "PATIENCE", 0) if len(args) > 1 else 10}
+    raise bad(f"unknown schedule {kind!r}")
+
+
+def _number_text(v):
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(float(v))
+
+
+def _schedule_text(kind, p):
+    """The canonical spec of a parsed schedule (every parameter spelt out)."""
+    if kind == "multistep":
+        return f"multistep:{','.join(map(str, p['milestones']))}:{_number_text(p['gamma'])}"
+    order = {"cosine": ("eta_min",), "step": ("step_size", "gamma"), "exponential": ("gamma",),
+             "onecycle": ("max_lr",), "plateau": ("factor", "patience")}[kind]
+    return ":".join([kind] + [_number_text(p[k]) for k in order if k in p])
+
+
+def make_schedule(spec, lr, epochs, steps_per_epoch):
+    """The fastbp.schedules object of the canonical ``spec`` for a run of ``epochs`` epochs of
+    ``steps_per_epoch`` steps, at learning rate ``lr`` (None: no schedule)."""
+    if spec is None:
+        return None
+    from .. import schedules
+    kind, p = parse_schedule(spec)
+    if kind == "cosine":
+        return schedules.CosineAnnealingLR(T_max=epochs, eta_min=p["eta_min"])
+    if kind == "step":
+        return schedules.StepLR(p["step_size"], gamma=p["gamma"])
+    if kind == "multistep":
+        return schedules.MultiStepLR(p["milestones"], gamma=p["gamma"])
+    if kind == "exponential":
+        return schedules.ExponentialLR(p["gamma"])
+    if kind == "onecycle":    # every step of the run: the CLI fits one epoch at a time
+        return schedules.OneCycleLR(max_lr=p.get("max_lr", lr),
+                                    total_steps=epochs * steps_per_epoch)
+    return schedules.ReduceLROnPlateau(factor=p["factor"], patience=p["patience"])
+
+
+CLASS_WEIGHT_FORMS = "'balanced' or CLASS:WEIGHT pairs like 0:1,1:5"
+
+
+def _parse_class_weight(value):
+    """None, "balanced" or ``{class label (text): weight}`` from --class-weight (text) or a TOML
+    table (``class_weight = {0 = 1, 1 = 5}``)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == "balanced":
+            return "balanced"
+        pairs = []
+        for item in text.split(","):
+            label, sep, weight = item.rpartition(":")
+            if not sep or not label.strip():
+                raise UsageError(f"class_weight takes {CLASS_WEIGHT_FORMS}; got {value!r}")
+            pairs.append((label.strip(), weight.strip()))
+    elif isinstance(value, dict):
+        pairs = [(str(k).strip(), v) for k, v in value.items()]
+    else:
+        raise UsageError(f"class_weight takes {CLASS_WEIGHT_FORMS}; got {value!r}")
+    out = {}
+    for label, weight in pairs:
+        try:
+            w = float(weight) if not isinstance(weight, bool) else None
+        except (TypeError, ValueError):
+            w = None
+        if w is None or not 0 <= w < float("inf"):
+            raise UsageError(f"class_weight: the weight of class {label!r} must be a number >= 0; "
+                             f"got {weight!r}")
+        if label in out:
+            raise UsageError(f"class_weight: class {label!r} is given twice")
+        out[label] = w
+    if not out:
+        raise UsageError(f"class_weight takes {CLASS_WEIGHT_FORMS}; got {value!r}")
+    return out
+
+
+def class_weights(cw, data):
+    """The trainer's ``class_weight`` for the settings' ``cw``: "balanced", or ``{class index:
+    weight}`` with the user's labels (as in the data, e.g. ``pos`` or ``1``) mapped to the
+    trainer's class indices."""
+    if cw is None:
+        return None
+    if data.classes is not None:
+        labels = data.classes
+    elif data.loss == "binary_cross_entropy":
+        labels = [0, 1]
+    else:
+        raise UsageError(f"class_weight needs a classifier (loss cross_entropy or "
+                         f"binary_cross_entropy); this run's loss is {data.loss}")
+    if cw == "balanced":
+        return cw
+    out = {}
+    for key, w in cw.items():
+        idx = [i for i, c in enumerate(labels) if _same_label(key, c)]
+        if not idx:
+            raise UsageError(f"class_weight: no class {key!r} in the targets; the classes are "
+                             f"{labels}")
+        out[idx[0]] = w
+    return out
+
+
+def _same_label(text, label):
+    if isinstance(label, str):
+        return text == label
+    try:
+        return float(text) == float(label)
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -161,12 +369,17 @@ def resume(s, given):
     if (not isinstance(info, dict) or any(k not in info for k in CHECKPOINT_KEYS)
             or not isinstance(info["settings"], dict) or not isinstance(info["trainer"], dict)):
         raise UsageError(f"--resume: {path} is not a checkpoint of fastbp train")
-    saved = info["settings"]
+    saved = {**DEFAULTS, **info["settings"]}      # a checkpoint older than a setting: its default
     clash = sorted(k for k in given - RESUMABLE if s[k] != saved.get(k))
     if clash:
         raise UsageError(f"--resume: {', '.join(clash)} differ from the checkpointed run; "
                          f"only {', '.join(sorted(RESUMABLE))} may change")
-    return Checkpoint(arrays, info, {**DEFAULTS, **saved, **{k: s[k] for k in RESUMABLE}})
+    kind = (saved["schedule"] or "").partition(":")[0]
+    if kind in EPOCH_SCHEDULES and s["epochs"] != saved["epochs"]:
+        raise UsageError(f"--resume: epochs cannot change with schedule {saved['schedule']} (it "
+                         f"is laid out over the run's {saved['epochs']} epochs); resume with "
+                         f"--epochs {saved['epochs']}")
+    return Checkpoint(arrays, info, {**saved, **{k: s[k] for k in RESUMABLE}})
 
 
 def _prepare_out(out):
@@ -193,7 +406,8 @@ def _set_threads(threads):
 class Data:
     """The training set (``Xtr``, ``ytr``), the validation pair or None, and the task: the
     targets as the trainer takes them, ``n_out``, ``loss``, the output activation, the class
-    labels (None for a regressor); ``fingerprint``: the SHA-256 of all the data."""
+    labels (None for a regressor); ``fingerprint``: the SHA-256 of all the data (the sample
+    weights included); ``wtr``: the training samples' weights (None: unweighted)."""
     Xtr: np.ndarray
     ytr: np.ndarray
     val: tuple
@@ -203,18 +417,22 @@ class Data:
     out_act: str
     classes: list
     fingerprint: str
+    wtr: np.ndarray = None
 
 
 def load_data(s):
     from .._validation import check_X
     from ..datasets import load_digits, train_test_split
-    from .datafiles import read_data
+    from .datafiles import read_training_data, read_weights
 
     dtype = np.dtype(s["dtype"])
+    w = None
     if s["data"]:
-        X, y = read_data(s["data"], s["target"])
+        X, y, w = read_training_data(s["data"], s["target"], s["sample_weight"])
     else:
         X, y = load_digits(dtype)
+        if s["sample_weight"] is not None:
+            w = read_weights(s["sample_weight"])
     X, y = np.asarray(X), np.asarray(y)
     if X.ndim != 2:
         raise UsageError(f"X must be 2-D (samples, features); got shape {X.shape}")
@@ -224,18 +442,42 @@ def load_data(s):
         raise UsageError(f"y must be 1-D (or 2-D for several outputs); got shape {y.shape}")
     if len(y) != len(X):
         raise UsageError(f"X has {len(X)} rows but y has {len(y)}")
+    if w is not None:
+        w = _check_sample_weight(w, len(X), s["sample_weight"])
     y, n_out, loss, out_act, classes = _task(y, s["loss"])
     X = check_X(X, dtype)
-    fingerprint = _fingerprint(X, np.asarray(y))
+    fingerprint = _fingerprint(X, np.asarray(y), *([] if w is None else [w]))
+    wtr = w
     if s["validation_split"] > 0:
         Xtr, Xva, ytr, yva = train_test_split(X, y, s["validation_split"], s["seed"])
         if len(Xva) == 0 or len(Xtr) == 0:
             raise UsageError(f"validation_split {s['validation_split']} leaves an empty set of "
                              f"{len(X)} samples")
         val = (Xva, yva)
+        if w is not None:       # the same split (it depends on the length and the seed only)
+            wtr = train_test_split(w, w, s["validation_split"], s["seed"])[0]
     else:
         Xtr, ytr, val = X, y, None
-    return Data(Xtr, ytr, val, X.shape[1], n_out, loss, out_act, classes, fingerprint)
+    return Data(Xtr, ytr, val, X.shape[1], n_out, loss, out_act, classes, fingerprint, wtr)
+
+
+def _check_sample_weight(w, n, source):
+    """The sample weights as float64, checked: one finite number >= 0 per sample."""
+    w = np.asarray(w)
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.dtype.kind not in "biuf":
+        raise UsageError(f"--sample-weight {source}: the weights must be numbers; got dtype "
+                         f"{w.dtype}")
+    if w.ndim != 1 or len(w) != n:
+        raise UsageError(f"--sample-weight {source}: {n} weights needed (one per sample); got "
+                         f"shape {w.shape}")
+    w = w.astype(np.float64)
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise UsageError(f"--sample-weight {source}: the weights must be finite and >= 0")
+    if not w.any():
+        raise UsageError(f"--sample-weight {source}: every weight is zero")
+    return w
 
 
 def _fingerprint(*arrays):
@@ -298,8 +540,8 @@ def _write_out(out, name, write, mode="wb"):
 class _Progress:
     """A bar on a terminal, one plain line per epoch otherwise (batch logs)."""
 
-    def __init__(self, total, quiet):
-        self.total, self.quiet = total, quiet
+    def __init__(self, total, quiet, show_lr=False):
+        self.total, self.quiet, self.show_lr = total, quiet, show_lr
         self.tty = sys.stderr.isatty()
         self.open = False          # a bar is on the terminal's current line
 
@@ -320,6 +562,12 @@ class _Progress:
         if self.quiet:
             return
         val = f"  val_loss {rec['val_loss']:.5g}" if rec["val_loss"] is not None else ""
+        if rec.get("val_accuracy") is not None:
+            val += f"  val_acc {rec['val_accuracy']:.4f}"
+        elif rec.get("accuracy") is not None:
+            val += f"  acc {rec['accuracy']:.4f}"
+        if self.show_lr and rec.get("learning_rate") is not None:
+            val += f"  lr {rec['learning_rate']:.3g}"
         speed = n / rec["seconds"] if rec["seconds"] > 0 else float("inf")
         text = f"epoch {e}/{self.total}  loss {rec['loss']:.5g}{val}  {speed:,.0f} samples/s"
         if self.tty:
@@ -348,14 +596,26 @@ class Run:
         self.net = fastbp.Network([data.n_in, *s["layers"], data.n_out],
                                   activation=s["activation"], output_activation=data.out_act,
                                   dtype=dtype, seed=s["seed"])
+        # the training controls, passed only when set (a trainer without them is the default)
+        steps = -(-len(data.Xtr) // min(s["batch_size"], len(data.Xtr)))
+        controls = {"schedule": make_schedule(s["schedule"], s["lr"], s["epochs"], steps),
+                    "early_stopping": s["early_stopping"], "clip_norm": s["clip_norm"],
+                    "class_weight": class_weights(s["class_weight"], data)}
+        controls = {k: v for k, v in controls.items() if v is not None}
+        if s["early_stopping"] is not None:
+            controls["min_delta"] = s["min_delta"]
+        # the CLI fits one epoch at a time (epochs=1): signals, checkpoints and history lines
+        # come between epochs
         trainer = fastbp.Trainer(self.net, loss=data.loss, optimizer=s["optimizer"],
                                  learning_rate=s["lr"], batch_size=s["batch_size"], epochs=1,
-                                 seed=s["seed"])
+                                 seed=s["seed"], **controls)
         if comm is not None:
             from ..distributed import DistributedTrainer
             trainer = DistributedTrainer(trainer, comm)
         self.trainer = trainer
         self.records, self.start, self.pending = [], 0, None
+        # early stopping: the best epoch (1-based, as in history.jsonl) and whether it stopped
+        self.best_epoch, self.stopped_early = None, False
         if checkpoint:
             try:
                 trainer.load_state(checkpoint.arrays, checkpoint.info["trainer"])
@@ -363,9 +623,12 @@ class Run:
                 raise UsageError(f"--resume: {e}") from None
             self.records, self.start = list(checkpoint.info["history"]), checkpoint.epoch
             self.pending = checkpoint.pending
+            es = checkpoint.info.get("early_stopping") or {}
+            self.best_epoch, self.stopped_early = es.get("best_epoch"), bool(es.get("stopped"))
         self.compile_seconds = None       # of the first fit (later fits hit the cache)
         self._signals = []                # the signals received, in order
-        self.progress = _Progress(s["epochs"], quiet=self.rank != 0 or s["quiet"])
+        self.progress = _Progress(s["epochs"], quiet=self.rank != 0 or s["quiet"],
+                                  show_lr=s["schedule"] is not None)
 
     def start_line(self):
         s, d = self.s, self.data
@@ -376,9 +639,15 @@ class Run:
                      f"{-(-p['n'] // p['batch'])}")
         elif self.start:
             where = f", resuming after epoch {self.start}"
+        extras = "".join(f", {text}" for text in (
+            s["schedule"] and f"schedule {s['schedule']}",
+            s["clip_norm"] is not None and f"clip_norm {s['clip_norm']:g}",
+            s["early_stopping"] is not None and f"early stopping (patience {s['early_stopping']})",
+            s["class_weight"] is not None and "class weights",
+            s["sample_weight"] is not None and "sample weights") if text)
         return (f"fastbp: {len(d.Xtr)} training / {len(d.val[0]) if d.val else 0} validation "
                 f"samples, network {self.net.layer_sizes}, {d.loss}, {s['optimizer']} "
-                f"lr={s['lr']:g}, batch {s['batch_size']}{where}")
+                f"lr={s['lr']:g}, batch {s['batch_size']}{extras}{where}")
 
     def save(self, epoch):
         """The checkpoint after ``epoch`` completed epochs (and the trainer's unfinished one)."""
@@ -388,6 +657,8 @@ class Run:
         arrays, tinfo = self.trainer.state()
         info = {"settings": self.s, "trainer": tinfo, "epoch": epoch, "history": self.records,
                 "data_sha256": self.data.fingerprint}
+        if self.s["early_stopping"] is not None:
+            info["early_stopping"] = {"best_epoch": self.best_epoch, "stopped": self.stopped_early}
         path = os.path.join(self.out, CHECKPOINT)
         try:
             save_checkpoint(path, arrays, info)
@@ -407,8 +678,9 @@ class Run:
     def _fit(self):
         """One epoch (or the rest of an unfinished one), stopping mid-epoch on a signal."""
         d = self.data
+        weights = {} if d.wtr is None else {"sample_weight": d.wtr}
         h = self.trainer.fit(d.Xtr, d.ytr, validation_data=d.val,
-                             stop=lambda: bool(self._signals))
+                             stop=lambda: bool(self._signals), **weights)
         if self.compile_seconds is None:
             self.compile_seconds = h.compile_seconds
             if h.compile_seconds > 1:
@@ -422,6 +694,10 @@ class Run:
         from .. import engine
         s = self.s
         self.progress.note(self.start_line())
+        if self.stopped_early:
+            self.progress.note(f"fastbp: the run stopped early after epoch {self.start}: "
+                               f"nothing left to train")
+            return 0.0
         if engine.needs_compiling():
             self.progress.note("fastbp: compiling the kernels (first use only, cached "
                                "afterwards) ...")
@@ -441,25 +717,46 @@ class Run:
                 if h.interrupted:       # stopped mid-epoch (all ranks): the checkpoint keeps its place
                     self.save(epoch)
                     raise Stopped(self.stopping() or signal.SIGTERM)
-                rec = {"epoch": epoch + 1, "loss": h.loss[-1],
-                       "val_loss": h.val_loss[-1] if h.val_loss else None,
-                       "grad_norm": h.grad_norm[-1].tolist(),
-                       "weight_norm": h.weight_norm[-1].tolist(), "seconds": h.seconds[-1]}
+                rec = _record(epoch + 1, h)
                 self.records.append(rec)
+                if h.best_epoch is not None:      # this epoch improved on the best so far
+                    self.best_epoch = epoch + 1
+                self.stopped_early = bool(h.stopped_early)
                 if self.out:
                     _write_out(self.out, HISTORY, lambda f: f.write(json.dumps(rec) + "\n"),
                                mode="a")
                 signum = self.stopping()
-                if (epoch + 1) % s["checkpoint_every"] == 0 or epoch + 1 == s["epochs"] or signum:
+                if ((epoch + 1) % s["checkpoint_every"] == 0 or epoch + 1 == s["epochs"] or signum
+                        or self.stopped_early):
                     self.save(epoch + 1)
                 self.progress.epoch(epoch + 1, rec, len(self.data.Xtr))
                 if signum:
                     raise Stopped(signum)
+                if self.stopped_early:
+                    best = f"epoch {self.best_epoch}" if self.best_epoch else "none"
+                    self.progress.note(
+                        f"fastbp: early stopping after epoch {epoch + 1}: val_loss has not "
+                        f"improved by more than {s['min_delta']:g} for {s['early_stopping']} "
+                        f"epochs; the model is the best epoch's ({best})")
+                    break
         finally:
             self.progress.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return time.perf_counter() - t0
+
+
+def _record(epoch, h):
+    """The history.jsonl line of ``epoch`` (1-based) from its fit's history ``h``: accuracy
+    and val_accuracy only for the losses that have them (val_* None without validation)."""
+    rec = {"epoch": epoch, "loss": h.loss[-1], "val_loss": h.val_loss[-1] if h.val_loss else None}
+    if getattr(h, "accuracy", None):
+        rec["accuracy"] = h.accuracy[-1]
+        rec["val_accuracy"] = h.val_accuracy[-1] if getattr(h, "val_accuracy", None) else None
+    rec["learning_rate"] = h.learning_rate[-1] if h.learning_rate else None
+    rec.update(grad_norm=h.grad_norm[-1].tolist(), weight_norm=h.weight_norm[-1].tolist(),
+               seconds=h.seconds[-1])
+    return rec
 
 
 # -- output -------------------------------------------------------------------------------------
@@ -475,13 +772,25 @@ def write_output(s, data, run, seconds):
     net, records = run.net, run.records
     name, value = _metric(net, *(data.val if data.val else (data.Xtr, data.ytr)), data.classes)
     where = "validation" if data.val else "training"
-    metrics = {"loss": records[-1]["loss"] if records else None,
-               "val_loss": records[-1]["val_loss"] if records else None,
-               f"{where}_{name}": value, "epochs": s["epochs"], "train_samples": len(data.Xtr),
-               "seconds_this_run": seconds, "compile_seconds": run.compile_seconds,
-               "classes": data.classes, "loss_function": data.loss,
-               "layer_sizes": net.layer_sizes}
-    print(f"{where} {name}: {value:.4f}  ({s['epochs'] - run.start} epochs in {seconds:.2f} s)")
+    last = records[-1] if records else {}
+    metrics = {"loss": last.get("loss"), "val_loss": last.get("val_loss")}
+    for key in ("accuracy", "val_accuracy"):    # the last epoch's, for a classifier's loss
+        if key in last:
+            metrics[key] = last[key]
+    metrics.update({f"{where}_{name}": value, "epochs": s["epochs"],
+                    "epochs_trained": len(records), "train_samples": len(data.Xtr),
+                    "seconds_this_run": seconds, "compile_seconds": run.compile_seconds,
+                    "classes": data.classes, "loss_function": data.loss,
+                    "layer_sizes": net.layer_sizes})
+    if s["early_stopping"] is not None:
+        best = run.best_epoch
+        metrics.update(best_epoch=best, stopped_early=run.stopped_early,
+                       best_val_loss=records[best - 1]["val_loss"] if best else None)
+    metrics["settings"] = {k: v for k, v in s.items() if k not in ("quiet", "plot")}
+    early = (f"; stopped early, the model is epoch {run.best_epoch}'s" if run.stopped_early
+             and run.best_epoch else "")
+    print(f"{where} {name}: {value:.4f}  ({len(records) - run.start} epochs in {seconds:.2f} s"
+          f"{early})")
     out = s["out"]
     if not out:
         return
