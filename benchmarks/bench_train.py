@@ -60,3 +60,30 @@ class Memory:
 
     def peakmem_predict(self, cfg):
         network(cfg, "float32").predict(self.X)
+
+
+def controlled_trainer(net, cfg, control, y):
+    """The config's trainer with one training control on (``none``: the plain one)."""
+    import fastbp
+    from fastbp import schedules
+    c = CONFIGS[cfg]
+    kw = {"none": {}, "clip": {"clip_norm": 1e-3},      # small: every step is clipped
+          "onecycle": {"schedule": schedules.OneCycleLR(0.01, total_steps=1 << 40)},
+          "class_weight": {"class_weight": "balanced"}}[control]
+    return fastbp.Trainer(net, loss="cross_entropy", optimizer="sgd", learning_rate=0.01,
+                          batch_size=c["batch"], epochs=1, shuffle=False, **kw)
+
+
+class Controls:
+    """An mnist epoch with each training control (issue: no control may slow a run that does
+    not use it; clipping and a per-step schedule cost little in one that does)."""
+    params = (["none", "clip", "onecycle", "class_weight"],)
+    param_names = ["control"]
+
+    def setup(self, control):
+        self.X, self.y = data("mnist", "float32")
+        self.trainer = controlled_trainer(network("mnist", "float32"), "mnist", control, self.y)
+        self.trainer.fit(self.X[:256], self.y[:256])
+
+    def time_epoch(self, control):
+        self.trainer.fit(self.X, self.y)
