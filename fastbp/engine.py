@@ -32,6 +32,7 @@ from .kernels import train as K
 from .kernels.dense import max_tasks
 from .kernels.losses import count_correct
 from .kernels.optimizers import CHUNK, STATE_ARRAYS, update
+from .kernels import structure as S
 
 OK = K.OK
 PREDICT_CHUNK = 512    # rows per forward chunk: bounds the workspace of predict/evaluate
@@ -40,14 +41,59 @@ _WHAT = {K.LOSS_NOT_FINITE: "the loss", K.GRADIENT_NOT_FINITE: "the gradient",
          K.PARAMS_NOT_FINITE: "the updated parameters"}
 
 
+class Structure:
+    """A network as the kernels see it: the layout table (``kernels.structure``'s columns: each
+    dense layer's sizes and parameter offsets, its activation, its normalisation with γ, β after
+    W and b, where its running statistics live, whether it takes the unfused path), the dropout
+    rate of each layer, the skip connections ``(i, j)`` (``a_j += a_i``) and the running
+    statistics buffer (batch normalisation's mean, then variance, per normalised layer; the
+    network's state, shared, never copied).
+
+    ``acts``: one hidden activation code per hidden layer (or one for all); ``norms``: one
+    ``kernels.structure`` norm code per hidden layer (None: none)."""
+
+    def __init__(self, sizes, acts, norms=None, drop=None, skips=(), dtype=np.float64):
+        sizes = [int(v) for v in sizes]
+        L = len(sizes) - 1
+        acts = [int(acts)] * (L - 1) if np.ndim(acts) == 0 else [int(a) for a in acts]
+        norms = [S.NO_NORM] * (L - 1) if norms is None else list(norms)
+        drop = [0.0] * (L - 1) if drop is None else [float(p) for p in drop]
+        self.skips = np.array(sorted(skips), np.int64).reshape(-1, 2)
+        ends = {int(j) for _, j in self.skips} | {int(i) for i, _ in self.skips if i > 0}
+        layout = np.zeros((L, S.COLUMNS), np.int64)
+        off = soff = 0
+        for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            hidden = l < L - 1
+            norm = norms[l] if hidden else S.NO_NORM
+            layout[l, [S.N_IN, S.N_OUT, S.W_OFF, S.B_OFF]] = (a, b, off, off + a * b)
+            layout[l, S.ACT] = acts[l] if hidden else 0
+            layout[l, S.NORM] = norm
+            off += a * b + b
+            layout[l, S.G_OFF] = off if norm != S.NO_NORM else -1
+            off += 2 * b if norm != S.NO_NORM else 0
+            layout[l, S.END] = off
+            layout[l, S.S_OFF] = soff if norm == S.BATCH_NORM else -1
+            soff += 2 * b if norm == S.BATCH_NORM else 0
+            layout[l, S.STRUCT] = hidden and (norm != S.NO_NORM or drop[l] > 0 or l + 1 in ends)
+        self.layout, self.n_params = layout, off
+        self.drop = np.array(drop + [0.0], np.float64)
+        self.sizes = sizes
+        self.batch_norm = bool(np.any(layout[:, S.NORM] == S.BATCH_NORM))
+        self.stats = np.zeros(soff, dtype)
+        for l in range(L):
+            if layout[l, S.NORM] == S.BATCH_NORM:       # running var starts at 1
+                o, n = layout[l, S.S_OFF], sizes[l + 1]
+                self.stats[o + n:o + 2 * n] = 1
+
+    @property
+    def structured(self):
+        return bool(self.layout[:, S.STRUCT].any())
+
+
 def parameter_layout(sizes):
-    """``(layout, n_params)``: rows ``(n_in, n_out, w_off, b_off)``, W then b per layer."""
-    layout = np.empty((len(sizes) - 1, 4), np.int64)
-    off = 0
-    for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layout[l] = (a, b, off, off + a * b)
-        off += a * b + b
-    return layout, off
+    """``(layout, n_params)`` of a plain chain (relu codes; see :class:`Structure`)."""
+    st = Structure(sizes, 1)
+    return st.layout, st.n_params
 
 
 def readonly(a):
@@ -62,35 +108,46 @@ def readonly(a):
 
 @dataclass(frozen=True)
 class Codes:
-    """The kernels' integer codes of a network and its loss."""
-    act: int
+    """The kernels' integer codes of a network's output activation and its loss (the hidden
+    activations are in the :class:`Structure`)."""
     out: int
     loss: int = 0
 
 
 class Workspace:
-    """Activation and delta buffers for batches of up to ``rows`` samples, allocated once.
-    ``train``: also the other row blocks' gradient buffers of the row-block step
-    (``kernels.train.step_blocks``; None for large networks and inference workspaces, and then
-    the compiled step has no row-block code)."""
+    """Activation and delta buffers of the network ``st`` (a :class:`Structure`) for batches
+    of up to ``rows`` samples, allocated once.  ``train``: also the other row blocks' gradient
+    buffers of the row-block step (``kernels.train.step_blocks``; None for large networks,
+    networks with batch normalisation and inference workspaces, and then the compiled step
+    has no row-block code).  Slots: see ``kernels.structure``."""
 
-    def __init__(self, sizes, rows, dtype, train=False):
-        self.sizes = [int(s) for s in sizes]
-        blocks = K.step_blocks(self.sizes, rows) if train else 1
-        n_params = parameter_layout(self.sizes)[1]
-        sizes = np.asarray(self.sizes, np.int64)
+    def __init__(self, st, rows, dtype, train=False):
+        self.sizes = sizes = st.sizes
+        L = len(sizes) - 1
+        blocks = K.step_blocks(sizes, rows) if train and not st.batch_norm else 1
         self.capacity = rows
-        widths = np.concatenate([[0], sizes[1:]])
-        self.aoff = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64) * rows
-        self.doff = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64) * rows
+        struct = st.layout[:, S.STRUCT].astype(bool)
+        widths = np.asarray(sizes[1:], np.int64)
+        own = widths * struct                       # h and x̂ slots of structured layers
+        targets = np.zeros(L, np.int64)
+        for i, j in st.skips:
+            if i > 0:
+                targets[j - 1] = widths[j - 1]      # the saved ∂E/∂a of a skip target
+        aw = np.concatenate([sizes, own, own])
+        dw = np.concatenate([[0], widths, targets])
+        self.aoff = np.concatenate([[0], np.cumsum(aw)]).astype(np.int64) * rows
+        self.doff = np.concatenate([[0], np.cumsum(dw)]).astype(np.int64) * rows
         self.acts = np.empty(int(self.aoff[-1]), dtype)
         self.deltas = np.empty(int(self.doff[-1]), dtype)
         self.rowloss = np.empty(rows, dtype)
-        self.part = np.empty((blocks - 1) * n_params, dtype) if blocks > 1 else None
+        self.part = np.empty((blocks - 1) * st.n_params, dtype) if blocks > 1 else None
         # per-task partial sums and per-layer gradient norms, one set per row block
-        self.sq = np.empty(blocks * max_tasks(self.sizes), np.float64)
-        self.gsq = np.empty(blocks * (len(self.sizes) - 1), np.float64)
+        self.sq = np.empty(blocks * max_tasks(sizes), np.float64)
+        self.gsq = np.empty(blocks * L, np.float64)
         self.rows = np.empty(rows, np.int64)
+        # normalisation scratch per layer: batch norm 4 per unit, layer norm 1 per row
+        stride = max(4 * max(sizes), rows) if struct.any() else 0
+        self.nst = np.zeros(L * stride, np.float64)
 
     def view(self, which, l, n):
         """Slot ``l`` of the activations (``"acts"``) or deltas, its first ``n`` rows."""
@@ -99,12 +156,8 @@ class Workspace:
         return buf[off[l]:off[l] + n * width].reshape(n, width)
 
 
-def inference_workspace(sizes, n, dtype):
-    return Workspace(sizes, min(PREDICT_CHUNK, max(1, n)), dtype)
-
-
-def _sizes(layout):
-    return [int(a) for a in layout[:, 0]] + [int(layout[-1, 1])]
+def inference_workspace(st, n, dtype):
+    return Workspace(st, min(PREDICT_CHUNK, max(1, n)), dtype)
 
 
 _NO_WEIGHTS = {np.dtype(t): readonly(np.empty(0, t)) for t in _config.DTYPES}
@@ -119,41 +172,58 @@ def _no_weights(dtype):
 
 
 # -- wrappers: the one call site of each compiled entry point --------------------------------
-def predict(params, layout, codes, X, out, ws=None):
-    """``out[...] = network(X)`` (the output activation applied); returns ``out``."""
-    ws = ws or inference_workspace(_sizes(layout), X.shape[0], params.dtype)
+def predict(params, st, codes, X, out, ws=None):
+    """``out[...] = network(X)`` (the output activation applied; inference mode); returns
+    ``out``."""
+    ws = ws or inference_workspace(st, X.shape[0], params.dtype)
     with _config.ready():
-        # X, params, layout, act, out_code, acts, aoff, rows, out, sq
-        K.predict(readonly(X), params, layout, codes.act, codes.out, ws.acts, ws.aoff, ws.rows,
-                  out, ws.sq)
+        # X, params, layout, out_code, acts, aoff, rows, out, sq, stats, drop, skips, nst
+        K.predict(readonly(X), params, st.layout, codes.out, ws.acts, ws.aoff, ws.rows, out,
+                  ws.sq, st.stats, st.drop, st.skips, ws.nst)
     return out
 
 
-def evaluate(params, layout, codes, X, Yf, Yi, sw=None, out=None, ws=None):
-    """Σ per-sample loss over X (weighted by ``sw``); the outputs into ``out`` when given."""
-    ws = ws or inference_workspace(_sizes(layout), X.shape[0], params.dtype)
+def evaluate(params, st, codes, X, Yf, Yi, sw=None, out=None, ws=None):
+    """Σ per-sample loss over X (weighted by ``sw``; inference mode); the outputs into ``out``
+    when given."""
+    ws = ws or inference_workspace(st, X.shape[0], params.dtype)
     sw = _no_weights(params.dtype) if sw is None else readonly(sw)
     with _config.ready():
-        # X, Yf, Yi, sw, params, layout, act, out_code, loss_code, acts, aoff, deltas, doff,
-        # rowloss, rows, sq, out
-        return K.evaluate(readonly(X), readonly(Yf), readonly(Yi), sw, params, layout, codes.act,
+        # X, Yf, Yi, sw, params, layout, out_code, loss_code, acts, aoff, deltas, doff,
+        # rowloss, rows, sq, out, stats, drop, skips, nst
+        return K.evaluate(readonly(X), readonly(Yf), readonly(Yi), sw, params, st.layout,
                           codes.out, codes.loss, ws.acts, ws.aoff, ws.deltas, ws.doff,
-                          ws.rowloss, ws.rows, ws.sq, out)
+                          ws.rowloss, ws.rows, ws.sq, out, st.stats, st.drop, st.skips, ws.nst)
 
 
-def batch_gradients(params, layout, codes, X, Yf, Yi, rows, grads, ws, sw=None, alpha=0.0,
-                    loss_div=1.0):
+def batch_gradients(params, st, codes, X, Yf, Yi, rows, grads, ws, sw=None, alpha=0.0,
+                    loss_div=1.0, mode=S.GRAD, seed=0, step=0):
     """Forward, loss and backward over the rows ``rows`` of X: ``grads`` = the gradient of the
     batch's mean loss (weighted mean with ``sw``, plus scikit-learn's L2 term ``alpha``), every
-    δ in ``ws``.  Returns ``(loss, wsum)`` (see ``kernels.train.batch_gradients``)."""
+    δ in ``ws``.  ``mode``: GRAD (batch statistics, no dropout, running statistics untouched)
+    or TRAIN (a training step's: dropout keyed by ``seed`` and ``step``, running statistics
+    updated).  Returns ``(loss, wsum)`` (see ``kernels.train.batch_gradients``)."""
     sw = _no_weights(params.dtype) if sw is None else readonly(sw)
     with _config.ready():
-        # X, Yf, Yi, sw, rows, params, grads, part, layout, act, out_code, loss_code, alpha,
-        # loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq
+        # X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code, alpha,
+        # loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop, skips, nst, mode,
+        # seed, step
         return K.batch_gradients(readonly(X), readonly(Yf), readonly(Yi), sw, readonly(rows),
-                                 params, grads, ws.part, layout, codes.act, codes.out,
-                                 codes.loss, float(alpha), float(loss_div), ws.acts, ws.aoff,
-                                 ws.deltas, ws.doff, ws.rowloss, ws.sq, ws.gsq)
+                                 params, grads, ws.part, st.layout, codes.out, codes.loss,
+                                 float(alpha), float(loss_div), ws.acts, ws.aoff, ws.deltas,
+                                 ws.doff, ws.rowloss, ws.sq, ws.gsq, st.stats, st.drop,
+                                 st.skips, ws.nst, int(mode), int(seed), int(step))
+
+
+def dropout_keep(seed, step, rows, layer, n_units, p):
+    """The dropout mask of hidden dense layer ``layer`` (0-based) at optimizer step ``step``
+    (1-based) for the data rows ``rows``: a bool array ``(len(rows), n_units)``, True where a
+    unit is kept (see ``kernels.structure``; the trainer's key is ``Trainer.dropout_seed``)."""
+    rows = np.ascontiguousarray(rows, np.int64)
+    out = np.empty((rows.shape[0], int(n_units)), np.bool_)
+    with _config.ready():
+        S.dropout_keep(int(seed), int(step), rows, int(layer), int(n_units), float(p), out)
+    return out
 
 
 def accuracy(out, Yf, Yi, codes):
@@ -261,11 +331,18 @@ class EpochRunner:
     as scikit-learn's estimators leave them, and no snapshot is copied per epoch).
     ``clip``: > 0 clips each step's gradient to this global norm as
     ``torch.nn.utils.clip_grad_norm_`` does (0: no clipping).  ``accuracy``: count the
-    correct predictions of each step (cross-entropy and binary cross-entropy)."""
+    correct predictions of each step (cross-entropy and binary cross-entropy).  ``seed``:
+    dropout's key (with the step and the sample).  ``st``: the network's :class:`Structure`
+    (its running statistics are part of the snapshot)."""
 
-    def __init__(self, params, layout, codes, optimizer, X, Yf, Yi, batch, sw=None, alpha=0.0,
-                 loss_div=1.0, reducer=None, rollback=True, clip=0.0, accuracy=False):
-        self.params, self.layout, self.codes, self.opt = params, layout, codes, optimizer
+    def __init__(self, params, st, codes, optimizer, X, Yf, Yi, batch, sw=None, alpha=0.0,
+                 loss_div=1.0, reducer=None, rollback=True, clip=0.0, accuracy=False, seed=0):
+        if reducer is not None and st.batch_norm:
+            raise ValueError("batch normalisation is not supported with a reducer (MPI) yet: "
+                             "its statistics would be each process's share of the batch")
+        self.params, self.st, self.codes, self.opt = params, st, codes, optimizer
+        self.layout = layout = st.layout
+        self.seed = int(seed)
         self.X, self.Yf, self.Yi = readonly(X), readonly(Yf), readonly(Yi)
         self.sw = _no_weights(params.dtype) if sw is None else readonly(sw)
         self.alpha, self.loss_div, self.reducer = float(alpha), float(loss_div), reducer
@@ -277,7 +354,7 @@ class EpochRunner:
         self.n_steps = -(-self.n // self.batch)
         self.n_layers = layout.shape[0]
         rows = self.batch if reducer is None else -(-self.batch // reducer.size)
-        self.ws = Workspace(_sizes(layout), rows, params.dtype, train=True)
+        self.ws = Workspace(st, rows, params.dtype, train=True)
         n_params = params.shape[0]
         # reducer: the gradients, then the batch's summed loss and correct count, in one message
         self._buf = np.zeros(n_params + 2 * (reducer is not None), params.dtype)
@@ -285,19 +362,21 @@ class EpochRunner:
         self.gnorm = np.zeros(self.n_layers, np.float64)
         self.perm = np.arange(self.n, dtype=np.int64)
         # the epoch's snapshot for the rollback, in buffers of its own (no allocation per epoch)
-        self._snapshot = [params.copy(), *(s.copy() for s in optimizer.state)] if rollback else None
+        self._saved = (params, *optimizer.state, st.stats)
+        self._snapshot = [b.copy() for b in self._saved] if rollback else None
         # train_epoch's arguments that stay the same object for the whole fit, in its order:
         # (X, Yf, Yi, sw) perm batch max_steps (params, grads, part, state1, state2, hyper)
-        # step0 (layout, act, out_code, loss_code, opt_code, alpha, loss_div, acts, aoff,
-        # deltas, doff, rowloss, sq, gsq, consts, flags, gnorm, clip) rates correct.
-        # Positional: a call with
+        # step0 (layout, out_code, loss_code, opt_code, alpha, loss_div, acts, aoff, deltas,
+        # doff, rowloss, sq, gsq, consts, flags, gnorm, clip) rates (correct, stats, drop,
+        # skips, nst, seed).  Positional: a call with
         # keywords costs ~2 µs more, a twentieth of a small network's epoch.
         ws, opt = self.ws, optimizer
         self._args = ((self.X, self.Yf, self.Yi, self.sw),
                       (params, self.grads, ws.part, opt.state[0], opt.state[1], opt.hyper),
-                      (layout, codes.act, codes.out, codes.loss, opt.code, self.alpha,
+                      (layout, codes.out, codes.loss, opt.code, self.alpha,
                        self.loss_div, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq,
-                       ws.gsq, opt._consts, opt._flags, self.gnorm, self.clip))
+                       ws.gsq, opt._consts, opt._flags, self.gnorm, self.clip),
+                      (self.correct, st.stats, st.drop, st.skips, ws.nst, self.seed))
         self.compile_seconds = self._compile()
 
     def _compile(self):
@@ -307,8 +386,8 @@ class EpochRunner:
         if self.reducer is None:
             self._fused(0, 0)
         else:
-            batch_gradients(self.params, self.layout, self.codes, self.X, self.Yf, self.Yi,
-                            self.perm[:0], self.grads, self.ws, self.sw)
+            batch_gradients(self.params, self.st, self.codes, self.X, self.Yf, self.Yi,
+                            self.perm[:0], self.grads, self.ws, self.sw, mode=S.TRAIN)
             empty = self.params[:0]
             self.opt.update(empty, empty, 1)
             K.sumsq(self._buf, 0, 0)
@@ -322,12 +401,12 @@ class EpochRunner:
     # -- steps ---------------------------------------------------------------------------
     def _fused(self, first, k):
         """Steps ``first .. first + k`` of the epoch in one compiled call."""
-        data, bufs, rest = self._args
+        data, bufs, rest, tail = self._args
         perm = self.perm if first == 0 else self.perm[first * self.batch:]
         rates = self._rates if first == 0 or self._rates.shape[0] == 0 else self._rates[first:]
         with _config.ready():
             return K.train_epoch(*data, perm, self.batch, k, *bufs, self.opt.step, *rest, rates,
-                                 self.correct)
+                                 *tail)
 
     def _reduced(self, first, k):
         """Steps ``first .. first + k``, each: this process's share of the batch, the sum
@@ -346,8 +425,10 @@ class EpochRunner:
             buf[...] = 0
             total_w = B if self.sw.shape[0] == 0 else float(np.sum(self.sw[rows], dtype=np.float64))
             if mine.shape[0] > 0:
-                loss, wsum = batch_gradients(self.params, self.layout, self.codes, self.X,
-                                             self.Yf, self.Yi, mine, grads, self.ws, self.sw)
+                loss, wsum = batch_gradients(self.params, self.st, self.codes, self.X,
+                                             self.Yf, self.Yi, mine, grads, self.ws, self.sw,
+                                             mode=S.TRAIN, seed=self.seed,
+                                             step=self.opt.step + s + 1)
                 share = wsum / total_w if total_w > 0 else 0.0
                 np.multiply(grads, grads.dtype.type(share), out=grads)
                 buf[n_params] = loss
@@ -356,8 +437,8 @@ class EpochRunner:
                                                       self.Yf, self.Yi, mine, self.codes.out,
                                                       self.codes.loss)
             red.sum(buf)
-            for l, (_, b, w, o) in enumerate(self.layout):     # W then b: adjacent
-                gsq[l] = K.sumsq(buf, w, o + b)
+            for l in range(L):          # W, b, γ, β: adjacent
+                gsq[l] = K.sumsq(buf, self.layout[l, S.W_OFF], self.layout[l, S.END])
             loss = float(buf[n_params])
             if not math.isfinite(loss):
                 return total, s, K.LOSS_NOT_FINITE
@@ -418,7 +499,7 @@ class EpochRunner:
             if self._rates.shape != (self.n_steps,):
                 raise ValueError(f"rates: {self.n_steps} per-step learning rates needed")
         if self._snapshot is not None:
-            for saved, buf in zip(self._snapshot, (self.params, *opt.state)):
+            for saved, buf in zip(self._snapshot, self._saved):
                 np.copyto(saved, buf)
         snapshot = (self._snapshot, done, opt.step)
         while done < self.n_steps:
@@ -450,7 +531,7 @@ class EpochRunner:
             # the failing update already wrote: back to the snapshot (the epoch's start, or
             # where it resumed), then redo the steps that succeeded since (bitwise the same:
             # the kernels are deterministic)
-            for buf, copy in zip((self.params, *opt.state), saved):
+            for buf, copy in zip(self._saved, saved):
                 buf[...] = copy
             opt.step = step0
             self._steps(first, steps - first)

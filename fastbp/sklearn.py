@@ -47,7 +47,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess without
 
 from . import engine
 from ._validation import _check_finite
-from .engine import Codes, Workspace, parameter_layout
+from .engine import Codes, Structure, Workspace
 from .kernels.activations import HIDDEN, OUTPUT
 from .kernels.losses import LOSSES
 from .kernels.optimizers import SK_ADAM, SK_NESTEROV, SK_SGD
@@ -167,19 +167,22 @@ class _BaseMLP(BaseEstimator):
 
     # -- the flat parameter buffer behind coefs_ and intercepts_ ----------------------------------
     def _params(self):
-        """The flat buffer the kernels train, with ``coefs_``/``intercepts_`` as views into it.
+        """The flat buffer the kernels train, with ``coefs_``/``intercepts_`` as views into it,
+        and the network's :class:`~fastbp.engine.Structure` (made per call: ``activation`` may
+        have changed).
 
         Rebuilt (copying the user's arrays in) whenever those lists no longer view it: after
         unpickling, cloning, early stopping's restore, or an assignment such as
         ``est.coefs_[0] = W``."""
         cache = getattr(self, "_flat", None)
         if cache is not None:   # still the same view objects (held here, so ids cannot recur)
-            flat, layout, views = cache
+            flat, views = cache
             current = list(self.coefs_) + list(self.intercepts_)
             if len(current) == len(views) and all(a is b for a, b in zip(current, views)):
-                return flat, layout
+                return flat, Structure(self._sizes(), HIDDEN[self.activation])
         sizes = [np.shape(c)[0] for c in self.coefs_] + [np.shape(self.coefs_[-1])[1]]
-        layout, n = parameter_layout(sizes)
+        st = Structure(sizes, HIDDEN[self.activation])
+        layout, n = st.layout[:, :4], st.n_params
         dtype = np.asarray(self.coefs_[0]).dtype
         for l, (n_in, n_out, _, _) in enumerate(layout):
             c, b = np.asarray(self.coefs_[l]), np.asarray(self.intercepts_[l])
@@ -196,8 +199,8 @@ class _BaseMLP(BaseEstimator):
             coefs.append(W)
             intercepts.append(bias)
         self.coefs_, self.intercepts_ = coefs, intercepts
-        self._flat = (flat, layout, tuple(coefs + intercepts))
-        return flat, layout
+        self._flat = (flat, tuple(coefs + intercepts))
+        return flat, st
 
     def _sizes(self):
         return [c.shape[0] for c in self.coefs_] + [self.n_outputs_]
@@ -286,14 +289,14 @@ class _BaseMLP(BaseEstimator):
         """``(Yf, Yi, codes, loss_div)`` for the kernels from the (binarised) 2-D targets."""
         out = _OUT[self.out_activation_]
         loss = _LOSS[self.out_activation_]
-        codes = Codes(HIDDEN[self.activation], OUTPUT[out], LOSSES[loss])
+        codes = Codes(OUTPUT[out], LOSSES[loss])
         if out == "softmax":        # one-hot rows -> class indices (the faster path)
             return np.zeros((1, y.shape[1]), dtype), np.argmax(y, axis=1).astype(np.int64), codes, 1.0
         Yf = np.ascontiguousarray(y, dtype=dtype)
         return Yf, np.empty(0, np.int64), codes, float(y.shape[1]) if loss == "squared_error" else 1.0
 
     def _fit_stochastic(self, X, y, sample_weight, incremental):
-        params, layout = self._params()
+        params, st = self._params()
         dtype = params.dtype
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -337,11 +340,11 @@ class _BaseMLP(BaseEstimator):
         Yf, Yi, codes, loss_div = self._targets(y_train, dtype)
         sw = None if sw_train is None else np.ascontiguousarray(sw_train, dtype)
         opt = self._optimizer
-        runner = engine.EpochRunner(params, layout, codes, opt.engine, X_train, Yf, Yi,
+        runner = engine.EpochRunner(params, st, codes, opt.engine, X_train, Yf, Yi,
                                     batch_size, sw=sw, alpha=self.alpha, loss_div=loss_div,
                                     rollback=False)   # scikit-learn keeps the failed update
         if early_stopping:      # allocated once: the validation pass runs every epoch
-            vws = engine.inference_workspace(self._sizes(), X_val.shape[0], dtype)
+            vws = engine.inference_workspace(st, X_val.shape[0], dtype)
             val_out = np.empty((X_val.shape[0], self.n_outputs_), dtype)
             scorer = self._scorer(y_val, sw_val)
             sw_val_kernel = (None if sw_val is None
@@ -394,9 +397,9 @@ class _BaseMLP(BaseEstimator):
         """Early stopping's end of an epoch: one pass over the validation set appends the
         validation loss to ``validation_loss_curve_`` and gives the validation score (``scorer``
         from ``_scorer``, built once per fit; ``out``: the outputs' buffer)."""
-        params, layout = self._params()
+        params, st = self._params()
         Yf, Yi, codes, loss_div = targets
-        total = engine.evaluate(params, layout, codes, X_val, Yf, Yi, sw=sw, out=out, ws=ws)
+        total = engine.evaluate(params, st, codes, X_val, Yf, Yi, sw=sw, out=out, ws=ws)
         weight = X_val.shape[0] if sw is None else float(np.sum(sw))
         self.validation_loss_curve_.append(total / loss_div / weight)
         y_pred = self._decode(out)
@@ -430,21 +433,22 @@ class _BaseMLP(BaseEstimator):
         except ImportError as e:  # pragma: no cover
             raise ImportError('solver="lbfgs" needs scipy: pip install scipy') from e
         from sklearn.utils.optimize import _check_optimize_result
-        params, layout = self._params()
+        params, st = self._params()
         dtype = params.dtype
         # scikit-learn packs every layer's W, then every b: the same coordinate order for L-BFGS
+        layout = st.layout[:, :4]
         order = np.concatenate([np.arange(w, w + a * b) for a, b, w, _ in layout]
                                + [np.arange(o, o + b) for _, b, _, o in layout])
         Yf, Yi, codes, loss_div = self._targets(y, dtype)
         n = X.shape[0]
         sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype)
-        ws = Workspace(self._sizes(), n, dtype, train=True)
+        ws = Workspace(st, n, dtype, train=True)
         grads = np.empty_like(params)
         rows = np.arange(n, dtype=np.int64)
 
         def loss_grad(x):
             params[order] = x
-            loss, wsum = engine.batch_gradients(params, layout, codes, X, Yf, Yi, rows, grads, ws,
+            loss, wsum = engine.batch_gradients(params, st, codes, X, Yf, Yi, rows, grads, ws,
                                                 sw=sw, alpha=self.alpha, loss_div=loss_div)
             return loss / wsum, grads[order]
 
@@ -467,15 +471,15 @@ class _BaseMLP(BaseEstimator):
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         if sp.issparse(X):
             X = X.toarray()
-        params, layout = self._params()
+        params, st = self._params()
         before = X.dtype
         with np.errstate(over="ignore"):    # an overflow is reported below, by name
             X = np.ascontiguousarray(X, dtype=params.dtype)
         if before != params.dtype:     # e.g. float64 values that overflow a float32 model
             _check_finite(f"X (as {params.dtype})", X)
         out = np.empty((X.shape[0], self.n_outputs_), params.dtype)
-        codes = Codes(HIDDEN[self.activation], OUTPUT[_OUT[self.out_activation_]])
-        return engine.predict(params, layout, codes, X, out)
+        codes = Codes(OUTPUT[_OUT[self.out_activation_]])
+        return engine.predict(params, st, codes, X, out)
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:

@@ -58,7 +58,7 @@ def test_read_only_input_is_not_copied(rng):
     X.flags.writeable = False
     net = fastbp.Network([6, 8, 3], output_activation="softmax", dtype=np.float64, seed=0)
     Yf, Yi = check_targets(y, "cross_entropy", 3, 150, net.dtype)
-    runner = engine.EpochRunner(net.params, net._layout, net._codes("cross_entropy"),
+    runner = engine.EpochRunner(net.params, net._st, net._codes("cross_entropy"),
                                 engine.Optimizer(0, net.params.shape[0], net.dtype, 0.1), X, Yf, Yi, 32)
     assert np.shares_memory(runner.X, X)
 

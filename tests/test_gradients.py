@@ -86,9 +86,9 @@ def test_weighted_penalised_batch_gradients_match_naive(rng, dtype, loss, out, d
     w = rng.uniform(0.1, 2.0, n)
     rows = rng.permutation(n).astype(np.int64)
     Xc, Yf, Yi, _ = net._prepare(X, Y, loss)
-    ws = engine.Workspace(sizes, n, dtype, train=train)
+    ws = engine.Workspace(net._st, n, dtype, train=train)
     grads = np.empty_like(net.params)
-    value, wsum = engine.batch_gradients(net.params, net._layout, net._codes(loss), Xc, Yf, Yi, rows, grads,
+    value, wsum = engine.batch_gradients(net.params, net._st, net._codes(loss), Xc, Yf, Yi, rows, grads,
                                          ws, sw=w.astype(dtype), alpha=alpha, loss_div=div)
     li, deltas, gW, gb = naive.backprop(net.weights, net.biases, "tanh", out, loss, Xc[rows].astype(float),
                                         np.asarray(Y)[rows])

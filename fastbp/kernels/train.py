@@ -25,6 +25,8 @@ from numba import njit, prange
 
 from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import IDENTITY, activate
+from .structure import (ACT, B_OFF, BATCH_NORM, END, EVAL, GRAD, N_IN, N_OUT, NORM, STRUCT, TRAIN,
+                        W_OFF, post_backward, post_forward)
 from .dense import backprop, forward, gradient
 from .losses import count_correct, output_batch, output_rows
 from .optimizers import update
@@ -69,9 +71,11 @@ def rows_slot(buf, off, l, r0, r1, width):
 
 
 @njit(**JIT)
-def forward_rows(X, rows, r0, r1, params, layout, act, acts, aoff, sq, par):
+def forward_rows(X, rows, r0, r1, params, layout, acts, aoff, sq, par, stats, drop, skips, nst,
+                 mode, seed, step):
     """Batch rows r0..r1: gather ``X[rows[r0:r1]]`` into slot 0 and run every layer on them; the
-    output slot holds ``z_L``.  Serial products when not ``par``."""
+    output slot holds ``z_L``.  Serial products when not ``par``.  Structured layers (see
+    structure.py) in ``mode`` (EVAL, TRAIN or GRAD; ``seed``, ``step``: dropout's key)."""
     L = layout.shape[0]
     n0 = X.shape[1]
     Xf = X.reshape(X.size)
@@ -85,15 +89,22 @@ def forward_rows(X, rows, r0, r1, params, layout, act, acts, aoff, sq, par):
     for l in range(L):
         W, b = layer_params(params, layout, l)
         Z = rows_slot(acts, aoff, l + 1, r0, r1, W.shape[1])
-        forward(A, W, b, Z, act if l < L - 1 else IDENTITY, sq, par)
+        if l < L - 1 and layout[l, STRUCT]:
+            forward(A, W, b, rows_slot(acts, aoff, L + 1 + l, r0, r1, W.shape[1]), IDENTITY, sq,
+                    par)
+            post_forward(l, r0, r1, rows, params, stats, layout, drop, skips, acts, aoff, nst,
+                         mode, seed, step)
+        else:
+            forward(A, W, b, Z, layout[l, ACT] if l < L - 1 else IDENTITY, sq, par)
         A = Z
 
 
 @njit(**INLINE_JIT)
-def forward_batch(X, rows, params, layout, act, acts, aoff, sq):
+def forward_batch(X, rows, params, layout, acts, aoff, sq, stats, drop, skips, nst, mode, seed,
+                  step):
     """Gather ``X[rows]`` into slot 0 and run every layer; the output slot holds ``z_L``."""
-    forward_rows(X, rows, np.int64(0), rows.shape[0], params, layout, act, acts, aoff, sq,
-                 np.bool_(True))
+    forward_rows(X, rows, np.int64(0), rows.shape[0], params, layout, acts, aoff, sq,
+                 np.bool_(True), stats, drop, skips, nst, mode, seed, step)
 
 
 @njit(**INLINE_JIT)
@@ -116,8 +127,8 @@ def add_l2(params, grads, layout, c):
     add seconds to every first compile, estimators or not)."""
     total = 0.0
     for l in range(layout.shape[0]):
-        lo = np.uint64(layout[l, 2])
-        hi = lo + np.uint64(layout[l, 0] * layout[l, 1])
+        lo = np.uint64(layout[l, W_OFF])
+        hi = lo + np.uint64(layout[l, N_IN] * layout[l, N_OUT])
         s = 0.0
         for i in range(lo, hi):
             w = params[i]
@@ -137,30 +148,38 @@ def sumsq(buf, lo, hi):
 
 
 @njit(**JIT)
-def backward_rows(r0, r1, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq,
-                  par, norms):
+def backward_rows(rows, r0, r1, scale, params, grads, layout, acts, aoff, deltas, doff, sq, gsq,
+                  par, norms, drop, skips, nst, mode, seed, step):
     """Gradients of batch rows r0..r1, scaled by ``scale``, into ``grads`` (their δ of the
     output already in place); their hidden δ into ``deltas``; ``gsq[l]`` = squared norm of
-    layer l's gradient when ``norms``.  Serial products when not ``par``."""
+    layer l's gradient (γ and β included) when ``norms``.  Serial products when not ``par``."""
     L = layout.shape[0]
     for l in range(L - 1, -1, -1):
-        n_in, n_out = layout[l, 0], layout[l, 1]
+        n_in, n_out = layout[l, N_IN], layout[l, N_OUT]
+        extra = 0.0
+        if l < L - 1 and layout[l, STRUCT]:     # ∂E/∂a -> ∂E/∂z (and ∂E/∂γ, ∂E/∂β)
+            extra = post_backward(l, r0, r1, rows, scale, params, grads, layout, drop, skips,
+                                  acts, aoff, deltas, doff, nst, mode, seed, step)
         A = rows_slot(acts, aoff, l, r0, r1, n_in)
         D = rows_slot(deltas, doff, l + 1, r0, r1, n_out)
         gW, gb = layer_params(grads, layout, l)
-        gsq[l] = gradient(A, D, gW, gb, scale, sq, par, norms)
+        gsq[l] = gradient(A, D, gW, gb, scale, sq, par, norms) + extra
         if l > 0:
             W, _ = layer_params(params, layout, l)
+            # a structured layer below takes ∂E/∂a (its derivative comes in post_backward)
+            act = IDENTITY if layout[l - 1, STRUCT] else layout[l - 1, ACT]
             backprop(D, W, A, rows_slot(deltas, doff, l, r0, r1, n_in), act, sq, par)
 
 
 @njit(**INLINE_JIT)
-def backward_batch(B, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq):
-    """Gradients of the batch of ``B`` rows, scaled by ``scale`` (``1/B`` for the mean), into
+def backward_batch(rows, scale, params, grads, layout, acts, aoff, deltas, doff, sq, gsq, drop,
+                   skips, nst, mode, seed, step):
+    """Gradients of the batch ``rows``, scaled by ``scale`` (``1/B`` for the mean), into
     ``grads`` (δ of the output already in place); every hidden δ into ``deltas``; ``gsq[l]`` =
     squared norm of layer l's gradient."""
-    backward_rows(np.int64(0), B, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq,
-                  gsq, np.bool_(True), np.bool_(True))
+    backward_rows(rows, np.int64(0), rows.shape[0], scale, params, grads, layout, acts, aoff,
+                  deltas, doff, sq, gsq, np.bool_(True), np.bool_(True), drop, skips, nst, mode,
+                  seed, step)
 
 
 @njit(**INLINE_JIT)
@@ -172,14 +191,16 @@ def row_blocks(B, nblocks):
 
 
 @njit(**PARALLEL_JIT)
-def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, act, out_code,
-                  loss_code, scale, acts, aoff, deltas, doff, rowloss, sq, gsq):
+def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_code, loss_code,
+                  scale, acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop, skips, nst,
+                  mode, seed, step):
     """The batch in P row blocks, one task each: forward, output δ and loss, backward into its
     own gradient buffer (block 0: ``grads``; block p: ``part[(p−1)·n:p·n]``) — every layer's
     products serial, the block's rows staying on one core from input to gradient.  Then
     ``grads += Σ part`` in block order.  ``sq`` and ``gsq`` hold one scratch set per block; the
     blocks compute no gradient norms (theirs are not the batch's: the caller computes those
-    after the sum)."""
+    after the sum).  No batch normalisation here (its statistics are the whole batch's: the
+    engine gives such networks no row blocks)."""
     B = rows.shape[0]
     n = params.shape[0]
     bs = (B + P - 1) // P
@@ -191,13 +212,15 @@ def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, act, out_
         r1 = min(B, r0 + bs)
         sqp = sq[p * T:(p + 1) * T]
         g = grads if p == 0 else part[(p - 1) * n:p * n]
-        forward_rows(X, rows, r0, r1, params, layout, act, acts, aoff, sqp, np.bool_(False))
+        forward_rows(X, rows, r0, r1, params, layout, acts, aoff, sqp, np.bool_(False), stats,
+                     drop, skips, nst, mode, seed, step)
         Zf = acts[aoff[L]:aoff[L] + B * m]
         Df = deltas[doff[L]:doff[L] + B * m]
         output_rows(Zf, Df, Yf.reshape(Yf.size), Yi, sw, rows, m, out_code, loss_code, rowloss,
                     r0, r1)
-        backward_rows(r0, r1, scale, params, g, layout, act, acts, aoff, deltas, doff, sqp,
-                      gsq[p * L:(p + 1) * L], np.bool_(False), np.bool_(False))
+        backward_rows(rows, r0, r1, scale, params, g, layout, acts, aoff, deltas, doff, sqp,
+                      gsq[p * L:(p + 1) * L], np.bool_(False), np.bool_(False), drop, skips, nst,
+                      mode, seed, step)
     un = np.uint64(n)
     for p in range(1, P):
         base = np.uint64((p - 1) * n)
@@ -206,8 +229,9 @@ def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, act, out_
 
 
 @njit(**JIT)
-def batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, act, out_code, loss_code,
-                    alpha, loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq):
+def batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code,
+                    alpha, loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop,
+                    skips, nst, mode, seed, step):
     """Forward, loss and backward over one batch (``rows`` of X): ``grads`` = the gradients of
     the batch's mean loss (weighted mean with ``sw``, plus the L2 term when ``alpha > 0``),
     ``deltas`` = every layer's δ, ``rowloss`` = the per-sample (weighted) losses.  ``part``
@@ -215,10 +239,15 @@ def batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, act, out_c
     empty: threads inside each product.
 
     Returns ``(loss, wsum)``: ``loss = Σ w·ℓ / loss_div + ½·alpha·Σ‖W‖²`` and ``wsum`` = Σ w (the
-    batch size without weights), so that the batch's objective is ``loss / wsum``."""
+    batch size without weights), so that the batch's objective is ``loss / wsum``.
+
+    ``stats, drop, skips, nst``: the structured layers' running statistics, dropout rates, skip
+    connections and scratch; ``mode``: TRAIN (dropout keyed by ``seed`` and ``step``, running
+    statistics updated) or GRAD (see structure.py)."""
     # called from Python or train_epoch, who own every array: see unowned.py
     X, Yf, Yi, sw, rows, params, grads, layout = unowned(X, Yf, Yi, sw, rows, params, grads, layout)
     acts, aoff, deltas, doff, rowloss, sq, gsq = unowned(acts, aoff, deltas, doff, rowloss, sq, gsq)
+    stats, drop, skips, nst = unowned(stats, drop, skips, nst)
     B = rows.shape[0]
     wsum = float(B)
     if sw.shape[0] > 0:
@@ -232,20 +261,21 @@ def batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, act, out_c
     if part is not None:    # pruned at compile time when None: no row-block step compiled
         P = row_blocks(B, 1 + part.shape[0] // params.shape[0])
         if P > 1:
-            _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, unowned(part), layout, act,
-                          out_code, loss_code, scale, acts, aoff, deltas, doff, rowloss, sq, gsq)
+            _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, unowned(part), layout,
+                          out_code, loss_code, scale, acts, aoff, deltas, doff, rowloss, sq, gsq,
+                          stats, drop, skips, nst, mode, seed, step)
             loss = 0.0
             for r in range(B):
                 loss += float(rowloss[r])
-            for l in range(layout.shape[0]):
-                w_off, b_off = layout[l, 2], layout[l, 3]
-                gsq[l] = (sumsq(grads, w_off, w_off + layout[l, 0] * layout[l, 1])
-                          + sumsq(grads, b_off, b_off + layout[l, 1]))
+            for l in range(layout.shape[0]):      # W, b, γ, β: adjacent
+                gsq[l] = sumsq(grads, layout[l, W_OFF], layout[l, END])
     if P == 1:
-        forward_batch(X, rows, params, layout, act, acts, aoff, sq)
+        forward_batch(X, rows, params, layout, acts, aoff, sq, stats, drop, skips, nst, mode,
+                      seed, step)
         loss = loss_batch(Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, deltas,
                           doff, rowloss)
-        backward_batch(B, scale, params, grads, layout, act, acts, aoff, deltas, doff, sq, gsq)
+        backward_batch(rows, scale, params, grads, layout, acts, aoff, deltas, doff, sq, gsq,
+                       drop, skips, nst, mode, seed, step)
     if loss_div != 1.0:
         loss /= loss_div
     if alpha > 0:
@@ -273,9 +303,9 @@ def scale(buf, f):
 
 @njit(**JIT)
 def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, state1, state2,
-                hyper, step0, layout, act, out_code, loss_code, opt_code, alpha, loss_div,
+                hyper, step0, layout, out_code, loss_code, opt_code, alpha, loss_div,
                 acts, aoff, deltas, doff, rowloss, sq, gsq, consts, flags, gnorm, clip, rates,
-                correct):
+                correct, stats, drop, skips, nst, seed):
     """All mini-batch steps of one epoch (at most ``max_steps`` when it is >= 0).
 
     ``clip > 0``: before each update the whole gradient is scaled as
@@ -283,7 +313,8 @@ def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, stat
     the recorded gradient norms are those before clipping).  ``rates`` (empty: the fixed rate
     in ``hyper[0]``): step ``s``'s learning rate is ``rates[s]`` (a per-step schedule).
     ``correct`` (empty: not counted): ``correct[0]`` accumulates each completed step's correct
-    predictions (see ``losses.count_correct``).
+    predictions (see ``losses.count_correct``).  ``stats, drop, skips, nst, seed``: the
+    structured layers (see structure.py), in TRAIN mode, dropout keyed by ``seed`` and the step.
 
     Returns ``(loss_sum, steps_done, status)``: Σ over the completed steps of the batch's
     objective times its size (the summed per-sample losses when there are no weights and no
@@ -296,7 +327,7 @@ def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, stat
     state1, state2, hyper, consts, flags, gnorm = unowned(state1, state2, hyper, consts, flags,
                                                           gnorm)
     acts, aoff, deltas, doff, rowloss, sq, gsq = unowned(acts, aoff, deltas, doff, rowloss, sq, gsq)
-    rates, correct = unowned(rates, correct)
+    rates, correct, stats, drop, skips, nst = unowned(rates, correct, stats, drop, skips, nst)
     n = perm.shape[0]
     steps = (n + batch - 1) // batch
     if max_steps >= 0 and max_steps < steps:
@@ -306,9 +337,10 @@ def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, stat
     for s in range(steps):
         rows = perm[s * batch:min(n, s * batch + batch)]
         B = rows.shape[0]
-        loss, wsum = batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, act,
+        loss, wsum = batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout,
                                      out_code, loss_code, alpha, loss_div, acts, aoff, deltas,
-                                     doff, rowloss, sq, gsq)
+                                     doff, rowloss, sq, gsq, stats, drop, skips, nst,
+                                     np.int64(TRAIN), seed, step0 + s + 1)
         if not math.isfinite(loss):
             return total, s, LOSS_NOT_FINITE
         g = 0.0
@@ -348,20 +380,22 @@ def _chunk(rows, lo, n):
 
 
 @njit(**JIT)
-def evaluate(X, Yf, Yi, sw, params, layout, act, out_code, loss_code, acts, aoff, deltas, doff,
-             rowloss, rows, sq, out):
+def evaluate(X, Yf, Yi, sw, params, layout, out_code, loss_code, acts, aoff, deltas, doff,
+             rowloss, rows, sq, out, stats, drop, skips, nst):
     """Σ per-sample loss (weighted by ``sw`` when not empty) over all of X, in chunks of
     ``rows.shape[0]`` rows; the network's outputs ``f(z)`` into ``out`` (``(n, m)``; None: not
     kept), the values :func:`predict` gives, so that one pass yields a loss and a score."""
     X, Yf, Yi, sw, params, layout = unowned(X, Yf, Yi, sw, params, layout)   # see unowned.py
     acts, aoff, deltas, doff, rowloss, rows, sq = unowned(acts, aoff, deltas, doff, rowloss, rows,
                                                           sq)
+    stats, drop, skips, nst = unowned(stats, drop, skips, nst)
     L = layout.shape[0]
     m = layout[L - 1, 1]
     total = 0.0
     for lo in range(0, X.shape[0], rows.shape[0]):
         r = _chunk(rows, lo, X.shape[0])
-        forward_batch(X, r, params, layout, act, acts, aoff, sq)
+        forward_batch(X, r, params, layout, acts, aoff, sq, stats, drop, skips, nst,
+                      np.int64(EVAL), np.int64(0), np.int64(0))
         total += loss_batch(Yf, Yi, sw, r, layout, out_code, loss_code, acts, aoff, deltas, doff,
                             rowloss)
         if out is not None:     # pruned at compile time when None
@@ -372,16 +406,18 @@ def evaluate(X, Yf, Yi, sw, params, layout, act, out_code, loss_code, acts, aoff
 
 
 @njit(**JIT)
-def predict(X, params, layout, act, out_code, acts, aoff, rows, out, sq):
-    """``out = network(X)``, in chunks of ``rows.shape[0]`` rows."""
+def predict(X, params, layout, out_code, acts, aoff, rows, out, sq, stats, drop, skips, nst):
+    """``out = network(X)``, in chunks of ``rows.shape[0]`` rows (inference mode)."""
     X, params, layout, acts, aoff, rows, out, sq = unowned(X, params, layout, acts, aoff, rows,
                                                             out, sq)     # see unowned.py
+    stats, drop, skips, nst = unowned(stats, drop, skips, nst)
     L = layout.shape[0]
     m = out.shape[1]
     outf = out.reshape(out.size)
     for lo in range(0, X.shape[0], rows.shape[0]):
         r = _chunk(rows, lo, X.shape[0])
-        forward_batch(X, r, params, layout, act, acts, aoff, sq)
+        forward_batch(X, r, params, layout, acts, aoff, sq, stats, drop, skips, nst,
+                      np.int64(EVAL), np.int64(0), np.int64(0))
         for i in range(r.shape[0]):
             z = aoff[L] + i * m
             activate(acts, z, m, out_code)

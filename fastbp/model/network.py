@@ -4,11 +4,12 @@ import os
 import numpy as np
 
 from .. import engine
-from .._validation import (InputError, InputTypeError, check_choice, check_dtype, check_int,
-                           check_targets, check_X)
-from ..engine import Codes, Workspace, parameter_layout
+from .._validation import (InputError, InputTypeError, check_choice, check_dtype, check_float,
+                           check_int, check_targets, check_X)
+from ..engine import Codes, Structure, Workspace
 from ..kernels.activations import HIDDEN, NAMES as ACT_NAMES, OUTPUT, RELU, LEAKY_RELU
 from ..kernels.losses import LOSSES
+from ..kernels import structure as S
 from . import modelfile
 
 INITS = ("auto", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "normal")
@@ -30,8 +31,8 @@ class Network:
     ----------
     layer_sizes : sequence of int
         Two or more positive sizes; ``[n_in, n_out]`` is a single-layer network.
-    activation : {"relu", "leaky_relu", "sigmoid" (alias "logistic"), "tanh", "identity"}
-        Hidden-layer activation (leaky_relu has slope 0.01).
+    activation : {"relu", "leaky_relu", "sigmoid" (alias "logistic"), "tanh", "identity"} or list
+        Hidden-layer activation (leaky_relu has slope 0.01), or one per hidden layer.
     output_activation : {"identity", "sigmoid", "softmax", "exp"}
         ``exp`` (a positive rate) goes with the Poisson loss.
     dtype : float32 or float64
@@ -41,6 +42,20 @@ class Network:
         activations and Glorot (uniform) otherwise; ``normal`` is N(0, 0.01²).
     seed : int, numpy Generator or None
         Seed of the initial weights.
+    skips : None, "residual" or list of (i, j)
+        Skip connections ``a_j += a_i`` (activations numbered like ``layer_sizes``: ``a_0 = X``,
+        ``a_k`` the output of layer k) for ``0 <= i < j < L`` with equal widths, added after
+        layer j's dropout; ``"residual"``: every ``(j-1, j)``, ``1 <= j < L``, whose widths
+        match.
+    normalization : None, "batch", "layer" or a list (one per hidden layer, entries None too)
+        Normalisation of a hidden layer's ``z`` before its activation, with gain γ (starts at
+        1) and shift β (starts at 0) after the layer's W and b in :attr:`params`, eps 1e-5:
+        ``"batch"`` as ``torch.nn.BatchNorm1d`` (training: the batch's statistics, running
+        mean and unbiased variance updated with momentum 0.1 at every step; ``forward`` and
+        validation use the running statistics), ``"layer"`` as ``torch.nn.LayerNorm``.
+    dropout : float in [0, 1) or list (one per hidden layer)
+        Inverted dropout after a hidden layer's activation, during training only; the masks
+        are keyed by (the trainer's seed, step, sample, unit): never by threads or blocks.
 
     Attributes
     ----------
@@ -50,29 +65,51 @@ class Network:
     """
 
     def __init__(self, layer_sizes, activation="relu", output_activation="identity",
-                 dtype=np.float32, init="auto", seed=None):
+                 dtype=np.float32, init="auto", seed=None, skips=None, normalization=None,
+                 dropout=0.0):
         if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
             raise InputTypeError(f"layer_sizes must be a sequence of positive integers; got {layer_sizes!r}")
         sizes = [check_int(f"layer_sizes[{i}]", s, minimum=1) for i, s in enumerate(layer_sizes)]
         if len(sizes) < 2:
             raise InputError(f"layer_sizes needs at least two sizes [n_in, n_out]; got {list(layer_sizes)}")
-        activation = check_choice("activation", activation, HIDDEN)
+        hidden = len(sizes) - 2
+        acts = _per_layer("activation", activation, hidden,
+                          lambda name, v: check_choice(name, v, HIDDEN))
+        norms = _per_layer("normalization", normalization, hidden, _check_norm)
+        drops = _per_layer("dropout", dropout, hidden,
+                           lambda name, v: check_float(name, v, 0, 1, high_open=True))
+        self._skips = _check_skips(skips, sizes)
         output_activation = check_choice("output_activation", output_activation, OUTPUT)
         init = check_choice("init", init, INITS)
         self._dtype = check_dtype(dtype)
         self._sizes = tuple(sizes)
-        self._act = HIDDEN[activation]
+        self._acts = [HIDDEN[a] for a in acts]
+        # the name as given (canonical: "logistic" is "sigmoid"), or one per hidden layer
+        single = None if isinstance(activation, (list, tuple)) else HIDDEN[check_choice(
+            "activation", activation, HIDDEN)]
+        self._activation = (ACT_NAMES[single] if single is not None
+                            else [ACT_NAMES[a] for a in self._acts])
+        self._init_act = single if single is not None else (self._acts[-1] if self._acts else RELU)
+        self._norms, self._drops = norms, drops
         self._out = OUTPUT[output_activation]
-        self._layout, n = parameter_layout(sizes)
-        self._params = np.zeros(n, self._dtype)
+        self._st = Structure(sizes, self._acts, [S.NORMS[v] for v in norms], drops, self._skips,
+                             self._dtype)
+        self._layout = self._st.layout
+        self._params = np.zeros(self._st.n_params, self._dtype)
+        for l in range(hidden):
+            g = self._layout[l, S.G_OFF]
+            if g >= 0:
+                self._params[g:g + sizes[l + 1]] = 1        # γ starts at 1, β at 0
         self._init(init, seed)
 
     # -- construction ---------------------------------------------------------------------
     def _init(self, init, seed):
         rng = np.random.default_rng(seed)
-        if init == "auto":
-            init = "he_uniform" if self._act in (RELU, LEAKY_RELU) else "glorot_uniform"
-        for W in self.weights:
+        chosen = init
+        for l, W in enumerate(self.weights):
+            if chosen == "auto":    # by the activation after the product (the output layer:
+                act = self._acts[l] if l < len(self._acts) else self._init_act    # the last's)
+                init = "he_uniform" if act in (RELU, LEAKY_RELU) else "glorot_uniform"
             fan_in, fan_out = W.shape
             if init == "glorot_uniform":
                 lim = np.sqrt(6.0 / (fan_in + fan_out))
@@ -113,7 +150,28 @@ class Network:
 
     @property
     def activation(self):
-        return ACT_NAMES[self._act]
+        """The hidden activation: a name, or a list of one per hidden layer when given so."""
+        return self._activation
+
+    @property
+    def activations(self):
+        """The hidden activation of each hidden layer (a list of names)."""
+        return [ACT_NAMES[a] for a in self._acts]
+
+    @property
+    def skips(self):
+        """The skip connections as ``(i, j)`` pairs (``"residual"`` expanded)."""
+        return list(self._skips)
+
+    @property
+    def normalization(self):
+        """Each hidden layer's normalisation: None, "batch" or "layer"."""
+        return list(self._norms)
+
+    @property
+    def dropout(self):
+        """Each hidden layer's dropout probability."""
+        return list(self._drops)
 
     @property
     def output_activation(self):
@@ -129,7 +187,7 @@ class Network:
 
     def _views(self, buf, which):
         out = []
-        for n_in, n_out, w, b in self._layout:
+        for n_in, n_out, w, b in self._layout[:, :4]:
             out.append(buf[w:w + n_in * n_out].reshape(n_in, n_out) if which == 0 else buf[b:b + n_out])
         return out
 
@@ -180,12 +238,69 @@ class Network:
         return loss
 
     def __repr__(self):
+        extra = "".join(f", {k}={v!r}" for k, v in self._structure_meta().items()
+                        if v not in (None, 0.0, []) and k != "activation")
         return (f"Network(layer_sizes={list(self._sizes)}, activation={self.activation!r}, "
-                f"output_activation={self.output_activation!r}, dtype=np.{self._dtype.name})")
+                f"output_activation={self.output_activation!r}{extra}, "
+                f"dtype=np.{self._dtype.name})")
+
+    # -- state dict --------------------------------------------------------------------------
+    def _entries(self):
+        """``(key, buffer, lo, shape)`` of every state_dict entry, in order."""
+        out = []
+        for l in range(self.n_layers):
+            n_in, n_out, w, b = (int(v) for v in self._layout[l, :4])
+            out += [(f"layers.{l}.weight", self._params, w, (n_in, n_out)),
+                    (f"layers.{l}.bias", self._params, b, (n_out,))]
+            g = int(self._layout[l, S.G_OFF])
+            if g >= 0:
+                out += [(f"norms.{l}.weight", self._params, g, (n_out,)),
+                        (f"norms.{l}.bias", self._params, g + n_out, (n_out,))]
+            o = int(self._layout[l, S.S_OFF])
+            if o >= 0:
+                out += [(f"norms.{l}.running_mean", self._st.stats, o, (n_out,)),
+                        (f"norms.{l}.running_var", self._st.stats, o + n_out, (n_out,))]
+        return out
+
+    def state_dict(self):
+        """Every parameter and running statistic by name (PyTorch's naming): ``layers.{l}.weight``
+        ``(n_in, n_out)`` and ``layers.{l}.bias``, and for a normalised hidden layer l
+        ``norms.{l}.weight`` (γ), ``norms.{l}.bias`` (β), plus ``norms.{l}.running_mean`` and
+        ``norms.{l}.running_var`` for batch normalisation; ``l`` is the 0-based dense layer.
+        The values are writable views into the network's buffers."""
+        return {k: buf[lo:lo + int(np.prod(shape))].reshape(shape)
+                for k, buf, lo, shape in self._entries()}
+
+    def load_state_dict(self, state):
+        """Set every entry of :meth:`state_dict` from ``state`` (the same keys and shapes,
+        finite values; running variances > 0).  Checked before anything changes."""
+        if not hasattr(state, "keys"):
+            raise InputTypeError(f"load_state_dict takes a dict of arrays; got "
+                                 f"{type(state).__name__}")
+        entries = self._entries()
+        want = {k for k, *_ in entries}
+        missing, unexpected = sorted(want - set(state)), sorted(set(state) - want)
+        if missing or unexpected:
+            raise InputError(f"load_state_dict: missing keys {missing}, unexpected keys "
+                             f"{unexpected}")
+        values = []
+        for k, buf, lo, shape in entries:
+            arr = np.asarray(state[k])
+            if arr.dtype.kind not in "biuf":
+                raise InputTypeError(f"{k} must hold real numbers; got dtype {arr.dtype}")
+            if arr.shape != shape:
+                raise InputError(f"{k} must have shape {shape}; got {arr.shape}")
+            if not np.isfinite(arr).all():
+                raise InputError(f"{k} contains NaN or inf")
+            if k.endswith("running_var") and not (arr > 0).all():
+                raise InputError(f"{k} must be positive")
+            values.append(arr)
+        for (k, buf, lo, shape), v in zip(entries, values):
+            buf[lo:lo + v.size] = v.ravel()
 
     # -- computation ---------------------------------------------------------------------------
     def _codes(self, loss=None):
-        return Codes(self._act, self._out, LOSSES[loss] if loss else 0)
+        return Codes(self._out, LOSSES[loss] if loss else 0)
 
     def forward(self, X):
         """Output activations for the rows of ``X``: an array ``(n_samples, n_out)``.  Read-only
@@ -193,7 +308,7 @@ class Network:
         network's dtype)."""
         X = check_X(X, self._dtype, self._sizes[0])
         out = np.empty((X.shape[0], self._sizes[-1]), self._dtype)
-        return engine.predict(self._params, self._layout, self._codes(), X, out)
+        return engine.predict(self._params, self._st, self._codes(), X, out)
 
     predict = forward
 
@@ -206,38 +321,56 @@ class Network:
     def loss(self, X, Y, loss=None):
         """Mean per-sample loss over ``X`` (``loss=None``: the output's natural loss)."""
         X, Yf, Yi, loss = self._prepare(X, Y, loss)
-        return engine.evaluate(self._params, self._layout, self._codes(loss), X, Yf, Yi) / X.shape[0]
+        return engine.evaluate(self._params, self._st, self._codes(loss), X, Yf, Yi) / X.shape[0]
 
     def _backprop_all(self, X, Y, loss):
         X, Yf, Yi, loss = self._prepare(X, Y, loss)
         n = X.shape[0]
-        ws = Workspace(self._sizes, n, self._dtype, train=True)
-        grads = np.empty_like(self._params)
-        total, _ = engine.batch_gradients(self._params, self._layout, self._codes(loss), X, Yf,
+        if n == 1 and self._st.batch_norm:
+            raise InputError("batch normalisation needs more than one sample (a batch of one row "
+                             "has no variance; PyTorch refuses it too)")
+        ws = Workspace(self._st, n, self._dtype, train=True)
+        grads = np.zeros_like(self._params)
+        total, _ = engine.batch_gradients(self._params, self._st, self._codes(loss), X, Yf,
                                           Yi, np.arange(n, dtype=np.int64), grads, ws)
         return total / n, grads, ws
 
     def deltas(self, X, Y, loss=None):
-        """Per-layer deltas ``δ_l = ∂E_i/∂z_l`` for every sample (not divided by n).
+        """Per-layer deltas ``δ_l = ∂E_i/∂z_l`` for every sample (not divided by n; batch
+        normalisation with the statistics of all of X, no dropout).
 
         Returns a list with one ``(n_samples, layer_sizes[l])`` array per layer, l = 1..L."""
         _, _, ws = self._backprop_all(X, Y, loss)
         n = ws.capacity
         return [ws.view("deltas", l, n).copy() for l in range(1, len(self._sizes))]
 
-    def gradients(self, X, Y, loss=None):
-        """``(mean loss, [∂E/∂W per layer], [∂E/∂b per layer])``, means over the samples."""
+    def gradients(self, X, Y, loss=None, as_dict=False):
+        """``(mean loss, [∂E/∂W per layer], [∂E/∂b per layer])``, means over the samples;
+        ``as_dict``: ``(mean loss, {key: gradient})`` for every trainable entry of
+        :meth:`state_dict` (weights, biases, γ, β).  Training-mode normalisation (the
+        statistics of all of X as one batch), no dropout; running statistics unchanged."""
         loss_value, grads, _ = self._backprop_all(X, Y, loss)
+        if as_dict:
+            return loss_value, {k: grads[lo:lo + int(np.prod(shape))].reshape(shape)
+                                for k, buf, lo, shape in self._entries() if buf is self._params}
         return loss_value, self._views(grads, 0), self._views(grads, 1)
 
     # -- files ---------------------------------------------------------------------------------
+    def _structure_meta(self):
+        return {"activation": self.activation,
+                "skips": [list(p) for p in self._skips] or None,
+                "normalization": (None if not any(self._norms) else self.normalization),
+                "dropout": (0.0 if not any(self._drops) else self.dropout)}
+
     def _meta(self):
-        return {"layer_sizes": self.layer_sizes, "activation": self.activation,
+        return {"layer_sizes": self.layer_sizes, **self._structure_meta(),
                 "output_activation": self.output_activation, "dtype": self._dtype.name}
 
     def save(self, path):
-        """Write the network to ``path`` (.npz, no pickle; see :func:`fastbp.load`)."""
-        modelfile.write_model(path, self._params, self._meta())
+        """Write the network to ``path`` (.npz, no pickle; see :func:`fastbp.load`): the
+        parameters followed by the running statistics, and the structure."""
+        modelfile.write_model(path, np.concatenate([self._params, self._st.stats]),
+                              self._meta())
 
     def to_onnx(self, path):
         """Write the network to ``path`` as an ONNX model (opset 17), for deployment.
@@ -262,13 +395,82 @@ def load(path):
     nothing in the file is executed."""
     meta, params = modelfile.read_model(path)
     try:
+        skips = meta.get("skips")
         net = Network(meta["layer_sizes"], activation=meta["activation"],
                       output_activation=meta["output_activation"], dtype=meta["dtype"],
-                      init="normal", seed=0)
+                      init="normal", seed=0,
+                      skips=None if skips is None else [tuple(p) for p in skips],
+                      normalization=meta.get("normalization"), dropout=meta.get("dropout", 0.0))
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{os.fspath(path)}: the metadata do not describe a network: {e}") from None
-    if params.shape != net._params.shape or params.dtype != net._dtype:
+    n, m = net._params.shape[0], net._st.stats.shape[0]
+    if params.shape != (n + m,) or params.dtype != net._dtype:
         raise InputError(f"{os.fspath(path)}: {params.shape[0]} {params.dtype} parameters do not "
                          f"fit layer sizes {net.layer_sizes} ({net._dtype})")
-    net._params[...] = params
+    if m and not (params[n:][_var_mask(net)] > 0).all():
+        raise InputError(f"{os.fspath(path)}: a running variance is not positive")
+    net._params[...] = params[:n]
+    net._st.stats[...] = params[n:]
     return net
+
+
+def _var_mask(net):
+    """Which entries of the running statistics are variances."""
+    mask = np.zeros(net._st.stats.shape[0], bool)
+    for l in range(net.n_layers):
+        o = int(net._layout[l, S.S_OFF])
+        if o >= 0:
+            n = net.layer_sizes[l + 1]
+            mask[o + n:o + 2 * n] = True
+    return mask
+
+
+def _per_layer(name, value, hidden, check):
+    """One checked value per hidden layer from a single value or a list of ``hidden``."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != hidden:
+            raise InputError(f"{name} has {len(value)} entries; the network has {hidden} hidden "
+                             f"layers (one each)")
+        return [check(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    v = check(name, value)
+    return [v] * hidden
+
+
+def _check_norm(name, value):
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.lower() not in ("batch", "layer"):
+        raise InputError(f"unknown {name} {value!r}; expected None, 'batch' or 'layer'")
+    return value.lower()
+
+
+def _check_skips(skips, sizes):
+    """The skip connections as a sorted list of (i, j) pairs."""
+    L = len(sizes) - 1
+    if skips is None:
+        return []
+    if isinstance(skips, str):
+        if skips != "residual":
+            raise InputError(f"skips must be None, 'residual' or a list of (i, j); got {skips!r}")
+        return [(j - 1, j) for j in range(1, L) if sizes[j - 1] == sizes[j]]
+    if not hasattr(skips, "__iter__"):
+        raise InputTypeError(f"skips must be None, 'residual' or a list of (i, j); got {skips!r}")
+    out = []
+    for k, pair in enumerate(skips):
+        if (not hasattr(pair, "__len__") or len(pair) != 2
+                or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                           for v in pair)):
+            raise InputTypeError(f"skips[{k}] must be a pair of integers (i, j); got {pair!r}")
+        i, j = int(pair[0]), int(pair[1])
+        if not 0 <= i < j:
+            raise InputError(f"skips[{k}] = ({i}, {j}): a skip goes forward, 0 <= i < j")
+        if j >= L:
+            raise InputError(f"skips[{k}] = ({i}, {j}): j must be a hidden layer (< {L}); the "
+                             f"output layer takes no skip")
+        if sizes[i] != sizes[j]:
+            raise InputError(f"skips[{k}] = ({i}, {j}): widths differ ({sizes[i]} and "
+                             f"{sizes[j]})")
+        if (i, j) in out:
+            raise InputError(f"skips[{k}] = ({i}, {j}) is given twice")
+        out.append((i, j))
+    return sorted(out)

@@ -9,6 +9,7 @@ from .. import engine
 from .._validation import (InputError, InputTypeError, check_choice, check_float, check_int,
                            check_targets, check_weights, check_X)
 from ..engine import Codes
+from ..kernels import structure as S
 from ..kernels.losses import LOSSES
 from ..kernels.optimizers import OPTIMIZERS
 from ..schedules import Schedule
@@ -177,6 +178,10 @@ class Trainer:
         self._best = {"loss": float("inf"), "bad": 0}
         self._best_params = None
         self._rng = np.random.default_rng(seed)
+        # dropout's key (with the step, the sample and the unit): from the seed, or drawn
+        self.dropout_seed = int(np.random.SeedSequence(
+            seed if isinstance(seed, (int, np.integer)) else None).generate_state(1, np.uint64)[0]
+            >> np.uint64(1))
         self._opt = engine.Optimizer(OPTIMIZERS[self.optimizer], network.params.shape[0],
                                      network.dtype, self.learning_rate, self.momentum,
                                      self.beta1, self.beta2, self.eps, self.weight_decay)
@@ -193,8 +198,10 @@ class Trainer:
         (optimizer step, shuffling generator state, the configuration that must not change,
         an unfinished epoch, and the versions and CPU it was made with)."""
         s1, s2 = self._opt.state
-        arrays = {"params": self.network.params.copy(), "state1": s1.copy(), "state2": s2.copy()}
+        arrays = {"params": self.network.params.copy(), "state1": s1.copy(), "state2": s2.copy(),
+                  "stats": self.network._st.stats.copy()}
         info = {"step": self.step, "rng": self._rng.bit_generator.state,
+                "dropout_seed": self.dropout_seed,
                 "config": self._config(), "pending": None, "build": modelfile.build_info(),
                 "schedule": None if self.schedule is None else self.schedule.state(),
                 "best": dict(self._best)}
@@ -221,7 +228,7 @@ class Trainer:
                              f"not {self._config()}")
         net = self.network
         targets = (("params", net.params), ("state1", self._opt.state[0]),
-                   ("state2", self._opt.state[1]))
+                   ("state2", self._opt.state[1]), ("stats", net._st.stats))
         saved = {}
         for name, buf in targets:
             if name not in arrays:
@@ -236,6 +243,9 @@ class Trainer:
         step = info.get("step")
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise InputError(f"the saved optimizer step must be an integer >= 0; got {step!r}")
+        dseed = info.get("dropout_seed", self.dropout_seed)
+        if isinstance(dseed, bool) or not isinstance(dseed, int) or not 0 <= dseed < 2 ** 63:
+            raise InputError(f"the saved dropout seed is invalid: {dseed!r}")
         rng = np.random.default_rng()
         try:
             rng.bit_generator.state = info["rng"]
@@ -250,7 +260,8 @@ class Trainer:
         best_params = arrays.get("best_params")
         if best_params is not None:
             best_params = np.asarray(best_params)
-            if best_params.shape != net.params.shape or best_params.dtype != net.params.dtype:
+            n_best = net.params.shape[0] + net._st.stats.shape[0]
+            if best_params.shape != (n_best,) or best_params.dtype != net.params.dtype:
                 raise InputError("the saved best parameters do not fit this network")
         if self.schedule is not None:
             self.schedule.load_state(info.get("schedule") or {})
@@ -262,6 +273,7 @@ class Trainer:
             buf[...] = saved[name]
         self._rng = rng
         self._opt.step = step
+        self.dropout_seed = dseed
         self._pending = pending
         self._best = best
         self._best_params = None if best_params is None else best_params.copy()
@@ -308,7 +320,7 @@ class Trainer:
 
     def _config(self):
         net = self.network
-        return {"layer_sizes": net.layer_sizes, "activation": net.activation,
+        return {"layer_sizes": net.layer_sizes, **net._structure_meta(),
                 "output_activation": net.output_activation, "dtype": net.dtype.name,
                 "loss": self.loss, "optimizer": self.optimizer,
                 "learning_rate": self.learning_rate, "batch_size": self.batch_size,
@@ -362,6 +374,14 @@ class Trainer:
         n = X.shape[0]
         batch = n if self.batch_size is None else min(self.batch_size, n)
         n_steps = -(-n // batch)
+        if net._st.batch_norm:
+            if batch == 1 or n % batch == 1:
+                raise InputError(f"batch normalisation needs batches of more than one row: "
+                                 f"{n} samples in batches of {batch} leave a batch of one "
+                                 f"(PyTorch refuses it too); change batch_size or drop a sample")
+            if reducer is not None:
+                raise InputError("batch normalisation under MPI is not supported yet (its "
+                                 "statistics must be the global batch's)")
         p = self._pending
         if p is not None and (p.n != n or p.batch != batch):
             raise InputError(f"an interrupted epoch over {p.n} samples in batches of {p.batch} "
@@ -376,19 +396,19 @@ class Trainer:
                                  f"needs up to {need} ({self.epochs} epochs of {n_steps} "
                                  f"steps)")
             self.schedule._resolve(self.epochs * n_steps)
-        codes = Codes(net._act, net._out, LOSSES[self.loss])
+        codes = Codes(net._out, LOSSES[self.loss])
         accuracy = self.loss in ("cross_entropy", "binary_cross_entropy")
-        runner = engine.EpochRunner(net.params, net._layout, codes, self._opt, X, Yf, Yi, batch,
+        runner = engine.EpochRunner(net.params, net._st, codes, self._opt, X, Yf, Yi, batch,
                                     sw=sw, reducer=reducer, clip=self.clip_norm or 0.0,
-                                    accuracy=accuracy)
+                                    accuracy=accuracy, seed=self.dropout_seed)
         history = History(net.n_layers)
         history.compile_seconds = runner.compile_seconds
         vws = vout = None
         if val is not None:
             t0 = time.perf_counter()
-            vws = engine.inference_workspace(sizes, val[0].shape[0], net.dtype)
+            vws = engine.inference_workspace(net._st, val[0].shape[0], net.dtype)
             vout = np.empty((val[0].shape[0], sizes[-1]), net.dtype) if accuracy else None
-            engine.evaluate(net.params, net._layout, codes, val[0][:0], val[1][:0], val[2],
+            engine.evaluate(net.params, net._st, codes, val[0][:0], val[1][:0], val[2],
                             out=None if vout is None else vout[:0], ws=vws)
             if accuracy:    # compiled (or loaded) here, not in epoch 1's time
                 engine.accuracy(vout[:0], val[1][:0], val[2][:0], codes)
@@ -428,7 +448,7 @@ class Trainer:
             if accuracy:
                 history.accuracy.append(result.accuracy)
             if val is not None:
-                vt = engine.evaluate(net.params, net._layout, codes, *val, out=vout, ws=vws)
+                vt = engine.evaluate(net.params, net._st, codes, *val, out=vout, ws=vws)
                 history.val_loss.append(vt / val[0].shape[0])
                 if accuracy:
                     history.val_accuracy.append(engine.accuracy(vout, val[1], val[2], codes))
@@ -443,7 +463,9 @@ class Trainer:
             if stop_early:
                 history.stopped_early = True
                 if self.restore_best and self._best_params is not None:
-                    net.params[...] = self._best_params
+                    n_p = net.params.shape[0]
+                    net.params[...] = self._best_params[:n_p]
+                    net._st.stats[...] = self._best_params[n_p:]
                 break
             if self.callback is not None and runner.agree(self.callback(epoch, history)):
                 break
@@ -475,19 +497,19 @@ class Trainer:
         if loss < self._best["loss"] - self.min_delta:
             self._best = {"loss": loss, "bad": 0}
             history.best_epoch = len(history.val_loss) - 1
-            if self.restore_best:
-                if self._best_params is None:
-                    self._best_params = np.empty_like(self.network.params)
-                self._best_params[...] = self.network.params
+            if self.restore_best:       # the parameters, then the running statistics
+                net = self.network
+                self._best_params = np.concatenate([net.params, net._st.stats])
             return False
         self._best["bad"] += 1
         return self._best["bad"] >= self.early_stopping
 
 
 def weight_norms(net):
-    """Each layer's ``‖(W, b)‖`` (float64)."""
-    return [np.sqrt(np.sum(np.square(W, dtype=np.float64)) + np.sum(np.square(b, dtype=np.float64)))
-            for W, b in zip(net.weights, net.biases)]
+    """Each layer's ``‖(W, b, γ, β)‖`` (float64; its parameters are adjacent)."""
+    p = net.params
+    return [np.sqrt(np.sum(np.square(p[lo:hi], dtype=np.float64)))
+            for lo, hi in net._layout[:, [S.W_OFF, S.END]]]
 
 
 def diverged_error(e, epoch, learning_rate, history):
