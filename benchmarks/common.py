@@ -1,6 +1,7 @@
 """Shared configurations and data for the asv suites.
 
-The configurations are peers.py's (tabular, mnist, wide); wide trains on fewer samples here so
+The configurations are peers.py's (tabular, mnist, wide, and the ResNet-style resnet that
+peers.py builds from PEERS_EXTRA_CONFIGS); wide trains on fewer samples here so
 that ``asv run --quick`` stays short.  Data is synthetic and seeded.  Every suite warms the JIT
 up in ``setup`` on tiny input of the same types, so compile time is never timed by accident
 (bench_compile times it on purpose)."""
@@ -10,6 +11,9 @@ CONFIGS = {
     "tabular": dict(sizes=[32, 64, 64, 1], batch=32, n=8192, task="reg"),
     "mnist": dict(sizes=[784, 256, 128, 10], batch=128, n=4096, task="clf"),
     "wide": dict(sizes=[1024, 2048, 2048, 10], batch=256, n=1024, task="clf"),
+    # the structure issue's ResNet-style tabular MLP: residual skips, batch norm, dropout 0.1
+    "resnet": dict(sizes=[64, 256, 256, 256, 256, 1], batch=256, n=4096, task="reg",
+                   structure=dict(skips="residual", normalization="batch", dropout=0.1)),
 }
 DTYPES = ["float32", "float64"]
 
@@ -30,7 +34,8 @@ def network(cfg, dtype):
     import fastbp
     c = CONFIGS[cfg]
     out = "identity" if c["task"] == "reg" else "softmax"
-    return fastbp.Network(c["sizes"], activation="relu", output_activation=out, dtype=dtype, seed=0)
+    return fastbp.Network(c["sizes"], activation="relu", output_activation=out, dtype=dtype, seed=0,
+                          **c.get("structure", {}))
 
 
 def trainer(net, cfg, optimizer="sgd", epochs=1):
