@@ -24,6 +24,12 @@ class UsageError(InputError):
     """Bad usage or input that the user can fix: reported in one line, exit code 2."""
 
 
+class RankAgreedError(UsageError):
+    """A UsageError that every rank of an MPI run raises at the same point, before any
+    communication (it depends on the settings alone): rank 0 reports it, the ranks exit
+    together."""
+
+
 class Stopped(Exception):
     """Training stopped by a signal after writing its checkpoint (exit 130 / 143)."""
 
@@ -73,7 +79,9 @@ def build_parser():
                    ".csv or .parquet (--target COLUMN, default the last)")
     t.add_argument("--target", metavar="COLUMN", help="target column (CSV/Parquet) or y.npy")
     t.add_argument("--layers", type=_layers, metavar="64,64", help="hidden layer sizes (default 64)")
-    t.add_argument("--activation", help="relu, leaky_relu, sigmoid, tanh, identity (default relu)")
+    t.add_argument("--activation", metavar="NAME[,NAME...]",
+                   help="hidden activation: relu, leaky_relu, sigmoid, tanh, identity (default "
+                        "relu), or one per hidden layer, e.g. relu,tanh")
     t.add_argument("--loss", help="cross_entropy, binary_cross_entropy, squared_error, poisson "
                    "(default: inferred from the target)")
     t.add_argument("--optimizer", help="sgd, momentum, nesterov, adam, adamw, rmsprop (default adam)")
@@ -85,6 +93,24 @@ def build_parser():
     t.add_argument("--validation-split", type=float, metavar="FRACTION",
                    help="held-out fraction for validation loss and the final metric (default 0.25; 0: none)")
     t.add_argument("--threads", type=_positive_int, help="compute threads (default: NUMBA_NUM_THREADS)")
+    n = t.add_argument_group("network structure",
+                             "also keys of the --config file (skips, normalization, dropout,\n"
+                             "activation), and part of the run's settings, which --resume keeps;\n"
+                             "a comma list gives one entry per hidden layer (--layers)")
+    n.add_argument("--skips", metavar="residual|I:J,...",
+                   help="skip connections a_j += a_i (after layer j's dropout): 'residual' "
+                        "(every j-1:j whose widths match) or pairs such as 0:2,1:3, the "
+                        "activations numbered like the layer sizes (0 the input, k hidden "
+                        "layer k's output; the output layer takes none), equal widths only")
+    n.add_argument("--normalization", metavar="batch|layer[,...]",
+                   help="normalise each hidden layer's pre-activation: 'batch' (BatchNorm1d: "
+                        "the batch's statistics in training, running ones in inference; not "
+                        "under MPI, and no batch of one row) or 'layer' (LayerNorm), or one per "
+                        "hidden layer with 'none', e.g. batch,none,layer (default none)")
+    n.add_argument("--dropout", metavar="P[,P...]",
+                   help="inverted dropout probability after each hidden layer's activation, in "
+                        "training only, in [0, 1) (default 0), or one per hidden layer, e.g. "
+                        "0.2,0")
     c = t.add_argument_group("training controls",
                              "also keys of the --config file (clip_norm, schedule, ...), and "
                              "part of\nthe run's settings, which --resume keeps")
@@ -179,6 +205,13 @@ clips the gradient, --early-stopping ends the run when the validation loss stops
 (the model is then the best epoch's), --class-weight and --sample-weight weigh the loss.
 With --schedule cosine or onecycle (laid out over --epochs), --resume keeps --epochs.
 
+Network structure, e.g. `fastbp train --layers 64,64 --skips residual --normalization batch
+--dropout 0.1 --activation relu,tanh`: skip connections, batch or layer normalisation and
+dropout per hidden layer, kept in model.npz (fastbp.load, predict and evaluate read it back).
+A bad spec (a skip between layers of different widths, an unknown normalisation, a dropout
+outside [0, 1), a list whose length is not the number of hidden layers) is exit 2, as is
+batch normalisation under mpiexec or with a batch of one row.
+
 A run stopped by SIGTERM or SIGINT finishes its current step (within 32 steps), writes the
 checkpoint and exits with 143 or 130; `fastbp train --out DIR --resume` continues it, and the final model is bitwise
 identical to an uninterrupted run (also after SIGKILL, from the last checkpoint).
@@ -229,7 +262,11 @@ def main(argv=None):
         _together(comm)
         return EXIT_DIVERGED
     except BadInput as e:
-        print(f"fastbp: error: {e}", file=sys.stderr)
+        agreed = isinstance(e, RankAgreedError)
+        if not agreed or comm is None or comm.Get_rank() == 0:
+            print(f"fastbp: error: {e}", file=sys.stderr)
+        if agreed:
+            _together(comm)
         return EXIT_USAGE
     except KeyboardInterrupt:                         # outside training (its signal handler)
         print("fastbp: interrupted", file=sys.stderr)

@@ -21,15 +21,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validation import BadInput
-from . import CHECKPOINT, EXIT_OK, EXIT_SIGNAL, HISTORY, METRICS, MODEL, PLOT, Stopped, \
-    UsageError, _layers
+from . import CHECKPOINT, EXIT_OK, EXIT_SIGNAL, HISTORY, METRICS, MODEL, PLOT, RankAgreedError, \
+    Stopped, UsageError, _layers
 
 # train's settings: flags, TOML keys (--config) and what a checkpoint records use these names
 DEFAULTS = dict(data=None, target=None, layers=[64], activation="relu", loss=None,
                 optimizer="adam", lr=1e-3, batch_size=32, epochs=30, seed=0, dtype="float32",
                 validation_split=0.25, threads=None, out=None, checkpoint_every=1, plot=True,
                 quiet=False, clip_norm=None, schedule=None, early_stopping=None, min_delta=0.0,
-                class_weight=None, sample_weight=None)
+                class_weight=None, sample_weight=None, skips=None, normalization=None,
+                dropout=0.0)
 # settings a resumed run may change; the others must match the checkpoint (bitwise resume)
 RESUMABLE = {"epochs", "threads", "out", "checkpoint_every", "plot", "quiet"}
 # what fastbp train records in a checkpoint besides the trainer's state (and, optionally,
@@ -51,12 +52,14 @@ def train(args, comm=None):
     checkpoint = resume(s, given) if getattr(args, "resume", False) else None
     if checkpoint:
         s = checkpoint.settings
+    check_mpi(s, comm)
     if s["out"]:
         _prepare_out(s["out"])      # on every rank: all refuse together, none waits for the others
     _set_threads(s["threads"])
     data = load_data(s)
     if checkpoint and checkpoint.info["data_sha256"] != data.fingerprint:
         raise UsageError("--resume: the data differ from the checkpointed run's")
+    check_network(s, data)
     run = Run(s, data, checkpoint, comm)
     seconds = run.epochs()
     if run.rank == 0:
@@ -123,14 +126,198 @@ def settings(args):
     for name in ("data", "target", "out", "loss"):
         if s[name] is not None and not isinstance(s[name], str):
             raise UsageError(f"{name} must be a string; got {s[name]!r}")
-    for name in ("activation", "optimizer"):
-        if not isinstance(s[name], str):
-            raise UsageError(f"{name} must be a string; got {s[name]!r}")
+    if not isinstance(s["optimizer"], str):
+        raise UsageError(f"optimizer must be a string; got {s['optimizer']!r}")
     for name in ("plot", "quiet"):
         if not isinstance(s[name], bool):
             raise UsageError(f"{name} must be true or false; got {s[name]!r}")
+    if not getattr(args, "resume", False):     # resumed: against the checkpoint's layers
+        _check_structure(s)
     _check_controls(s)
     return s, set(given) | set(conf)
+
+
+# -- the network's structure: --activation, --skips, --normalization, --dropout -----------------
+SKIP_FORMS = ("'residual', 'none', or I:J pairs such as 0:2,1:3 (TOML: \"residual\" or "
+              "[[0, 2], [1, 3]]); activations are numbered like the layer sizes: 0 the input, "
+              "k the output of hidden layer k")
+ACTIVATIONS = "relu, leaky_relu, sigmoid (or logistic), tanh, identity"
+NORMALIZATIONS = "batch, layer or none"
+
+
+class _Bad(Exception):
+    """What is wrong with one entry of a per-layer setting."""
+
+
+def _activation(v):
+    from ..kernels.activations import HIDDEN, NAMES
+    if not isinstance(v, str) or v.strip().lower() not in HIDDEN:
+        raise _Bad(f"unknown activation {v!r}; expected {ACTIVATIONS}")
+    return NAMES[HIDDEN[v.strip().lower()]]
+
+
+def _normalization(v):
+    if v is None:
+        return None
+    if not isinstance(v, str) or v.strip().lower() not in ("batch", "layer", "none"):
+        raise _Bad(f"unknown normalization {v!r}; expected {NORMALIZATIONS}")
+    v = v.strip().lower()
+    return None if v == "none" else v
+
+
+def _dropout(v):
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError:
+            raise _Bad(f"dropout must be a number in [0, 1), not {v!r}") from None
+    if not _is_number(v) or not 0 <= v < 1:
+        raise _Bad(f"dropout must be a probability in [0, 1) (the fraction of units dropped), "
+                   f"not {v!r}")
+    return float(v)
+
+
+def _per_layer(name, value, layers, one):
+    """A per-hidden-layer setting in canonical form: one value for every hidden layer, or a list
+    of one per hidden layer (from the flag's comma-separated text or a TOML list); a list whose
+    entries are all equal is that single value (``relu,relu`` is ``relu``)."""
+    hidden = len(layers)
+    items = value
+    if isinstance(value, str) and "," in value:
+        items = value.split(",")
+    try:
+        if isinstance(items, (list, tuple)):
+            if len(items) != hidden:
+                raise UsageError(
+                    f"{name} {_spec_text(value)} has {len(items)} entries, but the network has "
+                    f"{hidden} hidden layer{'s' if hidden != 1 else ''} (layers "
+                    f"{','.join(map(str, layers))}): give one {name} for all, or one per hidden "
+                    f"layer")
+            values = [one(v) for v in items]
+        else:
+            values = [one(items)]
+    except _Bad as e:
+        where = f" (in {name} {_spec_text(value)})" if isinstance(items, (list, tuple)) else ""
+        raise UsageError(f"{e}{where}") from None
+    return values[0] if all(v == values[0] for v in values) else values
+
+
+def _parse_skips(value, n_layers):
+    """The canonical skips: None, "residual", or a sorted list of ``[i, j]`` pairs with
+    ``0 <= i < j < n_layers`` (``n_layers``: the dense layers; the output takes no skip).  The
+    widths are checked with the data (:func:`check_network`): the input's is not known yet."""
+    if value is None:
+        return None
+
+    def bad(why):
+        return UsageError(f"skips {_spec_text(value)}: {why}; the forms are {SKIP_FORMS}")
+
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "residual":
+            return "residual"
+        if text == "none":
+            return None
+        pairs = []
+        for item in text.split(","):
+            i, _, j = item.partition(":")
+            try:
+                pairs.append([int(i), int(j)])
+            except ValueError:         # no colon, or not integers
+                raise bad(f"{item.strip()!r} is not a pair I:J of integers") from None
+    elif isinstance(value, list):
+        pairs = []
+        for pair in value:
+            if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                    or not all(_is_int(v) for v in pair)):
+                raise bad(f"{pair!r} is not a pair [i, j] of integers")
+            pairs.append([pair[0], pair[1]])
+    else:
+        raise bad("not a string or a list of pairs")
+    for i, j in pairs:
+        if not 0 <= i < j:
+            raise bad(f"{i}:{j} does not go forward (0 <= I < J)")
+        if j >= n_layers:
+            raise bad(f"{i}:{j} ends at {j}, but the hidden layers' outputs are 1 to "
+                      f"{n_layers - 1} (the output layer takes no skip)")
+    pairs.sort()
+    for a, b in zip(pairs, pairs[1:]):
+        if a == b:
+            raise bad(f"{a[0]}:{a[1]} is given twice")
+    return pairs or None
+
+
+def _check_structure(s):
+    """Check the structure settings of ``s`` and put them in canonical form, so that
+    ``--resume`` compares meanings, not spellings (``relu,relu`` is ``relu``; ``batch,none``
+    is ``["batch", None]``; ``0.1`` is ``0.1,0.1``; skips are sorted pairs)."""
+    layers = s["layers"]
+    s["activation"] = _per_layer("activation", s["activation"], layers, _activation)
+    s["normalization"] = _per_layer("normalization", s["normalization"], layers, _normalization)
+    s["dropout"] = _per_layer("dropout", s["dropout"], layers, _dropout)
+    s["skips"] = _parse_skips(s["skips"], len(layers) + 1)
+
+
+def _spec_text(v):
+    """A structure setting as the flags spell it: ``batch,none``, ``0:2,1:3``, ``0.1``."""
+    if isinstance(v, list):
+        return ",".join(":".join(map(str, x)) if isinstance(x, (list, tuple)) else _spec_text(x)
+                        for x in v)
+    if v is None:
+        return "none"
+    if _is_number(v):
+        return _number_text(v)
+    return str(v)
+
+
+def _skip_pairs(skips, sizes):
+    """The (i, j) pairs of the canonical ``skips`` for a network of ``sizes``."""
+    if skips is None:
+        return []
+    if skips == "residual":
+        L = len(sizes) - 1
+        return [(j - 1, j) for j in range(1, L) if sizes[j - 1] == sizes[j]]
+    return sorted((i, j) for i, j in skips)
+
+
+def _activation_name(k):
+    return "the input" if k == 0 else f"hidden layer {k}'s output"
+
+
+def check_network(s, data):
+    """What the structure settings ask of this data's network, checked before anything is
+    trained: skip widths (the input's is the data's), and batch normalisation's batches of
+    more than one row (the trainer refuses a batch of one)."""
+    sizes = [data.n_in, *s["layers"], data.n_out]
+    if s["skips"] == "residual" and not _skip_pairs("residual", sizes):
+        raise UsageError(f"skips residual adds a_(j-1) to a_j where the widths match, and no two "
+                         f"consecutive activations of the layer sizes {sizes} do (the input has "
+                         f"{data.n_in} features); give equal widths (e.g. --layers "
+                         f"{s['layers'][0]},{s['layers'][0]}) or explicit pairs I:J")
+    for i, j in _skip_pairs(s["skips"], sizes):
+        if sizes[i] != sizes[j]:
+            raise UsageError(f"skips {i}:{j}: the widths differ: {_activation_name(i)} has "
+                             f"{sizes[i]} units, {_activation_name(j)} {sizes[j]} (a skip adds "
+                             f"a_{i} to a_{j}, so they must match; layer sizes {sizes})")
+    norms = s["normalization"] if isinstance(s["normalization"], list) else [s["normalization"]]
+    if "batch" in norms:
+        n = len(data.Xtr)
+        batch = min(s["batch_size"], n)
+        if batch == 1 or n % batch == 1:
+            raise UsageError(f"batch normalisation needs batches of more than one row: the {n} "
+                             f"training samples in batches of {batch} leave a batch of one "
+                             f"(PyTorch refuses it too); change --batch-size (or "
+                             f"--validation-split)")
+
+
+def check_mpi(s, comm):
+    """Batch normalisation under MPI: refused (the trainer would refuse it at fit) by every rank
+    together, before anything is written; rank 0 says it once."""
+    norms = s["normalization"] if isinstance(s["normalization"], list) else [s["normalization"]]
+    if comm is not None and "batch" in norms:
+        raise RankAgreedError("batch normalisation under MPI is not supported yet (its statistics "
+                              "must be the global batch's): run it without mpiexec/srun, or use "
+                              "--normalization layer")
 
 
 # -- training controls: --clip-norm, --schedule, --early-stopping, --class-weight, ... ----------
@@ -370,7 +557,18 @@ def resume(s, given):
             or not isinstance(info["settings"], dict) or not isinstance(info["trainer"], dict)):
         raise UsageError(f"--resume: {path} is not a checkpoint of fastbp train")
     saved = {**DEFAULTS, **info["settings"]}      # a checkpoint older than a setting: its default
-    clash = sorted(k for k in given - RESUMABLE if s[k] != saved.get(k))
+    try:                                          # older spellings (e.g. "logistic")
+        _check_structure(saved)
+    except (BadInput, KeyError, TypeError):
+        pass
+    if "layers" not in given:     # per-layer settings count the checkpointed run's hidden layers
+        try:
+            s["layers"] = _layers(saved["layers"])
+        except argparse.ArgumentTypeError:
+            raise UsageError(f"--resume: {path} is not a checkpoint of fastbp train") from None
+    _check_structure(s)
+    sizes = (info["trainer"].get("config") or {}).get("layer_sizes")
+    clash = sorted(k for k in given - RESUMABLE if not _same_setting(k, s[k], saved.get(k), sizes))
     if clash:
         raise UsageError(f"--resume: {', '.join(clash)} differ from the checkpointed run; "
                          f"only {', '.join(sorted(RESUMABLE))} may change")
@@ -380,6 +578,19 @@ def resume(s, given):
                          f"is laid out over the run's {saved['epochs']} epochs); resume with "
                          f"--epochs {saved['epochs']}")
     return Checkpoint(arrays, info, {**saved, **{k: s[k] for k in RESUMABLE}})
+
+
+def _same_setting(name, new, saved, sizes):
+    """Whether a setting given to ``--resume`` means the checkpoint's: equal canonical forms, or
+    for skips the same pairs in the checkpointed network of ``sizes`` ("residual" spelt out)."""
+    if new == saved:
+        return True
+    if name == "skips" and isinstance(sizes, list):
+        try:
+            return _skip_pairs(new, sizes) == _skip_pairs(saved, sizes)
+        except (TypeError, ValueError, IndexError):
+            return False
+    return False
 
 
 def _prepare_out(out):
@@ -595,7 +806,9 @@ class Run:
         dtype = np.dtype(s["dtype"])
         self.net = fastbp.Network([data.n_in, *s["layers"], data.n_out],
                                   activation=s["activation"], output_activation=data.out_act,
-                                  dtype=dtype, seed=s["seed"])
+                                  dtype=dtype, seed=s["seed"],
+                                  skips=_network_skips(s["skips"]),
+                                  normalization=s["normalization"], dropout=s["dropout"])
         # the training controls, passed only when set (a trainer without them is the default)
         steps = -(-len(data.Xtr) // min(s["batch_size"], len(data.Xtr)))
         controls = {"schedule": make_schedule(s["schedule"], s["lr"], s["epochs"], steps),
@@ -644,7 +857,14 @@ class Run:
             s["clip_norm"] is not None and f"clip_norm {s['clip_norm']:g}",
             s["early_stopping"] is not None and f"early stopping (patience {s['early_stopping']})",
             s["class_weight"] is not None and "class weights",
-            s["sample_weight"] is not None and "sample weights") if text)
+            s["sample_weight"] is not None and "sample weights",
+            isinstance(s["activation"], list) and f"activation {_spec_text(s['activation'])}",
+            s["skips"] is not None and "skips " + (
+                ",".join(f"{i}:{j}" for i, j in self.net.skips)
+                + (" (residual)" if s["skips"] == "residual" else "")),
+            s["normalization"] is not None
+            and f"normalization {_spec_text(s['normalization'])}",
+            s["dropout"] != 0 and f"dropout {_spec_text(s['dropout'])}") if text)
         return (f"fastbp: {len(d.Xtr)} training / {len(d.val[0]) if d.val else 0} validation "
                 f"samples, network {self.net.layer_sizes}, {d.loss}, {s['optimizer']} "
                 f"lr={s['lr']:g}, batch {s['batch_size']}{extras}{where}")
@@ -744,6 +964,13 @@ class Run:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return time.perf_counter() - t0
+
+
+def _network_skips(skips):
+    """fastbp.Network's ``skips`` for the canonical setting."""
+    if skips is None or skips == "residual":
+        return skips
+    return [tuple(p) for p in skips]
 
 
 def _record(epoch, h):
