@@ -177,8 +177,12 @@ def figure(h):
                 else "loss")
 
     b = ax["grad"]
+    # more layers than the default cycle's 10 colours: one colour map from input to output,
+    # so that no two layers share a colour
+    colours = (plt.cm.viridis(np.linspace(0, 0.9, g.shape[1])) if g.shape[1] > 10
+               else [None] * g.shape[1])
     for l in range(g.shape[1]):
-        b.plot(epochs, g[:, l], label=f"layer {l + 1}", **mark)
+        b.plot(epochs, g[:, l], label=f"layer {l + 1}", color=colours[l], **mark)
     _epoch_axis(b, epochs)
     if np.all(g > 0):
         b.set_yscale("log")
