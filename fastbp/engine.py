@@ -145,8 +145,10 @@ class Workspace:
         self.sq = np.empty(blocks * max_tasks(sizes), np.float64)
         self.gsq = np.empty(blocks * L, np.float64)
         self.rows = np.empty(rows, np.int64)
-        # normalisation scratch per layer: batch norm 4 per unit, layer norm 1 per row
-        stride = max(4 * max(sizes), rows) if struct.any() else 0
+        # normalisation scratch per layer (kernels.structure): batch norm's mean and 1/σ per
+        # unit and the batch size, layer norm's 1/σ per row; then Σδ and Σδ·x̂ per unit
+        w = max(sizes)
+        stride = max(4 * w + 1, rows + 2 * w) if struct.any() else 0
         self.nst = np.zeros(L * stride, np.float64)
 
     def view(self, which, l, n):
