@@ -215,6 +215,138 @@ def test_import_fastbp_does_not_import_onnx():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+# --- structured networks: normalisation, skips, dropout, per-layer activations ---------------
+STRUCTURED = {
+    "residual-batch-dropout": dict(sizes=[4, 6, 6, 6, 3], activation="relu", output="softmax",
+                                   skips="residual", normalization="batch", dropout=0.3),
+    "layer-norm": dict(sizes=[4, 7, 5, 2], activation="tanh", output="identity",
+                       normalization="layer"),
+    "long-skips": dict(sizes=[4, 4, 4, 4, 3], activation="leaky_relu", output="sigmoid",
+                       skips=[(0, 2), (1, 3), (2, 3), (0, 3)], normalization=[None, "batch",
+                                                                              "layer"]),
+    "mixed-activations": dict(sizes=[3, 5, 5, 5, 5, 5, 2],
+                              activation=["identity", "relu", "leaky_relu", "sigmoid", "tanh"],
+                              output="exp", skips=[(1, 2), (1, 3), (3, 5)],
+                              normalization=["batch", None, "layer", "batch", None],
+                              dropout=[0.1, 0.0, 0.5, 0.2, 0.0]),
+}
+
+
+def structured_network(case, dtype, seed=5):
+    """A structured network with random biases, γ, β and (batch norm) running statistics
+    away from their initial 0/1: every parameter of every normalisation matters."""
+    c = STRUCTURED[case]
+    net = fastbp.Network(c["sizes"], activation=c["activation"], output_activation=c["output"],
+                         skips=c.get("skips"), normalization=c.get("normalization"),
+                         dropout=c.get("dropout", 0.0), dtype=dtype, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    for key, value in net.state_dict().items():
+        if key.endswith(".bias"):
+            value[...] = rng.uniform(-0.5, 0.5, value.shape)
+        elif key.startswith("norms.") and key.endswith(".weight"):
+            value[...] = rng.uniform(0.5, 1.5, value.shape)
+        elif key.endswith("running_mean"):
+            value[...] = rng.uniform(-1, 1, value.shape)
+        elif key.endswith("running_var"):
+            value[...] = rng.uniform(0.2, 3, value.shape)
+    return net
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("case", STRUCTURED)
+def test_structured_network(tmp_path, case, dtype):
+    net = structured_network(case, dtype)
+    path = net.to_onnx(tmp_path / "net.onnx")
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    ops = {n.op_type for n in model.graph.node}
+    assert not ops & {"BatchNormalization", "LayerNormalization", "Dropout"}
+    init = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    sd = net.state_dict()
+    assert {k for k in init if not k.startswith("const.")} == set(sd)
+    for key, value in sd.items():
+        assert init[key].dtype == dtype
+        np.testing.assert_array_equal(init[key], value)
+    # a_k is what layer k's MatMul reads (a_0: "input"); a_j ends in one Add per skip (i, j),
+    # i ascending, of the tensor of a_i
+    nodes = {n.output[0]: n for n in model.graph.node}
+    a = [nodes[f"layers.{k}.matmul"].input[0] for k in range(net.n_layers)]
+    assert a[0] == "input"
+    for j in range(1, net.n_layers):
+        tensor = a[j]
+        for i in sorted((i for i, k in net.skips if k == j), reverse=True):
+            add = nodes[tensor]
+            assert add.op_type == "Add" and add.input[1] == a[i]
+            tensor = add.input[0]
+    assert_runs_like(path, net.predict, inputs(net.layer_sizes[0], dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_trained_batch_norm(tmp_path, dtype):
+    """Running statistics from training (data far from standardised, so they are far from
+    0/1) and trained γ/β, with dropout and a residual path; layer norm trained alongside."""
+    rng = np.random.default_rng(12)
+    X = (rng.standard_normal((96, 5)) * [1, 3, 0.5, 2, 1] + [2, -1, 4, 0, 1]).astype(dtype)
+    y = rng.integers(0, 3, 96)
+    net = fastbp.Network([5, 8, 8, 6, 3], activation=["relu", "tanh", "sigmoid"],
+                         output_activation="softmax", skips=[(1, 2)],
+                         normalization=["batch", "batch", "layer"], dropout=[0.2, 0.1, 0.0],
+                         dtype=dtype, seed=0)
+    fastbp.Trainer(net, learning_rate=1e-2, batch_size=16, epochs=4, seed=0).fit(X, y)
+    sd = net.state_dict()
+    for l in (0, 1):
+        assert np.abs(sd[f"norms.{l}.running_mean"]).max() > 0.1
+        assert np.abs(sd[f"norms.{l}.running_var"] - 1).max() > 0.1
+    for l in (0, 1, 2):
+        assert np.abs(sd[f"norms.{l}.weight"] - 1).max() > 1e-3
+        assert np.abs(sd[f"norms.{l}.bias"]).max() > 1e-3
+    path = net.to_onnx(tmp_path / "trained.onnx")
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    assert_runs_like(path, net.predict, X[:37])
+
+
+def test_dropout_is_not_in_the_graph(tmp_path):
+    """Inference ignores dropout: the same parameters give the same graph with or without."""
+    graphs = []
+    for p in (0.0, 0.5):
+        net = fastbp.Network([4, 6, 6, 2], skips="residual", normalization="layer", dropout=p,
+                             dtype=np.float64, seed=3)
+        graphs.append(onnx.load(net.to_onnx(tmp_path / f"p{p}.onnx")).graph.SerializeToString())
+    assert graphs[0] == graphs[1]
+
+
+def test_structured_load_then_export(tmp_path):
+    net = structured_network("mixed-activations", np.float32)
+    net.save(tmp_path / "model.npz")
+    a = fastbp.load(tmp_path / "model.npz").to_onnx(tmp_path / "loaded.onnx")
+    b = net.to_onnx(tmp_path / "direct.onnx")
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        assert fa.read() == fb.read()
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(norm="batch"), "gamma missing"),
+    (dict(norm="group"), "unknown normalisation"),
+    (dict(skips_from=(0,)), "skip from a_0 of width 3"),
+    (dict(skips_from=(2,)), "a skip comes from"),
+])
+def test_layer_checks(change, match):
+    import dataclasses
+    layers = onnx_export.network_layers(fastbp.Network([3, 4, 2], dtype=np.float64))
+    layers[0] = dataclasses.replace(layers[0], **change)
+    with pytest.raises(ValueError, match=match):
+        onnx_export._build_model(layers)
+
+
+def test_output_layer_takes_no_normalisation():
+    import dataclasses
+    layers = onnx_export.network_layers(fastbp.Network([3, 4, 2], dtype=np.float64))
+    ones = np.ones(2)
+    layers[1] = dataclasses.replace(layers[1], norm="layer", gamma=ones, beta=ones)
+    with pytest.raises(ValueError, match="output layer takes no"):
+        onnx_export._build_model(layers)
+
+
 # --- scikit-learn estimators -----------------------------------------------------------------
 @pytest.fixture
 def sk():

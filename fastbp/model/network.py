@@ -378,7 +378,9 @@ class Network:
         The graph maps ``"input"``, shape ``["batch", n_in]``, to ``"output"``, shape
         ``["batch", n_out]``: the values of :meth:`predict`, in this network's dtype (float32 ->
         FLOAT, float64 -> DOUBLE; feed it arrays of that dtype).  Each layer is a MatMul and an
-        Add with the weights and biases as initializers, then its activation (layout in
+        Add with the weights and biases as initializers (named as :meth:`state_dict`), then
+        its normalisation in inference form (batch norm with the running statistics), its
+        activation and its skips' Adds; dropout is not in the graph (layout in
         :mod:`fastbp.model.onnx_export`).  Written atomically.  Needs the ``onnx`` package
         (``pip install "fastbp[onnx]"``); onnxruntime runs the file.
 

@@ -33,23 +33,60 @@ softmax        Softmax(axis=-1) (output only: over the units of a row)
 exp            Exp (output only: the Poisson rate)
 =============  ===========================================================================
 
-The graph is built layer by layer from a list of :class:`Layer` descriptions; normalisation
-(BatchNormalization of ``z`` with the running statistics, or LayerNormalization, axis -1,
-eps 1e-5, both in opset 17) and skip connections (``a_k = a_k + a_i``) slot in where
-:func:`_build_model` says, once :class:`~fastbp.Network` has them.
+A hidden layer of a structured network (:class:`~fastbp.Network`'s ``normalization``,
+``skips``, ``dropout``, per-layer ``activation``) is, in the order of the kernels
+(:mod:`fastbp.kernels.structure`)::
+
+    layers.{l}.z                       as above
+    norms.{l}.y  = x̂ · norms.{l}.weight + norms.{l}.bias       normalised layers only
+    layers.{l}.h = activation(norms.{l}.y or layers.{l}.z)     its own activation
+    layers.{l}.a = h + a_i + a_j ...                           one Add per skip (i, l + 1), i
+                                                               ascending; a_0 = "input"
+
+(without skips the activation's output is ``layers.{l}.a`` itself, and an identity activation
+has no node: the layer's output is then the tensor before it).  Dropout is left out: at
+inference it is the identity (inverted dropout scales during training).  ``x̂`` is, in the
+network's dtype::
+
+    batch:  (z - norms.{l}.running_mean) · Reciprocal(Sqrt(norms.{l}.running_var + 1e-5))
+    layer:  d = z - ReduceMean(z, -1);  d · Reciprocal(Sqrt(ReduceMean(d · d, -1) + 1e-5))
+
+the kernels' formulas (two passes over the row, the biased variance, ``1/σ`` then a product),
+with the running statistics as initializers under their state-dict names (onnxruntime folds
+``Reciprocal(Sqrt(var + eps))`` into a constant when it loads the model).
+
+Why not the ONNX ops, though both have float32 and float64 CPU kernels in onnxruntime:
+
+* their ``epsilon`` is a *float32* attribute, so a float64 graph would normalise with ``1e-5f``
+  (2.5e-13 from ``1e-5``), which moves x̂ by ~1e-12 relative where a variance is ~0.1 and more
+  where it is smaller: over the 1e-12 that float64 export is held to (measured: 1.5e-12 batch,
+  4.6e-12 layer; 1e-15 with the composed nodes);
+* onnxruntime's BatchNormalization computes ``z·s + (β - μ·s)`` with ``s = γ/σ`` and its
+  LayerNormalization the variance as ``mean(z²) - mean(z)²``, both in the dtype: they lose the
+  digits that cancel when a mean is large next to the spread (float32, a mean of 60 σ: 2e-5
+  relative, over float32's 1e-5; the composed batch norm: 2e-7; the composed layer norm
+  centres on a mean rounded to the dtype, as fastbp's kernel does);
+* onnxruntime fuses MatMul + BatchNormalization into a Gemm with rescaled weights
+  (MatmulBNFusion), one rounding more per weight.
+
+``d · d``, ``Reciprocal`` and ``Mul`` (not ``Pow(d, 2)`` and ``Div``) also keep onnxruntime's
+LayerNormFusion from rewriting the subgraph into its LayerNormalization (float32 epsilon and
+the one-pass variance again).
 
 ``onnx`` is imported only when a model is written, so ``import fastbp`` does not need it.
 """
 import os
 from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import numpy as np
 
 from .._validation import InputError, InputTypeError
 from ..kernels.activations import LEAKY_SLOPE
+from ..kernels.structure import EPS
 from .modelfile import atomic_write
 
-OPSET = 17          # LayerNormalization's first opset (for later); runs on onnxruntime 1.16+
+OPSET = 17          # runs on onnxruntime 1.16+ (ReduceMean still takes ``axes`` as an attribute)
 IR_VERSION = 8      # opset 17's (onnx 1.12): older runtimes refuse onnx's default, its newest
 INPUT, OUTPUT, BATCH = "input", "output", "batch"
 # protobuf refuses to serialise a message of 2 GiB or more (ONNX's external-data format would be
@@ -57,18 +94,37 @@ INPUT, OUTPUT, BATCH = "input", "output", "batch"
 _PROTOBUF_LIMIT = 2 ** 31 - 2 ** 20
 _HIDDEN = ("identity", "relu", "leaky_relu", "sigmoid", "tanh")
 _OUTPUT = ("identity", "sigmoid", "softmax", "exp")
+_NORMS = (None, "batch", "layer")
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One dense layer of the exported graph: ``z = a_prev @ weight + bias``, ``a = f(z)``.
+    """One dense layer of the exported graph: ``z = a_prev @ weight + bias``, then (hidden
+    layers) the normalisation of ``z``, ``a = f(·)`` and the skip connections.
 
-    ``activation`` is a fastbp name (hidden or output).  A later normalisation or skip
-    connection is one more field here (e.g. ``norm`` with its parameters, ``skips_from``: the
-    indices ``i`` of ``a_i`` added to this layer's output)."""
+    ``activation`` is a fastbp name (hidden or output).  ``norm``: None, ``"batch"`` (needs
+    ``gamma``, ``beta``, ``running_mean``, ``running_var``) or ``"layer"`` (``gamma``,
+    ``beta``), all of shape ``(n_out,)``.  ``skips_from``: the indices ``i`` of the
+    activations ``a_i`` (``a_0``: the input, ``a_k``: layer ``k - 1``'s output) added to this
+    layer's output, in that order.  Dropout has no field: it does nothing at inference."""
     weight: np.ndarray      # (n_in, n_out)
     bias: np.ndarray        # (n_out,)
     activation: str
+    norm: Optional[str] = None
+    gamma: Optional[np.ndarray] = None
+    beta: Optional[np.ndarray] = None
+    running_mean: Optional[np.ndarray] = None
+    running_var: Optional[np.ndarray] = None
+    skips_from: Tuple[int, ...] = ()
+
+    def arrays(self, l):
+        """``(initializer name, array)`` of every parameter, state-dict names."""
+        out = [(f"layers.{l}.weight", self.weight), (f"layers.{l}.bias", self.bias)]
+        for key, field in (("weight", "gamma"), ("bias", "beta"),
+                           ("running_mean", "running_mean"), ("running_var", "running_var")):
+            if getattr(self, field) is not None:
+                out.append((f"norms.{l}.{key}", getattr(self, field)))
+        return out
 
 
 def _onnx():
@@ -96,22 +152,47 @@ def _check_layers(layers):
     dtype = np.asarray(layers[0].weight).dtype
     if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise InputError(f"only float32 and float64 networks can be exported; got {dtype}")
-    n_prev = np.shape(layers[0].weight)[0]
+    widths = [np.shape(layers[0].weight)[0]]       # widths[k]: the width of a_k
     for l, layer in enumerate(layers):
+        n_prev = widths[-1]
         w, b = np.asarray(layer.weight), np.asarray(layer.bias)
         if w.ndim != 2 or w.shape[0] != n_prev or b.shape != (w.shape[1],):
             raise InputError(f"layer {l}: weight {w.shape} and bias {b.shape} do not continue "
                              f"a layer of {n_prev} units")
-        if w.dtype != dtype or b.dtype != dtype:
-            raise InputError(f"layer {l}: parameters of dtype {w.dtype}/{b.dtype} in a {dtype} "
-                             f"network")
-        if not (np.isfinite(w).all() and np.isfinite(b).all()):
-            raise InputError(f"layer {l} has NaN or infinite parameters; nothing was written")
-        allowed = _OUTPUT if l == len(layers) - 1 else _HIDDEN
+        last = l == len(layers) - 1
+        allowed = _OUTPUT if last else _HIDDEN
         if layer.activation not in allowed:
             raise InputError(f"layer {l}: activation {layer.activation!r} cannot be exported "
                              f"there (expected one of {list(allowed)})")
-        n_prev = w.shape[1]
+        if layer.norm not in _NORMS:
+            raise InputError(f"layer {l}: unknown normalisation {layer.norm!r}")
+        if last and (layer.norm is not None or layer.skips_from):
+            raise InputError(f"layer {l}: the output layer takes no normalisation or skip")
+        needs = {None: (), "layer": ("gamma", "beta"),
+                 "batch": ("gamma", "beta", "running_mean", "running_var")}[layer.norm]
+        for field in ("gamma", "beta", "running_mean", "running_var"):
+            if (getattr(layer, field) is not None) != (field in needs):
+                raise InputError(f"layer {l}: {field} {'missing' if field in needs else 'given'}"
+                                 f" for normalisation {layer.norm!r}")
+        n = w.shape[1]
+        for name, arr in layer.arrays(l):
+            arr = np.asarray(arr)
+            if arr.dtype != dtype:
+                raise InputError(f"layer {l}: {name} of dtype {arr.dtype} in a {dtype} network")
+            if name.startswith("norms.") and arr.shape != (n,):
+                raise InputError(f"layer {l}: {name} has shape {arr.shape}, not ({n},)")
+            if not np.isfinite(arr).all():
+                raise InputError(f"layer {l} has NaN or infinite parameters ({name}); nothing "
+                                 f"was written")
+        if layer.norm == "batch" and (np.asarray(layer.running_var) < 0).any():
+            raise InputError(f"layer {l}: norms.{l}.running_var has negative entries")
+        for i in layer.skips_from:
+            if not (isinstance(i, (int, np.integer)) and 0 <= i <= l):
+                raise InputError(f"layer {l}: a skip comes from a_0 .. a_{l}; got {i!r}")
+            if widths[i] != n:
+                raise InputError(f"layer {l}: skip from a_{i} of width {widths[i]} into "
+                                 f"{n} units")
+        widths.append(n)
     return dtype
 
 
@@ -199,6 +280,26 @@ _OUTPUT_OPS = {"identity": _identity, "sigmoid": _sigmoid_output, "softmax": _so
                "exp": _exp}
 
 
+# --- normalisation: x̂, then γ·x̂ + β (see the module docstring) -----------------------------
+def _normalise(g, z, layer, l):
+    """The nodes of ``γ·x̂ + β`` for ``z``; returns the name of the result."""
+    p = f"norms.{l}"
+    if layer.norm == "batch":
+        mean = g.initializer(f"{p}.running_mean", layer.running_mean)
+        var = g.initializer(f"{p}.running_var", layer.running_var)
+    else:
+        mean = g.node("ReduceMean", [z], f"{p}.mean", axes=[-1], keepdims=1)
+    d = g.node("Sub", [z, mean], f"{p}.centered")
+    if layer.norm == "layer":
+        var = g.node("ReduceMean", [g.node("Mul", [d, d], f"{p}.squared")], f"{p}.var",
+                     axes=[-1], keepdims=1)
+    std = g.node("Sqrt", [g.node("Add", [var, g.constant(EPS)], f"{p}.var_eps")], f"{p}.std")
+    xhat = g.node("Mul", [d, g.node("Reciprocal", [std], f"{p}.inv_std")], f"{p}.xhat")
+    gamma = g.initializer(f"{p}.weight", layer.gamma)
+    beta = g.initializer(f"{p}.bias", layer.beta)
+    return g.node("Add", [g.node("Mul", [xhat, gamma], f"{p}.scaled"), beta], f"{p}.y")
+
+
 # --- heads: what follows the last layer (estimators shape their outputs) ---------------------
 def _binary_proba(g, p, n_out):
     """[1 - p, p]: predict_proba of a binary classifier with one logistic output."""
@@ -219,23 +320,26 @@ def _build_model(layers, *, head=None, name="fastbp", doc=""):
     """The ModelProto of ``layers`` (a list of :class:`Layer`) followed by ``head``."""
     onnx = _onnx()
     dtype = _check_layers(layers)
-    size = sum(np.asarray(x.weight).nbytes + np.asarray(x.bias).nbytes for x in layers)
+    size = sum(np.asarray(arr).nbytes for l, x in enumerate(layers) for _, arr in x.arrays(l))
     if size > _PROTOBUF_LIMIT:
         raise InputError(f"the network's parameters take {size / 2 ** 30:.1f} GiB: more than "
                          f"one ONNX file holds (protobuf's 2 GiB limit)")
     g = _Graph(onnx, dtype)
-    a = INPUT
+    outputs = [INPUT]       # outputs[k]: the tensor of a_k (after its skips)
     for l, layer in enumerate(layers):
         p = f"layers.{l}"
         W = g.initializer(f"{p}.weight", layer.weight)
         b = g.initializer(f"{p}.bias", layer.bias)
-        z = g.node("Add", [g.node("MatMul", [a, W], f"{p}.matmul"), b], f"{p}.z")
-        # normalisation goes here: BatchNormalization(z, weight, bias, running mean, var,
-        # epsilon=1e-5) in eval mode, or LayerNormalization(z, weight, bias, axis=-1)
+        z = g.node("Add", [g.node("MatMul", [outputs[-1], W], f"{p}.matmul"), b], f"{p}.z")
+        if layer.norm is not None:
+            z = _normalise(g, z, layer, l)
         ops = _OUTPUT_OPS if l == len(layers) - 1 else _HIDDEN_OPS
-        a = ops[layer.activation](g, z, f"{p}.a")
-        # skip connections go here: a = Add(a, output of layer i) for each skip (i, l + 1),
-        # keeping every layer's output name in a list (a_0 = INPUT)
+        a = ops[layer.activation](g, z, f"{p}.h" if layer.skips_from else f"{p}.a")
+        for n, i in enumerate(layer.skips_from):    # the kernels' order: a = ((h + a_i) + ...)
+            last = n == len(layer.skips_from) - 1
+            a = g.node("Add", [a, outputs[i]], f"{p}.a" if last else f"{p}.skip{n}")
+        outputs.append(a)
+    a = outputs[-1]
     n_out = np.shape(layers[-1].weight)[1]
     y, shape = _HEADS[head](g, a, n_out)
     g.rename(y, OUTPUT)
@@ -259,10 +363,24 @@ def _write(model, path):
 
 
 def network_layers(network):
-    """The :class:`Layer` list of a :class:`~fastbp.Network` (its parameters are copied when
-    the graph is built, not here)."""
-    acts = [network.activation] * (network.n_layers - 1) + [network.output_activation]
-    return [Layer(W, b, f) for W, b, f in zip(network.weights, network.biases, acts)]
+    """The :class:`Layer` list of a :class:`~fastbp.Network`, from its state dict (views: the
+    parameters are copied when the graph is built, not here)."""
+    sd = network.state_dict()
+    L = network.n_layers
+    acts = network.activations + [network.output_activation]
+    norms = network.normalization + [None]
+    layers = []
+    for l in range(L):
+        kw = {}
+        if norms[l] is not None:
+            kw = dict(gamma=sd[f"norms.{l}.weight"], beta=sd[f"norms.{l}.bias"])
+        if norms[l] == "batch":
+            kw.update(running_mean=sd[f"norms.{l}.running_mean"],
+                      running_var=sd[f"norms.{l}.running_var"])
+        skips = tuple(sorted(i for i, j in network.skips if j == l + 1))
+        layers.append(Layer(sd[f"layers.{l}.weight"], sd[f"layers.{l}.bias"], acts[l],
+                            norm=norms[l], skips_from=skips, **kw))
+    return layers
 
 
 def to_onnx(network, path):
@@ -282,7 +400,8 @@ def to_onnx(network, path):
     TypeError
         ``network`` is not a Network, or ``path`` not a str or os.PathLike.
     ValueError
-        The parameters hold NaN or inf, or are too large for one ONNX file.
+        The parameters hold NaN or inf (or a negative running variance), or are too large for
+        one ONNX file.
     ImportError
         The ``onnx`` package is missing (``pip install "fastbp[onnx]"``).
     """
