@@ -149,7 +149,7 @@ class Workspace:
         # unit and the batch size, layer norm's 1/σ per row; then Σδ and Σδ·x̂ per unit
         w = max(sizes)
         stride = max(4 * w + 1, rows + 2 * w) if struct.any() else 0
-        self.nst = np.zeros(L * stride, np.float64)
+        self.nst = np.zeros(blocks * L * stride, np.float64)    # one per row block
 
     def view(self, which, l, n):
         """Slot ``l`` of the activations (``"acts"``) or deltas, its first ``n`` rows."""

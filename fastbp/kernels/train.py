@@ -25,8 +25,8 @@ from numba import njit, prange
 
 from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import IDENTITY, activate
-from .structure import (ACT, B_OFF, BATCH_NORM, END, EVAL, GRAD, N_IN, N_OUT, NORM, STRUCT, TRAIN,
-                        W_OFF, post_backward, post_forward)
+from .structure import (ACT, END, EVAL, N_IN, N_OUT, STRUCT, TRAIN, W_OFF, post_backward,
+                        post_forward)
 from .dense import backprop, forward, gradient
 from .losses import count_correct, output_batch, output_rows
 from .optimizers import update
@@ -199,27 +199,30 @@ def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_code,
     products serial, the block's rows staying on one core from input to gradient.  Then
     ``grads += Σ part`` in block order.  ``sq`` and ``gsq`` hold one scratch set per block; the
     blocks compute no gradient norms (theirs are not the batch's: the caller computes those
-    after the sum).  No batch normalisation here (its statistics are the whole batch's: the
-    engine gives such networks no row blocks)."""
+    after the sum); ``nst`` holds one normalisation scratch per block (layer norm's column sums
+    of γ's and β's gradients are each block's own).  No batch normalisation here (its
+    statistics are the whole batch's: the engine gives such networks no row blocks)."""
     B = rows.shape[0]
     n = params.shape[0]
     bs = (B + P - 1) // P
     T = sq.shape[0] // P
+    NS = nst.shape[0] // P
     L = layout.shape[0]
     m = layout[L - 1, 1]
     for p in prange(P):
         r0 = p * bs
         r1 = min(B, r0 + bs)
         sqp = sq[p * T:(p + 1) * T]
+        nstp = nst[p * NS:(p + 1) * NS]
         g = grads if p == 0 else part[(p - 1) * n:p * n]
         forward_rows(X, rows, r0, r1, params, layout, acts, aoff, sqp, np.bool_(False), stats,
-                     drop, skips, nst, mode, seed, step)
+                     drop, skips, nstp, mode, seed, step)
         Zf = acts[aoff[L]:aoff[L] + B * m]
         Df = deltas[doff[L]:doff[L] + B * m]
         output_rows(Zf, Df, Yf.reshape(Yf.size), Yi, sw, rows, m, out_code, loss_code, rowloss,
                     r0, r1)
         backward_rows(rows, r0, r1, scale, params, g, layout, acts, aoff, deltas, doff, sqp,
-                      gsq[p * L:(p + 1) * L], np.bool_(False), np.bool_(False), drop, skips, nst,
+                      gsq[p * L:(p + 1) * L], np.bool_(False), np.bool_(False), drop, skips, nstp,
                       mode, seed, step)
     un = np.uint64(n)
     for p in range(1, P):
