@@ -90,12 +90,6 @@ class Structure:
         return bool(self.layout[:, S.STRUCT].any())
 
 
-def parameter_layout(sizes):
-    """``(layout, n_params)`` of a plain chain (relu codes; see :class:`Structure`)."""
-    st = Structure(sizes, 1)
-    return st.layout, st.n_params
-
-
 def readonly(a):
     """A read-only view of ``a`` (no copy): every input reaches the kernels read-only, so
     writable, read-only and memory-mapped arrays share one compiled signature."""

@@ -78,6 +78,21 @@ def keep_unit(key, unit, thr):
             >> np.uint64(11)) >= thr
 
 
+@njit(**INLINE_JIT)
+def _drop(dst, d0, src, s0, r0, r1, un, rows, l, p, seed, step):
+    """``dst = src · keep / (1 − p)`` for rows r0..r1 of a layer of ``un`` units (the same
+    masks in the forward pass, on ``h``, and in the backward pass, on ``∂E/∂a``)."""
+    dt = dst.dtype.type
+    up = dt(1.0 / (1.0 - p))
+    zero = dt(0)
+    thr = threshold(p)
+    for r in range(r0, r1):
+        o = np.uint64(r) * un
+        key = row_key(seed, step, rows[r], l)
+        for j in range(un):
+            dst[d0 + o + j] = src[s0 + o + j] * up if keep_unit(key, j, thr) else zero
+
+
 @njit(**JIT)
 def dropout_keep(seed, step, rows, layer, n, p, out):
     """``out[r, u]``: dropout keeps unit u of layer ``layer`` for data row ``rows[r]`` at
@@ -186,14 +201,7 @@ def _forward_rows(l, r0, r1, rows, params, layout, drop, skips, acts, aoff, nst,
     activate(acts, h0 + lo, (r1 - r0) * n, layout[l, ACT])
     p = drop[l]
     if p > 0 and mode == TRAIN:
-        up = dt(1.0 / (1.0 - p))
-        zero = dt(0)
-        thr = threshold(p)
-        for r in range(r0, r1):
-            o = np.uint64(r) * un
-            key = row_key(seed, step, rows[r], l)
-            for j in range(un):
-                acts[a0 + o + j] = acts[h0 + o + j] * up if keep_unit(key, j, thr) else zero
+        _drop(acts, a0, acts, h0, r0, r1, un, rows, l, p, seed, step)
     else:
         for i in range(lo, hi):
             acts[a0 + i] = acts[h0 + i]
@@ -242,7 +250,6 @@ def _backward_rows(l, r0, r1, rows, layout, drop, skips, acts, aoff, deltas, dof
     h0 = np.uint64(aoff[L + 1 + l])
     lo = np.uint64(r0) * un
     hi = np.uint64(r1) * un
-    dt = deltas.dtype.type
     target = False
     for k in range(skips.shape[0]):
         if skips[k, 0] == l + 1:        # a_{l+1} feeds a_j: ∂E/∂a_j flows back unchanged
@@ -257,14 +264,7 @@ def _backward_rows(l, r0, r1, rows, layout, drop, skips, acts, aoff, deltas, dof
             deltas[s + i] = deltas[d0 + i]
     p = drop[l]
     if p > 0 and mode == TRAIN:
-        up = dt(1.0 / (1.0 - p))
-        zero = dt(0)
-        thr = threshold(p)
-        for r in range(r0, r1):
-            o = np.uint64(r) * un
-            key = row_key(seed, step, rows[r], l)
-            for j in range(un):
-                deltas[d0 + o + j] = deltas[d0 + o + j] * up if keep_unit(key, j, thr) else zero
+        _drop(deltas, d0, deltas, d0, r0, r1, un, rows, l, p, seed, step)
     for r in range(r0, r1):
         o = np.uint64(r) * un
         scale_by_derivative(deltas, d0 + o, acts, h0 + o, n, layout[l, ACT])
