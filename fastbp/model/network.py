@@ -319,7 +319,9 @@ class Network:
         return X, Yf, Yi, loss
 
     def loss(self, X, Y, loss=None):
-        """Mean per-sample loss over ``X`` (``loss=None``: the output's natural loss)."""
+        """Mean per-sample loss over ``X`` (``loss=None``: the output's natural loss), in
+        inference mode like :meth:`forward`: batch normalisation with its running statistics,
+        no dropout (``gradients(...)[0]`` is the training-mode loss)."""
         X, Yf, Yi, loss = self._prepare(X, Y, loss)
         return engine.evaluate(self._params, self._st, self._codes(loss), X, Yf, Yi) / X.shape[0]
 
