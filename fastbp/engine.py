@@ -333,9 +333,6 @@ class EpochRunner:
 
     def __init__(self, params, st, codes, optimizer, X, Yf, Yi, batch, sw=None, alpha=0.0,
                  loss_div=1.0, reducer=None, rollback=True, clip=0.0, accuracy=False, seed=0):
-        if reducer is not None and st.batch_norm:
-            raise ValueError("batch normalisation is not supported with a reducer (MPI) yet: "
-                             "its statistics would be each process's share of the batch")
         self.params, self.st, self.codes, self.opt = params, st, codes, optimizer
         self.layout = layout = st.layout
         self.seed = int(seed)

@@ -1,15 +1,13 @@
 """Training controls: gradient clipping, the per-step OneCycleLR schedule, class and sample
 weights, accuracy in the history — against PyTorch (float64, the same initial parameters and
 batches) when it is installed, and against their definitions."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
 import fastbp
+from subprocess_run import run_with_threads
 from fastbp import schedules
 
 
@@ -332,14 +330,7 @@ THREADS = textwrap.dedent("""
 
 
 def test_bitwise_identical_on_1_and_2_threads_with_every_control():
-    digests = set()
-    for threads in (1, 2):
-        env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
-        out = subprocess.run([sys.executable, "-c", THREADS], capture_output=True, text=True,
-                             env=env, timeout=600)
-        assert out.returncode == 0, out.stderr
-        digests.add(out.stdout.strip().splitlines()[-1])
-    assert len(digests) == 1
+    assert run_with_threads(THREADS, 1) == run_with_threads(THREADS, 2)
 
 
 # -- bad input --------------------------------------------------------------------------------

@@ -11,15 +11,13 @@ Two parts:
   load_state_dict, gradients(as_dict=True), the Trainer with batch norm and dropout,
   fastbp.engine.dropout_keep) against the reference and against torch.
 """
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
 import fastbp
+from subprocess_run import run_with_threads
 import naive
 from conftest import targets_for
 
@@ -578,14 +576,7 @@ THREADS = textwrap.dedent("""
 
 
 def test_bitwise_identical_on_1_and_2_threads_with_batch_norm_and_dropout():
-    digests = set()
-    for threads in (1, 2):
-        env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
-        out = subprocess.run([sys.executable, "-c", THREADS], capture_output=True, text=True,
-                             env=env, timeout=600)
-        assert out.returncode == 0, out.stderr
-        digests.add(out.stdout.strip().splitlines()[-1])
-    assert len(digests) == 1
+    assert run_with_threads(THREADS, 1) == run_with_threads(THREADS, 2)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

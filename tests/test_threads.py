@@ -1,11 +1,9 @@
 """Determinism across thread counts, two Python threads at once, and fork."""
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from subprocess_run import run_with_threads
 
 
 # shapes large enough that every product takes its parallel path (the first layer's with A
@@ -27,17 +25,12 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run(code, threads, extra_env=None):
-    env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), **(extra_env or {}))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize("dtype,opt", [("float32", "adam"), ("float64", "nesterov")])
 def test_bitwise_identical_on_1_2_and_3_threads(dtype, opt):
     code = SCRIPT.format(dtype=dtype, opt=opt)
-    digests = {t: _run(code, t) for t in (1, 2, 3)}
+    digests = {t: run_with_threads(code, t) for t in (1, 2, 3)}
     assert len(set(digests.values())) == 1, digests
 
 
@@ -73,7 +66,7 @@ def test_two_python_threads_at_once_match_sequential_runs(layer):
     if layer == "tbb" and not _tbb_wheel():
         pytest.skip("the tbb wheel is not installed")
     env = {"NUMBA_THREADING_LAYER": layer} if layer else {}
-    used, same = json.loads(_run(CONCURRENT, 2, env))
+    used, same = json.loads(run_with_threads(CONCURRENT, 2, env))
     assert same and used == (layer or used)
 
 
@@ -95,7 +88,7 @@ FORK = textwrap.dedent("""
 
 
 def test_fork_child_works_under_the_default_layer():
-    layer, code, child, parent = json.loads(_run(FORK, 2))
+    layer, code, child, parent = json.loads(run_with_threads(FORK, 2))
     assert code == 0
     if layer == "tbb":          # the test extra installs tbb: fork-safe, the child computes
         assert child == parent
@@ -104,6 +97,6 @@ def test_fork_child_works_under_the_default_layer():
 
 
 def test_fork_child_under_openmp_gets_a_clear_error():
-    layer, code, child, _ = json.loads(_run(FORK, 2, {"NUMBA_THREADING_LAYER": "omp"}))
+    layer, code, child, _ = json.loads(run_with_threads(FORK, 2, {"NUMBA_THREADING_LAYER": "omp"}))
     assert layer == "omp" and code == 0
     assert "forked from one that already used the GNU OpenMP" in child

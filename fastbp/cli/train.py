@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validation import BadInput
+from ..model.trainer import check_batches
 from . import CHECKPOINT, EXIT_OK, EXIT_SIGNAL, HISTORY, METRICS, MODEL, PLOT, RankAgreedError, \
     Stopped, UsageError, _layers
 
@@ -300,14 +301,9 @@ def check_network(s, data):
                              f"{sizes[i]} units, {_activation_name(j)} {sizes[j]} (a skip adds "
                              f"a_{i} to a_{j}, so they must match; layer sizes {sizes})")
     norms = s["normalization"] if isinstance(s["normalization"], list) else [s["normalization"]]
-    if "batch" in norms:
-        n = len(data.Xtr)
-        batch = min(s["batch_size"], n)
-        if batch == 1 or n % batch == 1:
-            raise UsageError(f"batch normalisation needs batches of more than one row: the {n} "
-                             f"training samples in batches of {batch} leave a batch of one "
-                             f"(PyTorch refuses it too); change --batch-size (or "
-                             f"--validation-split)")
+    n = len(data.Xtr)
+    check_batches("batch" in norms, n, min(s["batch_size"], n),
+                  hint="change --batch-size (or --validation-split)")
 
 
 def check_mpi(s, comm):

@@ -374,14 +374,10 @@ class Trainer:
         n = X.shape[0]
         batch = n if self.batch_size is None else min(self.batch_size, n)
         n_steps = -(-n // batch)
-        if net._st.batch_norm:
-            if batch == 1 or n % batch == 1:
-                raise InputError(f"batch normalisation needs batches of more than one row: "
-                                 f"{n} samples in batches of {batch} leave a batch of one "
-                                 f"(PyTorch refuses it too); change batch_size or drop a sample")
-            if reducer is not None:
-                raise InputError("batch normalisation under MPI is not supported yet (its "
-                                 "statistics must be the global batch's)")
+        check_batches(net._st.batch_norm, n, batch)
+        if net._st.batch_norm and reducer is not None:
+            raise InputError("batch normalisation under MPI is not supported yet (its "
+                             "statistics must be the global batch's)")
         p = self._pending
         if p is not None and (p.n != n or p.batch != batch):
             raise InputError(f"an interrupted epoch over {p.n} samples in batches of {p.batch} "
@@ -503,6 +499,15 @@ class Trainer:
             return False
         self._best["bad"] += 1
         return self._best["bad"] >= self.early_stopping
+
+
+def check_batches(batch_norm, n, batch, hint="change batch_size or drop a sample"):
+    """Batch normalisation needs every batch of ``n`` samples in batches of ``batch`` to have
+    more than one row (PyTorch refuses one too)."""
+    if batch_norm and (batch == 1 or n % batch == 1):
+        raise InputError(f"batch normalisation needs batches of more than one row: {n} samples "
+                         f"in batches of {batch} leave a batch of one (PyTorch refuses it too); "
+                         f"{hint}")
 
 
 def weight_norms(net):
