@@ -379,8 +379,11 @@ class EpochRunner:
         if self.reducer is None:
             self._fused(0, 0)
         else:
-            batch_gradients(self.params, self.st, self.codes, self.X, self.Yf, self.Yi,
-                            self.perm[:0], self.grads, self.ws, self.sw, mode=S.TRAIN)
+            if self.st.batch_norm:      # collective: every rank compiles here
+                self._global_batch_norm(self.perm[:0], 1, 1.0, 0, mode=S.GRAD)
+            else:
+                batch_gradients(self.params, self.st, self.codes, self.X, self.Yf, self.Yi,
+                                self.perm[:0], self.grads, self.ws, self.sw, mode=S.TRAIN)
             empty = self.params[:0]
             self.opt.update(empty, empty, 1)
             K.sumsq(self._buf, 0, 0)
@@ -417,7 +420,13 @@ class EpochRunner:
             mine = rows[B * red.rank // red.size:B * (red.rank + 1) // red.size]
             buf[...] = 0
             total_w = B if self.sw.shape[0] == 0 else float(np.sum(self.sw[rows], dtype=np.float64))
-            if mine.shape[0] > 0:
+            if self.st.batch_norm:      # every rank: the statistics' sums are collective
+                buf[n_params] = self._global_batch_norm(mine, B, total_w, self.opt.step + s + 1)
+                if self.correct.shape[0] > 0 and mine.shape[0] > 0:
+                    buf[n_params + 1] = count_correct(self.ws.view("acts", L, mine.shape[0]),
+                                                      self.Yf, self.Yi, mine, self.codes.out,
+                                                      self.codes.loss)
+            elif mine.shape[0] > 0:
                 loss, wsum = batch_gradients(self.params, self.st, self.codes, self.X,
                                              self.Yf, self.Yi, mine, grads, self.ws, self.sw,
                                              mode=S.TRAIN, seed=self.seed,
@@ -452,6 +461,73 @@ class EpochRunner:
             if self.correct.shape[0] > 0:
                 self.correct[0] += float(buf[n_params + 1])
         return total, k, K.OK
+
+    def _global_batch_norm(self, mine, B, total_w, step, mode=S.TRAIN):
+        """This rank's share ``mine`` of a global batch of ``B`` rows (summed weight
+        ``total_w``) through a network with batch normalisation: what ``batch_gradients``
+        computes, the layer loop here, so that batch norm's statistics (Σz, then Σ(z − mean)²)
+        and its backward column sums (Σδ, Σδ·x̂) are summed over the ranks between the
+        compiled passes: the global batch's statistics, as one process computes them.  The
+        gradients (already divided by ``total_w``) into ``self.grads``; returns this rank's
+        Σ w·ℓ.  ``mode`` GRAD: running statistics untouched, no dropout (the compile call)."""
+        st, ws, layout, red, p, g = self.st, self.ws, self.layout, self.reducer, self.params, \
+            self.grads
+        L, b = self.n_layers, mine.shape[0]
+        acts, aoff, deltas, doff, nst, sq = ws.acts, ws.aoff, ws.deltas, ws.doff, ws.nst, ws.sq
+        stride = nst.shape[0] // L
+        train, seed = mode, self.seed
+
+        def dense(buf, l):
+            w0, b0, n_in, n_out = layout[l, [S.W_OFF, S.B_OFF, S.N_IN, S.N_OUT]]
+            return buf[w0:w0 + n_in * n_out].reshape(n_in, n_out), buf[b0:b0 + n_out]
+
+        with _config.ready():
+            np.take(self.X, mine, axis=0, out=ws.view("acts", 0, b))
+            for l in range(L):
+                W, bias = dense(p, l)
+                n = int(layout[l, S.N_OUT])
+                if l == L - 1 or not layout[l, S.STRUCT]:
+                    act = layout[l, S.ACT] if l < L - 1 else K.IDENTITY
+                    K.forward(ws.view("acts", l, b), W, bias, ws.view("acts", l + 1, b), act, sq,
+                              True)
+                    continue
+                K.forward(ws.view("acts", l, b), W, bias, ws.view("acts", L + 1 + l, b),
+                          K.IDENTITY, sq, True)
+                given = layout[l, S.NORM] == S.BATCH_NORM
+                if given:
+                    o = l * stride
+                    S.bn_partial(l, 0, b, layout, acts, aoff, nst, 0, B)
+                    red.sum(nst[o:o + n])
+                    S.bn_partial(l, 0, b, layout, acts, aoff, nst, 1, B)
+                    red.sum(nst[o + n:o + 2 * n])
+                    S.bn_finish(l, B, st.stats, layout, nst, train)
+                S.post_forward(l, 0, b, mine, p, st.stats, layout, st.drop, st.skips, acts, aoff,
+                               nst, train, seed, step, True, given)
+            loss = K.loss_batch(self.Yf, self.Yi, self.sw, mine, layout, self.codes.out,
+                                self.codes.loss, acts, aoff, deltas, doff, ws.rowloss)
+            scale = 1.0 / total_w if total_w > 0 else 0.0
+            for l in range(L - 1, -1, -1):
+                n = int(layout[l, S.N_OUT])
+                norm = layout[l, S.NORM] if l < L - 1 else S.NO_NORM
+                if l < L - 1 and layout[l, S.STRUCT]:
+                    S.post_backward(l, 0, b, mine, scale, p, g, layout, st.drop, st.skips, acts,
+                                    aoff, deltas, doff, nst, train, seed, step, True, S.SUMS)
+                    if norm == S.BATCH_NORM:
+                        o = (l + 1) * stride
+                        red.sum(nst[o - 2 * n:o])    # Σδ, Σδ·x̂: _sums_at
+                        nst[l * stride + 2 * n] = B
+                    if norm != S.NO_NORM:
+                        S.post_backward(l, 0, b, mine, scale, p, g, layout, st.drop, st.skips,
+                                        acts, aoff, deltas, doff, nst, train, seed, step, True,
+                                        S.ROWS)
+                gW, gb = dense(g, l)
+                D = ws.view("deltas", l + 1, b)
+                K.gradient(ws.view("acts", l, b), D, gW, gb, scale, sq, True, False)
+                if l > 0:
+                    act = K.IDENTITY if layout[l - 1, S.STRUCT] else layout[l - 1, S.ACT]
+                    K.backprop(D, dense(p, l)[0], ws.view("acts", l, b),
+                               ws.view("deltas", l, b), act, sq, True)
+        return loss / self.loss_div
 
     def _steps(self, first, k):
         return self._fused(first, k) if self.reducer is None else self._reduced(first, k)

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install
 HERE = os.path.dirname(__file__)
 
 
-def _mpiexec(args, **kw):
-    return subprocess.run([MPIEXEC, "-n", "2", sys.executable, *args], capture_output=True,
+def _mpiexec(args, n=2, **kw):
+    return subprocess.run([MPIEXEC, "-n", str(n), sys.executable, *args], capture_output=True,
                           text=True, timeout=600, **kw)
 
 
@@ -32,6 +32,18 @@ def test_two_ranks_equal_one_process():
     for optimizer, r in result.items():
         assert r["params"] < 1e-10 and r["loss"] < 1e-10 and r["val_loss"] < 1e-10, (optimizer, r)
         assert r["same_on_ranks"] and r["accuracy"] and r["rates"], (optimizer, r)
+
+
+def test_batch_norm_uses_the_global_batchs_statistics():
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
+    out = _mpiexec([os.path.join(HERE, "mpi_batch_norm.py")], n=3, env=env)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(result) == 6, result
+    for case, r in result.items():
+        assert r["moved"] > 1, (case, r)        # the running statistics did change
+        assert r["params"] < 1e-12 and r["stats"] < 1e-12, (case, r)
+        assert r["loss"] < 1e-12 and r["val_loss"] < 1e-12 and r["same_on_ranks"], (case, r)
 
 
 def test_cli_under_mpiexec_matches_single_process(tmp_path):

@@ -24,12 +24,6 @@ class UsageError(InputError):
     """Bad usage or input that the user can fix: reported in one line, exit code 2."""
 
 
-class RankAgreedError(UsageError):
-    """A UsageError that every rank of an MPI run raises at the same point, before any
-    communication (it depends on the settings alone): rank 0 reports it, the ranks exit
-    together."""
-
-
 class Stopped(Exception):
     """Training stopped by a signal after writing its checkpoint (exit 130 / 143)."""
 
@@ -262,11 +256,7 @@ def main(argv=None):
         _together(comm)
         return EXIT_DIVERGED
     except BadInput as e:
-        agreed = isinstance(e, RankAgreedError)
-        if not agreed or comm is None or comm.Get_rank() == 0:
-            print(f"fastbp: error: {e}", file=sys.stderr)
-        if agreed:
-            _together(comm)
+        print(f"fastbp: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:                         # outside training (its signal handler)
         print("fastbp: interrupted", file=sys.stderr)

@@ -22,7 +22,7 @@ import numpy as np
 
 from .._validation import BadInput
 from ..model.trainer import check_batches
-from . import CHECKPOINT, EXIT_OK, EXIT_SIGNAL, HISTORY, METRICS, MODEL, PLOT, RankAgreedError, \
+from . import CHECKPOINT, EXIT_OK, EXIT_SIGNAL, HISTORY, METRICS, MODEL, PLOT, \
     Stopped, UsageError, _layers
 
 # train's settings: flags, TOML keys (--config) and what a checkpoint records use these names
@@ -53,7 +53,6 @@ def train(args, comm=None):
     checkpoint = resume(s, given) if getattr(args, "resume", False) else None
     if checkpoint:
         s = checkpoint.settings
-    check_mpi(s, comm)
     if s["out"]:
         _prepare_out(s["out"])      # on every rank: all refuse together, none waits for the others
     _set_threads(s["threads"])
@@ -304,16 +303,6 @@ def check_network(s, data):
     n = len(data.Xtr)
     check_batches("batch" in norms, n, min(s["batch_size"], n),
                   hint="change --batch-size (or --validation-split)")
-
-
-def check_mpi(s, comm):
-    """Batch normalisation under MPI: refused (the trainer would refuse it at fit) by every rank
-    together, before anything is written; rank 0 says it once."""
-    norms = s["normalization"] if isinstance(s["normalization"], list) else [s["normalization"]]
-    if comm is not None and "batch" in norms:
-        raise RankAgreedError("batch normalisation under MPI is not supported yet (its statistics "
-                              "must be the global batch's): run it without mpiexec/srun, or use "
-                              "--normalization layer")
 
 
 # -- training controls: --clip-norm, --schedule, --early-stopping, --class-weight, ... ----------

@@ -115,37 +115,45 @@ def _stride(nst, L):
 
 # -- forward ------------------------------------------------------------------------------------
 @njit(**JIT)
-def _bn_stats(l, j0, j1, r0, r1, stats, layout, acts, aoff, nst, mode):
-    """Batch norm's mean and 1/σ of units j0..j1 over rows r0..r1 (``z`` in the h slot) into
-    nst; TRAIN: the running statistics updated (torch: unbiased variance, momentum 0.1)."""
+def _bn_sums(l, j0, j1, r0, r1, layout, acts, aoff, nst, phase, B):
+    """Column sums of batch norm's statistics, units j0..j1 over rows r0..r1 (``z`` in the h
+    slot), float64 in row order.  Phase 0: ``Σ z`` into the mean's place in nst; phase 1: the
+    mean = that sum / ``B`` first, then ``Σ (z − mean)²`` into the 1/σ's place.  Between the
+    phases, and after the second, the engine's MPI path sums the columns over the ranks (``B``:
+    the global batch)."""
     L = layout.shape[0]
     un = np.uint64(layout[l, N_OUT])
     h0 = np.uint64(aoff[L + 1 + l])
     base = np.uint64(l * _stride(nst, L))
-    s0 = np.uint64(layout[l, S_OFF])
-    dt = acts.dtype.type
     j0, j1 = np.uint64(j0), np.uint64(j1)
-    if mode == EVAL:
+    if phase == 0:
         for j in range(j0, j1):
-            nst[base + j] = float(stats[s0 + j])
-            nst[base + un + j] = 1.0 / math.sqrt(float(stats[s0 + un + j]) + EPS)
+            nst[base + j] = 0.0
+        for r in range(r0, r1):
+            o = h0 + np.uint64(r) * un
+            for j in range(j0, j1):
+                nst[base + j] += float(acts[o + j])
         return
-    B = r1 - r0
-    for j in range(j0, j1):
-        nst[base + j] = 0.0
-        nst[base + un + j] = 0.0
-    for r in range(r0, r1):
-        o = h0 + np.uint64(r) * un
-        for j in range(j0, j1):
-            nst[base + j] += float(acts[o + j])
     for j in range(j0, j1):
         nst[base + j] /= B
+        nst[base + un + j] = 0.0
     for r in range(r0, r1):
         o = h0 + np.uint64(r) * un
         for j in range(j0, j1):
             d = float(acts[o + j]) - nst[base + j]
             nst[base + un + j] += d * d
-    for j in range(j0, j1):
+
+
+@njit(**JIT)
+def _bn_finish(l, j0, j1, B, stats, layout, nst, mode):
+    """Units j0..j1: the summed squares in nst -> 1/σ (biased variance over ``B`` rows);
+    TRAIN: the running statistics updated (torch: unbiased variance, momentum 0.1)."""
+    L = layout.shape[0]
+    un = np.uint64(layout[l, N_OUT])
+    base = np.uint64(l * _stride(nst, L))
+    s0 = np.uint64(layout[l, S_OFF])
+    dt = stats.dtype.type
+    for j in range(np.uint64(j0), np.uint64(j1)):
         var = nst[base + un + j] / B
         nst[base + un + j] = 1.0 / math.sqrt(var + EPS)
         if mode == TRAIN:
@@ -154,6 +162,41 @@ def _bn_stats(l, j0, j1, r0, r1, stats, layout, acts, aoff, nst, mode):
             v = stats[s0 + un + j]
             unb = var * B / (B - 1) if B > 1 else var
             stats[s0 + un + j] = v + dt(MOMENTUM) * (dt(unb) - v)
+
+
+@njit(**JIT)
+def _bn_stats(l, j0, j1, r0, r1, stats, layout, acts, aoff, nst, mode):
+    """Batch norm's mean and 1/σ of units j0..j1 over rows r0..r1 into nst (EVAL: from the
+    running statistics); TRAIN: the running statistics updated."""
+    L = layout.shape[0]
+    un = np.uint64(layout[l, N_OUT])
+    base = np.uint64(l * _stride(nst, L))
+    s0 = np.uint64(layout[l, S_OFF])
+    if mode == EVAL:
+        for j in range(np.uint64(j0), np.uint64(j1)):
+            nst[base + j] = float(stats[s0 + j])
+            nst[base + un + j] = 1.0 / math.sqrt(float(stats[s0 + un + j]) + EPS)
+        return
+    B = r1 - r0
+    _bn_sums(l, j0, j1, r0, r1, layout, acts, aoff, nst, np.int64(0), B)
+    _bn_sums(l, j0, j1, r0, r1, layout, acts, aoff, nst, np.int64(1), B)
+    _bn_finish(l, j0, j1, B, stats, layout, nst, mode)
+
+
+@njit(**PARALLEL_JIT)
+def bn_partial(l, r0, r1, layout, acts, aoff, nst, phase, B):
+    """:func:`_bn_sums` of every unit of layer l, chunks of units on threads (the MPI path's
+    local statistics)."""
+    n = layout[l, N_OUT]
+    for t in prange((n + UNITS_PER_TASK - 1) // UNITS_PER_TASK):
+        _bn_sums(l, t * UNITS_PER_TASK, min(n, (t + 1) * UNITS_PER_TASK), r0, r1, layout, acts,
+                 aoff, nst, phase, B)
+
+
+@njit(**JIT)
+def bn_finish(l, B, stats, layout, nst, mode):
+    """:func:`_bn_finish` of every unit of layer l (the MPI path, after the sums)."""
+    _bn_finish(l, np.int64(0), layout[l, N_OUT], B, stats, layout, nst, mode)
 
 
 @njit(**JIT)
@@ -214,12 +257,13 @@ def _forward_rows(l, r0, r1, rows, params, layout, drop, skips, acts, aoff, nst,
 
 @njit(**PARALLEL_JIT)
 def post_forward(l, r0, r1, rows, params, stats, layout, drop, skips, acts, aoff, nst, mode,
-                 seed, step, par):
+                 seed, step, par, given):
     """Rows r0..r1 of structured hidden layer ``l``: its ``h`` slot holds ``z``; leaves
     ``x̂`` (normalised layers), ``h = f(γ·x̂ + β)`` and ``a`` (dropout, skips) in its slots.
-    Chunks of units (batch norm's statistics), then of rows, on threads when ``par``."""
+    Chunks of units (batch norm's statistics, unless ``given``: already in nst), then of rows,
+    on threads when ``par``."""
     n = layout[l, N_OUT]
-    if layout[l, NORM] == BATCH_NORM:
+    if layout[l, NORM] == BATCH_NORM and not given:
         nt = (n + UNITS_PER_TASK - 1) // UNITS_PER_TASK
         if par:
             for t in prange(nt):
@@ -338,47 +382,60 @@ def _norm_rows(l, r0, r1, params, layout, acts, aoff, deltas, doff, nst):
             deltas[d0 + o + j] = dt(inv * (dx - m1 - float(acts[x0 + o + j]) * m2))
 
 
+WHOLE, SUMS, ROWS = 0, 1, 2     # post_backward's stages
+
+
 @njit(**PARALLEL_JIT)
 def post_backward(l, r0, r1, rows, scale, params, grads, layout, drop, skips, acts, aoff, deltas,
-                  doff, nst, mode, seed, step, par):
+                  doff, nst, mode, seed, step, par, stage):
     """Rows r0..r1 of structured hidden layer ``l``: its delta slot holds ``∂E/∂a`` from the
     layer above; adds the skip targets' saved ``∂E/∂a``, saves its own when it is a skip
     target, and leaves ``∂E/∂z`` there; ``∂E/∂γ``, ``∂E/∂β`` (times ``scale``) into ``grads``.
     Returns their squared norm (float64).  Chunks of rows and of units, on threads when
-    ``par``; every sum in a fixed order."""
+    ``par``; every sum in a fixed order.
+
+    ``stage``: WHOLE, or for the engine's MPI path SUMS (up to ∂E/∂y in the delta slot, the
+    column sums Σδ, Σδ·x̂ in nst and ∂E/∂γ, ∂E/∂β from them) and then ROWS (∂E/∂y -> ∂E/∂z
+    with the column sums and the batch size the engine put in nst)."""
     n = layout[l, N_OUT]
     nr = (r1 - r0 + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    if par:
-        for t in prange(nr):
-            _backward_rows(l, r0 + t * ROWS_PER_TASK, min(r1, r0 + (t + 1) * ROWS_PER_TASK),
-                           rows, layout, drop, skips, acts, aoff, deltas, doff, mode, seed, step)
-    else:
-        _backward_rows(l, r0, r1, rows, layout, drop, skips, acts, aoff, deltas, doff, mode,
-                       seed, step)
-    if layout[l, NORM] == NO_NORM:
-        return 0.0
-    nu = (n + UNITS_PER_TASK - 1) // UNITS_PER_TASK
-    if par:
-        for t in prange(nu):
-            _norm_sums(l, t * UNITS_PER_TASK, min(n, (t + 1) * UNITS_PER_TASK), r0, r1, layout,
-                       acts, aoff, deltas, doff, nst)
-    else:
-        _norm_sums(l, np.int64(0), n, r0, r1, layout, acts, aoff, deltas, doff, nst)
-    # ∂E/∂γ_j = Σ_r δ_rj·x̂_rj, ∂E/∂β_j = Σ_r δ_rj (δ: ∂E/∂y)
-    g0 = layout[l, G_OFF]
-    s1, s2 = _sums_at(l, layout, nst)
-    dt = grads.dtype.type
-    sc = dt(scale)
     total = 0.0
-    for j in range(n):
-        gb = dt(nst[s1 + np.uint64(j)]) * sc
-        gg = dt(nst[s2 + np.uint64(j)]) * sc
-        grads[g0 + n + j] = gb
-        grads[g0 + j] = gg
-        total += float(gb) * float(gb) + float(gg) * float(gg)
-    if layout[l, NORM] == BATCH_NORM:
-        L = layout.shape[0]
-        nst[np.uint64(l * _stride(nst, L)) + np.uint64(2 * n)] = float(r1 - r0)
+    if stage != ROWS:
+        if par:
+            for t in prange(nr):
+                _backward_rows(l, r0 + t * ROWS_PER_TASK, min(r1, r0 + (t + 1) * ROWS_PER_TASK),
+                               rows, layout, drop, skips, acts, aoff, deltas, doff, mode, seed,
+                               step)
+        else:
+            _backward_rows(l, r0, r1, rows, layout, drop, skips, acts, aoff, deltas, doff, mode,
+                           seed, step)
+        if layout[l, NORM] == NO_NORM:
+            return 0.0
+        nu = (n + UNITS_PER_TASK - 1) // UNITS_PER_TASK
+        if par:
+            for t in prange(nu):
+                _norm_sums(l, t * UNITS_PER_TASK, min(n, (t + 1) * UNITS_PER_TASK), r0, r1,
+                           layout, acts, aoff, deltas, doff, nst)
+        else:
+            _norm_sums(l, np.int64(0), n, r0, r1, layout, acts, aoff, deltas, doff, nst)
+        # ∂E/∂γ_j = Σ_r δ_rj·x̂_rj, ∂E/∂β_j = Σ_r δ_rj (δ: ∂E/∂y)
+        g0 = layout[l, G_OFF]
+        s1, s2 = _sums_at(l, layout, nst)
+        dt = grads.dtype.type
+        sc = dt(scale)
+        for j in range(n):
+            gb = dt(nst[s1 + np.uint64(j)]) * sc
+            gg = dt(nst[s2 + np.uint64(j)]) * sc
+            grads[g0 + n + j] = gb
+            grads[g0 + j] = gg
+            total += float(gb) * float(gb) + float(gg) * float(gg)
+        if stage == SUMS:
+            return total
+        if layout[l, NORM] == BATCH_NORM:
+            L = layout.shape[0]
+            nst[np.uint64(l * _stride(nst, L)) + np.uint64(2 * n)] = float(r1 - r0)
+    elif layout[l, NORM] == NO_NORM:
+        return 0.0
     if par:
         for t in prange(nr):
             _norm_rows(l, r0 + t * ROWS_PER_TASK, min(r1, r0 + (t + 1) * ROWS_PER_TASK), params,

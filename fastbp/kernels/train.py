@@ -25,8 +25,8 @@ from numba import njit, prange
 
 from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import IDENTITY, activate
-from .structure import (ACT, END, EVAL, N_IN, N_OUT, STRUCT, TRAIN, W_OFF, post_backward,
-                        post_forward)
+from .structure import (ACT, END, EVAL, N_IN, N_OUT, STRUCT, TRAIN, W_OFF, WHOLE,
+                        post_backward, post_forward)
 from .dense import backprop, forward, gradient
 from .losses import count_correct, output_batch, output_rows
 from .optimizers import update
@@ -93,7 +93,7 @@ def forward_rows(X, rows, r0, r1, params, layout, acts, aoff, sq, par, stats, dr
             forward(A, W, b, rows_slot(acts, aoff, L + 1 + l, r0, r1, W.shape[1]), IDENTITY, sq,
                     par)
             post_forward(l, r0, r1, rows, params, stats, layout, drop, skips, acts, aoff, nst,
-                         mode, seed, step, par)
+                         mode, seed, step, par, np.bool_(False))
         else:
             forward(A, W, b, Z, layout[l, ACT] if l < L - 1 else IDENTITY, sq, par)
         A = Z
@@ -159,7 +159,8 @@ def backward_rows(rows, r0, r1, scale, params, grads, layout, acts, aoff, deltas
         extra = 0.0
         if l < L - 1 and layout[l, STRUCT]:     # ∂E/∂a -> ∂E/∂z (and ∂E/∂γ, ∂E/∂β)
             extra = post_backward(l, r0, r1, rows, scale, params, grads, layout, drop, skips,
-                                  acts, aoff, deltas, doff, nst, mode, seed, step, par)
+                                  acts, aoff, deltas, doff, nst, mode, seed, step, par,
+                                  np.int64(WHOLE))
         A = rows_slot(acts, aoff, l, r0, r1, n_in)
         D = rows_slot(deltas, doff, l + 1, r0, r1, n_out)
         gW, gb = layer_params(grads, layout, l)

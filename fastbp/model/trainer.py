@@ -375,9 +375,6 @@ class Trainer:
         batch = n if self.batch_size is None else min(self.batch_size, n)
         n_steps = -(-n // batch)
         check_batches(net._st.batch_norm, n, batch)
-        if net._st.batch_norm and reducer is not None:
-            raise InputError("batch normalisation under MPI is not supported yet (its "
-                             "statistics must be the global batch's)")
         p = self._pending
         if p is not None and (p.n != n or p.batch != batch):
             raise InputError(f"an interrupted epoch over {p.n} samples in batches of {p.batch} "
