@@ -111,14 +111,13 @@ class Codes:
 class Workspace:
     """Activation and delta buffers of the network ``st`` (a :class:`Structure`) for batches
     of up to ``rows`` samples, allocated once.  ``train``: also the other row blocks' gradient
-    buffers of the row-block step (``kernels.train.step_blocks``; None for large networks,
-    networks with batch normalisation and inference workspaces, and then the compiled step
-    has no row-block code).  Slots: see ``kernels.structure``."""
+    buffers of the row-block step (``kernels.train.step_blocks``; None for large networks and
+    inference workspaces, and then the compiled step has no row-block code).  Slots: see ``kernels.structure``."""
 
     def __init__(self, st, rows, dtype, train=False):
         self.sizes = sizes = st.sizes
         L = len(sizes) - 1
-        blocks = K.step_blocks(sizes, rows) if train and not st.batch_norm else 1
+        blocks = K.step_blocks(sizes, rows) if train else 1
         self.capacity = rows
         struct = st.layout[:, S.STRUCT].astype(bool)
         widths = np.asarray(sizes[1:], np.int64)
@@ -347,7 +346,8 @@ class EpochRunner:
         self.n_steps = -(-self.n // self.batch)
         self.n_layers = layout.shape[0]
         rows = self.batch if reducer is None else -(-self.batch // reducer.size)
-        self.ws = Workspace(st, rows, params.dtype, train=True)
+        # the row-block step (not on the MPI path with batch norm: it runs the passes itself)
+        self.ws = Workspace(st, rows, params.dtype, train=reducer is None or not st.batch_norm)
         n_params = params.shape[0]
         # reducer: the gradients, then the batch's summed loss and correct count, in one message
         self._buf = np.zeros(n_params + 2 * (reducer is not None), params.dtype)
@@ -465,68 +465,45 @@ class EpochRunner:
     def _global_batch_norm(self, mine, B, total_w, step, mode=S.TRAIN):
         """This rank's share ``mine`` of a global batch of ``B`` rows (summed weight
         ``total_w``) through a network with batch normalisation: what ``batch_gradients``
-        computes, the layer loop here, so that batch norm's statistics (Σz, then Σ(z − mean)²)
-        and its backward column sums (Σδ, Σδ·x̂) are summed over the ranks between the
-        compiled passes: the global batch's statistics, as one process computes them.  The
-        gradients (already divided by ``total_w``) into ``self.grads``; returns this rank's
-        Σ w·ℓ.  ``mode`` GRAD: running statistics untouched, no dropout (the compile call)."""
-        st, ws, layout, red, p, g = self.st, self.ws, self.layout, self.reducer, self.params, \
-            self.grads
+        computes, in compiled passes that stop at each batch-norm layer (``forward_rows`` and
+        ``backward_rows`` with ``stop``), so that its statistics (Σz, then Σ(z − mean)²) and
+        its backward column sums (Σδ, Σδ·x̂) are summed over the ranks in between: the global
+        batch's statistics, as one process computes them.  The gradients (already divided by
+        ``total_w``) into ``self.grads``; returns this rank's Σ w·ℓ.  ``mode`` GRAD: running
+        statistics untouched, no dropout (the compile call)."""
+        st, ws, layout, red = self.st, self.ws, self.layout, self.reducer
         L, b = self.n_layers, mine.shape[0]
-        acts, aoff, deltas, doff, nst, sq = ws.acts, ws.aoff, ws.deltas, ws.doff, ws.nst, ws.sq
+        acts, aoff, deltas, doff, nst = ws.acts, ws.aoff, ws.deltas, ws.doff, ws.nst
         stride = nst.shape[0] // L
-        train, seed = mode, self.seed
-
-        def dense(buf, l):
-            w0, b0, n_in, n_out = layout[l, [S.W_OFF, S.B_OFF, S.N_IN, S.N_OUT]]
-            return buf[w0:w0 + n_in * n_out].reshape(n_in, n_out), buf[b0:b0 + n_out]
-
+        # the compiled passes' arguments that stay the same here, in their order
+        fwd = (self.params, layout, acts, aoff, ws.sq, True, st.stats, st.drop, st.skips, nst,
+               mode, self.seed, step)
+        post = (st.drop, st.skips, acts, aoff, deltas, doff, nst, mode, self.seed, step, True)
         with _config.ready():
-            np.take(self.X, mine, axis=0, out=ws.view("acts", 0, b))
-            for l in range(L):
-                W, bias = dense(p, l)
-                n = int(layout[l, S.N_OUT])
-                if l == L - 1 or not layout[l, S.STRUCT]:
-                    act = layout[l, S.ACT] if l < L - 1 else K.IDENTITY
-                    K.forward(ws.view("acts", l, b), W, bias, ws.view("acts", l + 1, b), act, sq,
-                              True)
-                    continue
-                K.forward(ws.view("acts", l, b), W, bias, ws.view("acts", L + 1 + l, b),
-                          K.IDENTITY, sq, True)
-                given = layout[l, S.NORM] == S.BATCH_NORM
-                if given:
-                    o = l * stride
-                    S.bn_partial(l, 0, b, layout, acts, aoff, nst, 0, B)
-                    red.sum(nst[o:o + n])
-                    S.bn_partial(l, 0, b, layout, acts, aoff, nst, 1, B)
-                    red.sum(nst[o + n:o + 2 * n])
-                    S.bn_finish(l, B, st.stats, layout, nst, train)
-                S.post_forward(l, 0, b, mine, p, st.stats, layout, st.drop, st.skips, acts, aoff,
-                               nst, train, seed, step, True, given)
+            l = K.forward_rows(self.X, mine, 0, b, *fwd, 0, True)
+            while l < L:        # stopped after the product of batch-norm layer l
+                n, o = int(layout[l, S.N_OUT]), l * stride
+                S.bn_partial(l, 0, b, layout, acts, aoff, nst, 0, B)
+                red.sum(nst[o:o + n])                   # Σz
+                S.bn_partial(l, 0, b, layout, acts, aoff, nst, 1, B)
+                red.sum(nst[o + n:o + 2 * n])           # Σ(z − mean)²
+                S.bn_finish(l, B, st.stats, layout, nst, mode)
+                S.post_forward(l, 0, b, mine, self.params, st.stats, layout, st.drop, st.skips,
+                               acts, aoff, nst, mode, self.seed, step, True, True)
+                l = K.forward_rows(self.X, mine, 0, b, *fwd, l + 1, True)
             loss = K.loss_batch(self.Yf, self.Yi, self.sw, mine, layout, self.codes.out,
                                 self.codes.loss, acts, aoff, deltas, doff, ws.rowloss)
             scale = 1.0 / total_w if total_w > 0 else 0.0
-            for l in range(L - 1, -1, -1):
-                n = int(layout[l, S.N_OUT])
-                norm = layout[l, S.NORM] if l < L - 1 else S.NO_NORM
-                if l < L - 1 and layout[l, S.STRUCT]:
-                    S.post_backward(l, 0, b, mine, scale, p, g, layout, st.drop, st.skips, acts,
-                                    aoff, deltas, doff, nst, train, seed, step, True, S.SUMS)
-                    if norm == S.BATCH_NORM:
-                        o = (l + 1) * stride
-                        red.sum(nst[o - 2 * n:o])    # Σδ, Σδ·x̂: _sums_at
-                        nst[l * stride + 2 * n] = B
-                    if norm != S.NO_NORM:
-                        S.post_backward(l, 0, b, mine, scale, p, g, layout, st.drop, st.skips,
-                                        acts, aoff, deltas, doff, nst, train, seed, step, True,
-                                        S.ROWS)
-                gW, gb = dense(g, l)
-                D = ws.view("deltas", l + 1, b)
-                K.gradient(ws.view("acts", l, b), D, gW, gb, scale, sq, True, False)
-                if l > 0:
-                    act = K.IDENTITY if layout[l - 1, S.STRUCT] else layout[l - 1, S.ACT]
-                    K.backprop(D, dense(p, l)[0], ws.view("acts", l, b),
-                               ws.view("deltas", l, b), act, sq, True)
+            grads = (mine, 0, b, scale, self.params, self.grads, layout, acts, aoff, deltas, doff,
+                     ws.sq, ws.gsq, True, False, st.drop, st.skips, nst, mode, self.seed, step)
+            l = K.backward_rows(*grads, L - 1, True)
+            while l >= 0:       # stopped after the column sums of batch-norm layer l
+                n, o = int(layout[l, S.N_OUT]), (l + 1) * stride
+                red.sum(nst[o - 2 * n:o])               # Σδ, Σδ·x̂ (kernels.structure._sums_at)
+                nst[l * stride + 2 * n] = B
+                S.post_backward(l, 0, b, mine, scale, self.params, self.grads, layout, *post,
+                                S.ROWS)
+                l = K.backward_rows(*grads, l, True)
         return loss / self.loss_div
 
     def _steps(self, first, k):

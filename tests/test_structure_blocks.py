@@ -24,12 +24,23 @@ def _masks(tr, spec):
     return masks
 
 
-def test_row_blocks_with_layer_norm_skips_and_dropout_match_the_reference(rng):
+# batch norm in the row-block step: the blocks stop at each batch-norm layer, forward and
+# backward, for the whole batch's statistics and column sums (first, middle and last hidden
+# layer; mixed with layer norm, skips over it and dropout)
+KW_BN = dict(layer_sizes=[6, 12, 12, 12, 3], activation=["relu", "tanh", "relu"],
+             normalization=["batch", "layer", "batch"], skips=[(1, 3), (2, 3)],
+             dropout=[0.3, 0.0, 0.2])
+
+
+@pytest.mark.parametrize("kw", [KW, KW_BN], ids=["layer_norm", "batch_norm"])
+def test_row_blocks_with_normalisation_skips_and_dropout_match_the_reference(rng, kw):
     """Batches of 240 rows cut into 4 blocks: each block's γ/β sums are its own (a shared
-    scratch would race), and the result equals the NumPy twin."""
-    assert step_blocks(KW["layer_sizes"], 240) == 4
-    net = fastbp.Network(**KW, output_activation="softmax", dtype=np.float64, seed=2)
-    spec = naive.make_spec(**KW, output_activation="softmax")
+    scratch would race); batch norm's statistics are the whole batch's; the result, running
+    statistics included, equals the NumPy twin."""
+    assert step_blocks(kw["layer_sizes"], 240) == 4
+    net = fastbp.Network(**kw, output_activation="softmax", dtype=np.float64, seed=2)
+    assert fastbp.engine.Workspace(net._st, 240, np.float64, train=True).part is not None
+    spec = naive.make_spec(**kw, output_activation="softmax")
     start = {k: v.astype(np.float64).copy() for k, v in net.state_dict().items()}
     X = rng.standard_normal((600, 6))
     y = rng.integers(0, 3, 600)

@@ -25,8 +25,8 @@ from numba import njit, prange
 
 from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import IDENTITY, activate
-from .structure import (ACT, END, EVAL, N_IN, N_OUT, STRUCT, TRAIN, W_OFF, WHOLE,
-                        post_backward, post_forward)
+from .structure import (ACT, BATCH_NORM, END, EVAL, N_IN, N_OUT, NORM, ROWS, STRUCT, SUMS, TRAIN,
+                        W_OFF, WHOLE, _sums_at, post_backward, post_forward)
 from .dense import backprop, forward, gradient
 from .losses import count_correct, output_batch, output_rows
 from .optimizers import update
@@ -70,33 +70,47 @@ def rows_slot(buf, off, l, r0, r1, width):
     return buf[off[l] + r0 * width:off[l] + r1 * width].reshape((r1 - r0, width))
 
 
+@njit(**INLINE_JIT)
+def stops_at(layout, l, stop):
+    """Whether a pass that ``stop``s at batch normalisation stops at hidden layer l: its
+    statistics are the whole batch's (row blocks, MPI ranks), so the caller computes them."""
+    return stop and l < layout.shape[0] - 1 and layout[l, NORM] == BATCH_NORM
+
+
 @njit(**JIT)
 def forward_rows(X, rows, r0, r1, params, layout, acts, aoff, sq, par, stats, drop, skips, nst,
-                 mode, seed, step):
-    """Batch rows r0..r1: gather ``X[rows[r0:r1]]`` into slot 0 and run every layer on them; the
-    output slot holds ``z_L``.  Serial products when not ``par``.  Structured layers (see
-    structure.py) in ``mode`` (EVAL, TRAIN or GRAD; ``seed``, ``step``: dropout's key)."""
+                 mode, seed, step, l0, stop):
+    """Batch rows r0..r1 from layer ``l0`` on (0: gather ``X[rows[r0:r1]]`` into slot 0 first);
+    the output slot holds ``z_L``.  Serial products when not ``par``.  Structured layers (see
+    structure.py) in ``mode`` (EVAL, TRAIN or GRAD; ``seed``, ``step``: dropout's key).
+    ``stop``: return at the first batch-norm layer after its product (its ``z`` in the h slot;
+    the caller normalises it with the whole batch's statistics, ``post_forward``, and goes on
+    from the layer above).  Returns the layer it stopped at, or L."""
     L = layout.shape[0]
-    n0 = X.shape[1]
-    Xf = X.reshape(X.size)
-    un0 = np.uint64(n0)
-    for r in range(r0, r1):   # flat copies: a row view per sample costs an atomic refcount pair
-        src = np.uint64(rows[r] * n0)
-        dst = np.uint64(aoff[0] + r * n0)
-        for j in range(un0):
-            acts[dst + j] = Xf[src + j]
-    A = rows_slot(acts, aoff, 0, r0, r1, n0)
-    for l in range(L):
+    if l0 == 0:
+        n0 = X.shape[1]
+        Xf = X.reshape(X.size)
+        un0 = np.uint64(n0)
+        for r in range(r0, r1):   # flat copies: a row view per sample costs an atomic refcount pair
+            src = np.uint64(rows[r] * n0)
+            dst = np.uint64(aoff[0] + r * n0)
+            for j in range(un0):
+                acts[dst + j] = Xf[src + j]
+    A = rows_slot(acts, aoff, l0, r0, r1, layout[l0, N_IN])
+    for l in range(l0, L):
         W, b = layer_params(params, layout, l)
         Z = rows_slot(acts, aoff, l + 1, r0, r1, W.shape[1])
         if l < L - 1 and layout[l, STRUCT]:
             forward(A, W, b, rows_slot(acts, aoff, L + 1 + l, r0, r1, W.shape[1]), IDENTITY, sq,
                     par)
+            if stops_at(layout, l, stop):
+                return l
             post_forward(l, r0, r1, rows, params, stats, layout, drop, skips, acts, aoff, nst,
                          mode, seed, step, par, np.bool_(False))
         else:
             forward(A, W, b, Z, layout[l, ACT] if l < L - 1 else IDENTITY, sq, par)
         A = Z
+    return L
 
 
 @njit(**INLINE_JIT)
@@ -104,7 +118,8 @@ def forward_batch(X, rows, params, layout, acts, aoff, sq, stats, drop, skips, n
                   step):
     """Gather ``X[rows]`` into slot 0 and run every layer; the output slot holds ``z_L``."""
     forward_rows(X, rows, np.int64(0), rows.shape[0], params, layout, acts, aoff, sq,
-                 np.bool_(True), stats, drop, skips, nst, mode, seed, step)
+                 np.bool_(True), stats, drop, skips, nst, mode, seed, step, np.int64(0),
+                 np.bool_(False))
 
 
 @njit(**INLINE_JIT)
@@ -149,27 +164,39 @@ def sumsq(buf, lo, hi):
 
 @njit(**JIT)
 def backward_rows(rows, r0, r1, scale, params, grads, layout, acts, aoff, deltas, doff, sq, gsq,
-                  par, norms, drop, skips, nst, mode, seed, step):
-    """Gradients of batch rows r0..r1, scaled by ``scale``, into ``grads`` (their δ of the
-    output already in place); their hidden δ into ``deltas``; ``gsq[l]`` = squared norm of
-    layer l's gradient (γ and β included) when ``norms``.  Serial products when not ``par``."""
+                  par, norms, drop, skips, nst, mode, seed, step, l_hi, stop):
+    """Gradients of batch rows r0..r1, scaled by ``scale``, into ``grads``, from layer ``l_hi``
+    down (L−1: their δ of the output already in place; below: ``∂E/∂z`` of layer l_hi in its
+    delta slot, ``gsq[l_hi]`` its γ, β's squared norm); their hidden δ into ``deltas``;
+    ``gsq[l]`` = squared norm of layer l's gradient (γ and β included) when ``norms``.  Serial
+    products when not ``par``.  ``stop``: return at the first batch-norm layer below after the
+    ``SUMS`` stage of its ``post_backward`` (the caller sums its column sums over the whole
+    batch, runs the ``ROWS`` stage and goes on from that layer).  Returns the layer it stopped
+    at, or −1."""
     L = layout.shape[0]
-    for l in range(L - 1, -1, -1):
+    if l_hi == L - 1:
+        gsq[l_hi] = 0.0
+    for l in range(l_hi, -1, -1):
         n_in, n_out = layout[l, N_IN], layout[l, N_OUT]
-        extra = 0.0
-        if l < L - 1 and layout[l, STRUCT]:     # ∂E/∂a -> ∂E/∂z (and ∂E/∂γ, ∂E/∂β)
-            extra = post_backward(l, r0, r1, rows, scale, params, grads, layout, drop, skips,
-                                  acts, aoff, deltas, doff, nst, mode, seed, step, par,
-                                  np.int64(WHOLE))
         A = rows_slot(acts, aoff, l, r0, r1, n_in)
         D = rows_slot(deltas, doff, l + 1, r0, r1, n_out)
         gW, gb = layer_params(grads, layout, l)
-        gsq[l] = gradient(A, D, gW, gb, scale, sq, par, norms) + extra
+        gsq[l] += gradient(A, D, gW, gb, scale, sq, par, norms)
         if l > 0:
             W, _ = layer_params(params, layout, l)
+            k = l - 1
             # a structured layer below takes ∂E/∂a (its derivative comes in post_backward)
-            act = IDENTITY if layout[l - 1, STRUCT] else layout[l - 1, ACT]
+            act = IDENTITY if layout[k, STRUCT] else layout[k, ACT]
             backprop(D, W, A, rows_slot(deltas, doff, l, r0, r1, n_in), act, sq, par)
+            gsq[k] = 0.0
+            if layout[k, STRUCT]:       # ∂E/∂a -> ∂E/∂z (and ∂E/∂γ, ∂E/∂β)
+                stage = SUMS if stops_at(layout, k, stop) else WHOLE
+                gsq[k] = post_backward(k, r0, r1, rows, scale, params, grads, layout, drop,
+                                       skips, acts, aoff, deltas, doff, nst, mode, seed, step,
+                                       par, np.int64(stage))
+                if stage == SUMS:
+                    return k
+    return -1
 
 
 @njit(**INLINE_JIT)
@@ -180,7 +207,7 @@ def backward_batch(rows, scale, params, grads, layout, acts, aoff, deltas, doff,
     squared norm of layer l's gradient."""
     backward_rows(rows, np.int64(0), rows.shape[0], scale, params, grads, layout, acts, aoff,
                   deltas, doff, sq, gsq, np.bool_(True), np.bool_(True), drop, skips, nst, mode,
-                  seed, step)
+                  seed, step, layout.shape[0] - 1, np.bool_(False))
 
 
 @njit(**INLINE_JIT)
@@ -189,6 +216,25 @@ def row_blocks(B, nblocks):
     at most one per BLOCK_ROWS rows (so a short last batch uses fewer).  Depends on the
     shapes only: the result never depends on the thread count."""
     return max(1, min(nblocks, B // BLOCK_ROWS))
+
+
+@njit(**INLINE_JIT)
+def next_batch_norm(layout, l0):
+    """The first batch-norm hidden layer at or above l0 (L: none)."""
+    L = layout.shape[0]
+    for l in range(l0, L - 1):
+        if layout[l, NORM] == BATCH_NORM:
+            return l
+    return L
+
+
+@njit(**INLINE_JIT)
+def prev_batch_norm(layout, l):
+    """The first batch-norm hidden layer below l (−1: none)."""
+    for k in range(l - 1, -1, -1):
+        if layout[k, NORM] == BATCH_NORM:
+            return k
+    return -1
 
 
 @njit(**PARALLEL_JIT)
@@ -201,8 +247,14 @@ def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_code,
     ``grads += Σ part`` in block order.  ``sq`` and ``gsq`` hold one scratch set per block; the
     blocks compute no gradient norms (theirs are not the batch's: the caller computes those
     after the sum); ``nst`` holds one normalisation scratch per block (layer norm's column sums
-    of γ's and β's gradients are each block's own).  No batch normalisation here (its
-    statistics are the whole batch's: the engine gives such networks no row blocks)."""
+    of γ's and β's gradients are each block's own).
+
+    Batch normalisation's statistics are the whole batch's: the blocks stop after such a
+    layer's product, one threaded pass normalises the whole batch (``post_forward``, block 0's
+    scratch; its mean and 1/σ copied to the other blocks'), and the blocks go on; backward, the
+    blocks stop after its column sums, which are added in block order, one threaded pass takes
+    the whole batch through the normalisation (``post_backward``'s ROWS stage), and the blocks
+    go on.  Its ∂E/∂γ, ∂E/∂β are each block's own sums, added with the rest."""
     B = rows.shape[0]
     n = params.shape[0]
     bs = (B + P - 1) // P
@@ -210,21 +262,56 @@ def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_code,
     NS = nst.shape[0] // P
     L = layout.shape[0]
     m = layout[L - 1, 1]
-    for p in prange(P):
+    nst0 = nst[:NS]
+    yes = np.bool_(True)
+    l0 = 0
+    lb = next_batch_norm(layout, 0)
+    while lb < L:                       # the forward segments that end at batch norm
+        for p in prange(P):
+            forward_rows(X, rows, p * bs, min(B, p * bs + bs), params, layout, acts, aoff,
+                         sq[p * T:(p + 1) * T], np.bool_(False), stats, drop, skips,
+                         nst[p * NS:(p + 1) * NS], mode, seed, step, l0, yes)
+        post_forward(lb, np.int64(0), B, rows, params, stats, layout, drop, skips, acts, aoff,
+                     nst0, mode, seed, step, yes, np.bool_(False))
+        o = np.uint64(lb * (NS // L))
+        w = np.uint64(2 * layout[lb, N_OUT])
+        for p in range(1, P):
+            for i in range(w):
+                nst[np.uint64(p * NS) + o + i] = nst0[o + i]
+        l0 = lb + 1
+        lb = next_batch_norm(layout, l0)
+    kb = prev_batch_norm(layout, L - 1)
+    for p in prange(P):                 # the last forward segment, the loss, backward to kb
         r0 = p * bs
         r1 = min(B, r0 + bs)
         sqp = sq[p * T:(p + 1) * T]
         nstp = nst[p * NS:(p + 1) * NS]
         g = grads if p == 0 else part[(p - 1) * n:p * n]
         forward_rows(X, rows, r0, r1, params, layout, acts, aoff, sqp, np.bool_(False), stats,
-                     drop, skips, nstp, mode, seed, step)
+                     drop, skips, nstp, mode, seed, step, l0, yes)
         Zf = acts[aoff[L]:aoff[L] + B * m]
         Df = deltas[doff[L]:doff[L] + B * m]
         output_rows(Zf, Df, Yf.reshape(Yf.size), Yi, sw, rows, m, out_code, loss_code, rowloss,
                     r0, r1)
         backward_rows(rows, r0, r1, scale, params, g, layout, acts, aoff, deltas, doff, sqp,
                       gsq[p * L:(p + 1) * L], np.bool_(False), np.bool_(False), drop, skips, nstp,
-                      mode, seed, step)
+                      mode, seed, step, L - 1, yes)
+    while kb >= 0:                      # the backward segments below each batch norm
+        s1, s2 = _sums_at(kb, layout, nst0)
+        w = np.uint64(layout[kb, N_OUT])
+        for p in range(1, P):
+            for i in range(np.uint64(2) * w):
+                nst0[s1 + i] += nst[np.uint64(p * NS) + s1 + i]
+        nst0[np.uint64(kb * (NS // L)) + np.uint64(2) * w] = float(B)
+        post_backward(kb, np.int64(0), B, rows, scale, params, grads, layout, drop, skips, acts,
+                      aoff, deltas, doff, nst0, mode, seed, step, yes, np.int64(ROWS))
+        for p in prange(P):
+            backward_rows(rows, p * bs, min(B, p * bs + bs), scale, params,
+                          grads if p == 0 else part[(p - 1) * n:p * n], layout, acts, aoff,
+                          deltas, doff, sq[p * T:(p + 1) * T], gsq[p * L:(p + 1) * L],
+                          np.bool_(False), np.bool_(False), drop, skips,
+                          nst[p * NS:(p + 1) * NS], mode, seed, step, kb, yes)
+        kb = prev_batch_norm(layout, kb)
     un = np.uint64(n)
     for p in range(1, P):
         base = np.uint64((p - 1) * n)
