@@ -42,6 +42,22 @@ INLINE_JIT = dict(JIT, inline="always")
 
 DTYPES = (np.float32, np.float64)    # the dtypes every kernel is compiled for
 
+# LLVM's Haswell: the x86-64 baseline, SSE3..SSE4.2, AVX, AVX2, FMA, BMI1/2, F16C and the rest
+# of what Intel's 4th generation has (X86.td's HSW features)
+HASWELL = {"64bit", "cmov", "cx8", "cx16", "fxsr", "mmx", "x87", "sse", "sse2", "sse3", "ssse3",
+           "sse4.1", "sse4.2", "popcnt", "crc32", "sahf", "nopl", "avx", "avx2", "fma", "f16c",
+           "bmi", "bmi2", "lzcnt", "movbe", "fsgsbase", "rdrnd", "xsave", "xsaveopt", "pclmul",
+           "aes", "invpcid", "ermsb"}
+
+
+def haswell_features():
+    """``NUMBA_CPU_FEATURES`` for AVX2 code (with ``NUMBA_CPU_NAME=haswell``): the host's
+    feature string with every feature Haswell lacks turned off.  The name alone is not enough:
+    numba passes the host's features with it, and LLVM then emits AVX-512 on such a host."""
+    import llvmlite.binding as ll
+    host = ll.get_host_cpu_features()
+    return ",".join(("+" if on and name in HASWELL else "-") + name for name, on in host.items())
+
 
 # --- cache invalidation -------------------------------------------------------------------
 # numba stamps a cached function with a hash of its own file only, but fastbp's kernels call

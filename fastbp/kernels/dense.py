@@ -30,7 +30,8 @@ from numba import njit, prange
 from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import IDENTITY, LEAKY_RELU, RELU, activate, scale_by_derivative
 from .simd import (ACCUMULATORS, EPI_BIAS, EPI_DLEAKY, EPI_DRELU, EPI_LEAKY, EPI_NONE, EPI_RELU,
-                   EPI_SCALE, microkernel_4x4, microkernel_8x2, microkernel_16x1, vector_lanes)
+                   EPI_SCALE, microkernel_mid, microkernel_narrow, microkernel_wide, tile_table,
+                   vector_lanes)
 from .unowned import unowned
 
 KC = 128            # k-block: a packed panel of KC × NR stays in L1
@@ -55,13 +56,23 @@ def max_tasks(sizes):
 
 
 @njit(**INLINE_JIT)
-def _vectors(N, lanes):
-    """Vectors per tile row: the narrowest register tile that covers N columns."""
+def _vectors(N, lanes, W):
+    """Vectors per tile row: the narrowest register tile that covers N columns (W: the wide
+    tile's, see simd.TILES)."""
     if N <= lanes:
         return 1
     if N <= 2 * lanes:
         return 2
-    return 4
+    return W
+
+
+@njit(**INLINE_JIT)
+def _rows(nv, table):
+    """Rows of the register tile of nv vectors (``table``: simd.tile_table)."""
+    W, wide, mid, narrow = table
+    if nv == W:
+        return wide
+    return mid if nv == 2 else narrow
 
 
 # The helpers below index flat buffers through unsigned offsets.  They create no views inside
@@ -163,13 +174,14 @@ def _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack):
 
 
 @njit(**INLINE_JIT)
-def _panels(N, nv, lanes):
+def _panels(N, nv, lanes, W):
     """``(full, count)``: the column panels of an N-wide output.  ``full`` panels of ``nv``
-    vectors (the main tile), then the remainder in the narrowest tiles that cover it (see
-    _panel): a 4-vector tile computes 4 vectors per row and k whatever it stores, so 100 float64
-    columns take 3 × 32 + 8 instead of 4 × 32 (19% less work)."""
+    vectors (the main tile, when it is the wide one of W vectors), then the remainder in the
+    narrowest tiles that cover it (see _panel): a 4-vector tile computes 4 vectors per row and k
+    whatever it stores, so 100 float64 columns take 3 × 32 + 8 instead of 4 × 32 (19% less
+    work)."""
     NR = nv * lanes
-    full = N // NR if nv == 4 else 0
+    full = N // NR if nv == W else 0
     r = N - full * NR
     extra = 0 if r == 0 else (2 if 2 * lanes < r <= 3 * lanes else 1)
     return full, full + extra
@@ -268,7 +280,8 @@ def _task(t, npan, G, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, 
     ``pack``/``tile`` are this task's scratch; when ``packed``, A is read from its micro-panels
     in ``Ap`` (see _pack_a) by the full panels."""
     lanes = vector_lanes(Af)
-    MR = ACCUMULATORS // nv
+    table = tile_table(Af)
+    MR = _rows(nv, table)
     ngroups = (npan + G - 1) // G
     p_lo = (t % ngroups) * G
     p_hi = min(npan, p_lo + G)
@@ -284,7 +297,7 @@ def _task(t, npan, G, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, 
         for p in range(p_lo, p_hi):
             j0, nvt = _panel(p, full, nv, lanes, N)
             NR = nvt * lanes
-            MRt = ACCUMULATORS // nvt
+            MRt = _rows(nvt, table)
             nr = min(NR, N - j0)
             unr = np.uint64(nr)
             from_ap = packed and nvt == nv
@@ -327,12 +340,14 @@ def _task(t, npan, G, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, 
                             d = np.uint64(r * NR)
                             for j in range(unr):
                                 tile[d + j] = Cf[c + j]
-                if nvt == 4:
-                    microkernel_4x4(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi, auxf)
+                if nvt == table[0]:
+                    microkernel_wide(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi,
+                                     auxf)
                 elif nvt == 2:
-                    microkernel_8x2(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi, auxf)
+                    microkernel_mid(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi, auxf)
                 else:
-                    microkernel_16x1(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi, auxf)
+                    microkernel_narrow(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi,
+                                       auxf)
                 if edge:
                     for r in range(mr):
                         c = (i0 + r) * c_rs + j0
@@ -357,10 +372,11 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
     whatever the size (the caller runs in a parallel region)."""
     N = C.shape[1]
     lanes = vector_lanes(Af)
-    nv = _vectors(N, lanes)
+    table = tile_table(Af)
+    nv = _vectors(N, lanes, table[0])
     NR = nv * lanes
-    MR = ACCUMULATORS // nv
-    full, npan = _panels(N, nv, lanes)
+    MR = _rows(nv, table)
+    full, npan = _panels(N, nv, lanes, table[0])
     serial = not par or M * N * K < PAR_MIN
     # row blocks: as few as give TASKS parallel tasks (each re-packs its B panels) and are at
     # most MC_MAX rows; one when serial.  Whole register tiles.  Then G panels per task, as

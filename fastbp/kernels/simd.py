@@ -1,17 +1,19 @@
 """The register-tile micro-kernel, written as LLVM IR through a numba intrinsic.
 
 A micro-kernel computes an ``MR x NR`` tile ``C[r, j] (+)= Σ_k A[a_r + k·acs] · Bp[k·NR + j]``
-(``NR = NV`` vectors of the CPU's widest vector; ``MR·NV = 16``): 16 vector accumulators held
-in phi nodes — registers by construction — one broadcast of A per row and one load of the packed
-B panel per vector per k, and ``llvm.fma``.  Three shapes: 4×4 vectors for wide outputs, 8×2 and
-16×1 for narrow ones (a 10-class output in a 64-wide tile would waste 85%).  Plain numba loops
-over a stack tile compile to the same instructions only when LLVM unrolls and promotes them
-exactly right; on this machine they spilled (29 GFLOP/s against 175 here), so the tile is
-spelled out.
+(``NR = NV`` vectors of the CPU's widest vector): ``MR·NV`` vector accumulators held in phi
+nodes — registers by construction — one broadcast of A per row and one load of the packed B
+panel per vector per k, and ``llvm.fma``.  Three shapes per target (TILES): with AVX-512's 32
+registers 4×4 vectors for wide outputs, 8×2 and 16×1 for narrow ones (a 10-class output in a
+64-wide tile would waste 85%); with 16 registers (AVX2, SSE) at most 12 accumulators (6×2 and
+12×1; 8 without FMA), so that no accumulator is spilled.  Plain numba loops over a stack tile
+compile to the same instructions only when LLVM unrolls and promotes them exactly right; on
+this machine they spilled (29 GFLOP/s against 175 here), so the tile is spelled out.
 
-The vector width follows the CPU features numba compiles for (the codegen's own string): 64
-bytes with AVX-512, 32 with AVX, else 16.  Every output element is accumulated in k order by one
-FMA chain: deterministic.
+The vector width and the register count follow the CPU features numba compiles for (the
+codegen's own string, so ``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` decide them): 64 bytes and
+32 registers with AVX-512, 32 bytes with AVX, else 16 bytes; 16 registers without AVX-512.
+Every output element is accumulated in k order by one FMA chain: deterministic.
 """
 from llvmlite import ir
 from numba import types
@@ -20,7 +22,17 @@ from numba.extending import intrinsic
 
 from .activations import LEAKY_SLOPE
 
-ACCUMULATORS = 16  # vector registers holding the tile: MR × NV = 16 (of 32 with AVX-512)
+ACCUMULATORS = 16  # the most vector accumulators a tile holds (sizes the edge-tile scratch)
+# The register tiles (rows MR, vectors NV) of each shape by the target's vector registers.  32
+# (AVX-512): 16 accumulators, the NV vectors of B and a broadcast of A leave 11 registers free.
+# 16 with FMA (AVX2): a 16-accumulator tile spills every k step (measured: 6 stack stores and
+# 6 reloads per 16 FMAs), so 12 accumulators, as BLIS's Haswell kernel (6 × 2 vectors: 12 + 2 +
+# 1 = 15 registers), and the wide tile is the 2-vector one.  16 without FMA (baseline x86-64,
+# SSE2): each multiply-add needs a temporary too, so 8 accumulators.  Checked in CI: no vector
+# register spilled in the tiles' loops (tests/test_isa.py).
+TILES = {"avx512": {"wide": (4, 4), "mid": (8, 2), "narrow": (16, 1)},
+         "fma16": {"wide": (6, 2), "mid": (6, 2), "narrow": (12, 1)},
+         "sse16": {"wide": (4, 2), "mid": (4, 2), "narrow": (8, 1)}}
 # What the micro-kernel applies to a tile before storing it: nothing; with the row stored after
 # the packed panel, + the row (a bias), + the row then relu / leaky relu (slope LEAKY_SLOPE), or
 # × the row (the gradient's scale); with ``aux`` (the layer's output, C's shape), the derivative
@@ -30,17 +42,31 @@ EPI_NONE, EPI_BIAS, EPI_RELU, EPI_LEAKY, EPI_SCALE, EPI_DRELU, EPI_DLEAKY = 0, 1
 
 def vector_bytes(context):
     """Widest vector register (bytes) of the CPU numba compiles for."""
-    codegen = context.codegen()
-    features = getattr(codegen, "_tm_features", None)
-    if features is None:    # numba internals moved: ask llvmlite about the host
-        import llvmlite.binding as ll
-        features = ll.get_host_cpu_features().flatten()
-    flags = set(features.split(","))
+    flags = _features(context)
     if "+avx512f" in flags:
         return 64
     if "+avx" in flags:
         return 32
     return 16
+
+
+def _features(context):
+    codegen = context.codegen()
+    features = getattr(codegen, "_tm_features", None)
+    if features is None:    # numba internals moved: ask llvmlite about the host
+        import llvmlite.binding as ll
+        features = ll.get_host_cpu_features().flatten()
+    return set(features.split(","))
+
+
+def tile(context, shape):
+    """``(MR, NV)`` of the register tile ``shape`` ("wide", "mid", "narrow") for the CPU numba
+    compiles for (see TILES)."""
+    if vector_bytes(context) == 64:
+        kind = "avx512"
+    else:
+        kind = "fma16" if "+fma" in _features(context) else "sse16"
+    return TILES[kind][shape]
 
 
 def _allow_wide_vectors(builder, nbytes):
@@ -64,7 +90,19 @@ def vector_lanes(typingctx, arr):
     return types.int64(arr), codegen
 
 
-def _make_microkernel(MR, NV):
+@intrinsic
+def tile_table(typingctx, arr):
+    """``(W, MR_wide, MR_mid, MR_narrow)`` for ``arr``'s dtype on this CPU (compile-time
+    constants): W the vectors of the wide tile, then each tile's rows (see TILES)."""
+    def codegen(context, builder, sig, args):
+        values = [tile(context, "wide")[1]] + [tile(context, k)[0] for k in ("wide", "mid",
+                                                                            "narrow")]
+        return context.make_tuple(builder, sig.return_type,
+                                  [context.get_constant(types.int64, v) for v in values])
+    return types.UniTuple(types.int64, 4)(arr), codegen
+
+
+def _make_microkernel(shape):
     @intrinsic
     def microkernel(typingctx, A, abase, a_rs, a_cs, mr, Bp, kc, C, coff, crs, accumulate,
                     epi, aux):
@@ -90,6 +128,7 @@ def _make_microkernel(MR, NV):
             cd = context.make_array(sig.args[7])(context, builder, c_arr).data
             xd = context.make_array(sig.args[12])(context, builder, x_arr).data
             lanes = _lanes(context, dtype)
+            MR, NV = tile(context, shape)
             _allow_wide_vectors(builder, vector_bytes(context))
             nr = NV * lanes
             align = dtype.bitwidth // 8
@@ -213,7 +252,7 @@ def _make_microkernel(MR, NV):
     return microkernel
 
 
-microkernel_4x4 = _make_microkernel(4, 4)
-microkernel_8x2 = _make_microkernel(8, 2)
-microkernel_16x1 = _make_microkernel(16, 1)
+microkernel_wide = _make_microkernel("wide")
+microkernel_mid = _make_microkernel("mid")
+microkernel_narrow = _make_microkernel("narrow")
 

@@ -1,0 +1,114 @@
+"""Every x86 vector width, on every push: the kernel, gradient and network tests run again in
+subprocesses whose kernels numba compiles for AVX2 (``NUMBA_CPU_NAME=haswell`` with the host's
+feature string, everything Haswell lacks turned off: the name alone would still let LLVM emit
+AVX-512) and for baseline x86-64 (``generic``: SSE2, no FMA).  Each child has its own empty
+numba cache, so it compiles everything for its target; the children first check, in the
+generated assembly, that the target is the one asked for."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fastbp._config import haswell_features
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CHILD = "FASTBP_TEST_ISA"       # set in the children: this file's tests do not recurse
+SUITES = ["test_kernels.py", "test_gradients.py", "test_network.py"]
+
+
+def _has(feature):
+    import llvmlite.binding as ll
+    return ll.get_host_cpu_features().get(feature, False)
+
+
+TARGETS = {
+    "avx2": dict(NUMBA_CPU_NAME="haswell", features=haswell_features),
+    "generic": dict(NUMBA_CPU_NAME="generic", features=None),
+}
+
+# run in each child before its tests: the generated code is the target's, and the products'
+# inner loops (the three register tiles) keep their accumulators in registers
+ASM_CHECK = r"""
+import re
+import numpy as np
+from numba import njit
+from fastbp._config import JIT
+from fastbp.kernels.dense import forward
+from fastbp.kernels.simd import vector_lanes
+
+
+def vector_spills(asm):
+    # the innermost loops (a backward jump to a label above) of the products' code (dense.py's
+    # functions) with at least 8 vector multiplies, and the most vector stack accesses in one
+    lines = asm.splitlines()
+    owner, fn = [], ""
+    for x in lines:
+        m = re.match(r"^(_Z\w+):", x)
+        fn = m.group(1) if m else fn
+        owner.append("7kernels5dense" in fn)
+    labels = {m.group(1): i for i, m in enumerate(re.match(r"^(\.LBB\w+):", x) for x in lines)
+              if m}
+    loops = []
+    for i, line in enumerate(lines):
+        m = re.match(r"^\s+j[a-z]+\s+(\.LBB\w+)\s*$", line)
+        if m and labels.get(m.group(1), i) < i and owner[i]:
+            loops.append((labels[m.group(1)], i))
+    inner = [(a, b) for a, b in loops
+             if not any(a <= c and d <= b and (c, d) != (a, b) for c, d in loops)]
+    hot = [lines[a:b + 1] for a, b in inner
+           if sum(re.search(r"v?fmadd|mulp[sd]", x) is not None for x in lines[a:b + 1]) >= 8]
+    return len(hot), max((sum("(%rsp)" in x and re.search(r"%[xyz]mm", x) is not None
+                              for x in body) for body in hot), default=0)
+
+
+@njit(**dict(JIT, cache=False))
+def product(A, W, b, Z, sq):
+    forward(A, W, b, Z, np.int64(0), sq, np.bool_(False))
+    return vector_lanes(Z)
+
+
+for n in (64, 12, 6):           # every register tile (its code is there whatever n is)
+    A, W = np.ones((32, 64), np.float32), np.ones((64, n), np.float32)
+    Z = np.empty((32, n), np.float32)
+    lanes = product(A, W, np.zeros(n, np.float32), Z, np.zeros(64, np.float64))
+    assert (Z == 64).all()
+asm = "\n".join(product.inspect_asm().values())
+print(lanes, "zmm" in asm, "ymm" in asm, "vfmadd" in asm, *vector_spills(asm))
+"""
+
+
+def _child(target, tmp_path):
+    t = TARGETS[target]
+    env = {**os.environ, CHILD: target, "NUMBA_CPU_NAME": t["NUMBA_CPU_NAME"],
+           "NUMBA_CACHE_DIR": str(tmp_path / target / "numba-cache"), "NUMBA_NUM_THREADS": "1"}
+    env.pop("NUMBA_CPU_FEATURES", None)
+    if t["features"] is not None:
+        env["NUMBA_CPU_FEATURES"] = t["features"]()
+    (tmp_path / target).mkdir()
+    return env
+
+
+@pytest.mark.skipif(os.environ.get(CHILD) is not None, reason="inside a target's own run")
+@pytest.mark.skipif(not _has("avx2"), reason="the host has no AVX2")
+def test_kernels_gradients_and_network_at_every_vector_width(tmp_path):
+    """Both targets at once, one thread each (compiling is serial: two cores, half the time)."""
+    envs = {target: _child(target, tmp_path) for target in TARGETS}
+    for target, env in envs.items():
+        check = subprocess.run([sys.executable, "-c", ASM_CHECK], capture_output=True,
+                               text=True, env=env, timeout=600)
+        assert check.returncode == 0, (target, check.stderr)
+        lanes, zmm, ymm, fma, loops, spills = check.stdout.split()
+        # float32 lanes of the widest vector; no 512-bit register; FMA only with AVX2; the
+        # three tiles' loops found, with no vector spilled to the stack
+        assert (lanes, zmm, ymm, fma) == (("8", "False", "True", "True") if target == "avx2"
+                                          else ("4", "False", "False", "False")), check.stdout
+        assert int(loops) >= 1 and spills == "0", (target, check.stdout)
+    runs = {target: subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+         *[os.path.join(HERE, s) for s in SUITES]], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path / target)
+        for target, env in envs.items()}
+    for target, run in runs.items():
+        out, _ = run.communicate(timeout=1500)
+        assert run.returncode == 0, (target, out[-8000:])
