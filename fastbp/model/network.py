@@ -1,4 +1,5 @@
 """Network: a fully-connected feed-forward net whose parameters live in one flat buffer."""
+import functools
 import os
 
 import numpy as np
@@ -12,6 +13,7 @@ from ..kernels.losses import LOSSES
 from ..kernels import structure as S
 from . import modelfile
 
+INIT_BLOCK = 1 << 16    # elements per block of initial weights drawn at once
 INITS = ("auto", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "normal")
 NORMAL_STD = 0.01
 
@@ -113,17 +115,22 @@ class Network:
             fan_in, fan_out = W.shape
             if init == "glorot_uniform":
                 lim = np.sqrt(6.0 / (fan_in + fan_out))
-                w = rng.uniform(-lim, lim, W.shape)
+                draw = functools.partial(rng.uniform, -lim, lim)
             elif init == "glorot_normal":
-                w = rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), W.shape)
+                draw = functools.partial(rng.normal, 0.0, np.sqrt(2.0 / (fan_in + fan_out)))
             elif init == "he_uniform":
                 lim = np.sqrt(6.0 / fan_in)
-                w = rng.uniform(-lim, lim, W.shape)
+                draw = functools.partial(rng.uniform, -lim, lim)
             elif init == "he_normal":
-                w = rng.normal(0.0, np.sqrt(2.0 / fan_in), W.shape)
+                draw = functools.partial(rng.normal, 0.0, np.sqrt(2.0 / fan_in))
             else:
-                w = rng.normal(0.0, NORMAL_STD, W.shape)
-            W[...] = w
+                draw = functools.partial(rng.normal, 0.0, NORMAL_STD)
+            # in blocks of rows: the generator's float64 draws never take more than ~0.5 MiB
+            # (a whole 2048×2048 layer would be 32 MiB at once); the same stream of values
+            rows = max(1, INIT_BLOCK // fan_out)
+            for r0 in range(0, fan_in, rows):
+                block = W[r0:r0 + rows]
+                block[...] = draw(block.shape)
 
     # -- structure --------------------------------------------------------------------------
     @property
