@@ -12,8 +12,8 @@ this module alone imports :mod:`fastbp.kernels.train`.  It owns
   each the only call site of its kernel (which it calls positionally, the order spelled out
   beside the call: numba's keyword path costs ~2 µs a call);
 * the one epoch loop (:meth:`EpochRunner.run`): the epoch's steps in compiled calls, an epoch
-  stopped part-way (:class:`Pending`) and finished later, the snapshot of the parameters and
-  their replay when an update overflows, and the kernels' status turned into :class:`Diverged`;
+  stopped part-way (:class:`Pending`) and finished later, the divergence guard (an update that
+  overflows is not kept), and the kernels' status turned into :class:`Diverged`;
 * the reducer hook through which data-parallel training (MPI) sums each step's gradient.
 
 Input arrays reach the kernels as read-only views (no copy): a read-only or memory-mapped
@@ -31,6 +31,7 @@ from . import _config
 from .kernels import train as K
 from .kernels.dense import max_tasks
 from .kernels.losses import count_correct
+from .kernels import optimizers as O
 from .kernels.optimizers import CHUNK, STATE_ARRAYS, update
 from .kernels import structure as S
 
@@ -230,6 +231,13 @@ def accuracy(out, Yf, Yi, codes):
                              codes.out, codes.loss) / max(n, 1)
 
 
+def layer_norms(params, st):
+    """Each dense layer's ``‖(W, b, γ, β)‖`` (float64; its parameters are adjacent), summed in
+    float64 without a temporary (NumPy's would be a float64 copy of the largest layer)."""
+    with _config.ready():
+        return [math.sqrt(K.sumsq(params, lo, hi)) for lo, hi in st.layout[:, [S.W_OFF, S.END]]]
+
+
 def needs_compiling():
     """True when the training kernel has no entry in numba's on-disk cache yet: the first fit
     in this environment will compile (tens of seconds; cached afterwards)."""
@@ -241,8 +249,8 @@ def needs_compiling():
 # -- training --------------------------------------------------------------------------------
 class Diverged(FloatingPointError):
     """A step's loss, gradient or updated parameters were not finite.  Raised by
-    :meth:`EpochRunner.run` after the parameters were put back to the last finite ones (a
-    failed update stays when the runner keeps no rollback snapshot); ``steps``: the epoch's
+    :meth:`EpochRunner.run` with the parameters, optimizer state and running statistics of
+    the last finite step (a failed update stays when the runner has no ``rollback``); ``steps``: the epoch's
     steps that completed before the failing one; ``what``: which quantity."""
 
     def __init__(self, status, steps):
@@ -273,10 +281,16 @@ class Optimizer:
     def learning_rate(self, value):
         self.hyper[0] = value
 
-    def update(self, params, grads, step):
+    def update(self, params, grads, step, bounds=None, G=0.0):
         """Update ``params`` by ``grads`` as step ``step`` (1-based); False when the new
-        parameters are not all finite.  From Python: the reducer path's steps."""
+        parameters are not all finite.  ``bounds`` (see ``kernels.optimizers.
+        guarded_update``; ``G >= max|grads|``): such an update leaves them and the state as
+        they were.  From Python: the reducer path's steps."""
         with _config.ready():
+            if bounds is not None and bounds.shape[0] > 0:
+                return O.guarded_update(self.code, params, grads, self.state[0], self.state[1],
+                                        self.hyper, step, self._consts, self._flags, bounds,
+                                        float(G))
             return update(self.code, params, grads, self.state[0], self.state[1], self.hyper,
                           step, self._consts, self._flags)
 
@@ -321,14 +335,16 @@ class EpochRunner:
     over all processes) and ``any(flag)`` (True on every process when it is on one): each step
     then computes this process's share of the batch, sums the gradients with the reducer and
     updates, one step per call (see :mod:`fastbp.distributed`).
-    ``rollback``: keep a snapshot of the parameters and optimizer state at each epoch's start,
-    so that an update that overflows is undone (False: the parameters keep the failed update,
-    as scikit-learn's estimators leave them, and no snapshot is copied per epoch).
+    ``rollback``: an update that overflows leaves the parameters and the optimizer state as
+    they were (``kernels.optimizers.guarded_update``: bounds on both, refreshed at each
+    epoch's start, say when an update could overflow at all; only such a step copies them
+    first), and a failed step puts the running statistics back.  False: the parameters keep
+    a failed update, as scikit-learn's estimators leave them.
     ``clip``: > 0 clips each step's gradient to this global norm as
     ``torch.nn.utils.clip_grad_norm_`` does (0: no clipping).  ``accuracy``: count the
     correct predictions of each step (cross-entropy and binary cross-entropy).  ``seed``:
     dropout's key (with the step and the sample).  ``st``: the network's :class:`Structure`
-    (its running statistics are part of the snapshot)."""
+    (its running statistics are put back when a step fails)."""
 
     def __init__(self, params, st, codes, optimizer, X, Yf, Yi, batch, sw=None, alpha=0.0,
                  loss_div=1.0, reducer=None, rollback=True, clip=0.0, accuracy=False, seed=0):
@@ -354,14 +370,17 @@ class EpochRunner:
         self.grads = self._buf[:n_params]
         self.gnorm = np.zeros(self.n_layers, np.float64)
         self.perm = np.arange(self.n, dtype=np.int64)
-        # the epoch's snapshot for the rollback, in buffers of its own (no allocation per epoch)
-        self._saved = (params, *optimizer.state, st.stats)
-        self._snapshot = [b.copy() for b in self._saved] if rollback else None
+        # the divergence guard (kernels.optimizers.guarded_update): bounds on the parameters
+        # and the optimizer state, refreshed at each epoch's start, and the running statistics
+        # before each step; without rollback, none (a failed update stays)
+        self.rollback = rollback
+        self._bounds = np.zeros(4 if rollback else 0, np.float64)
+        self._stats_prev = np.zeros(st.stats.shape[0] if rollback else 0, st.stats.dtype)
         # train_epoch's arguments that stay the same object for the whole fit, in its order:
         # (X, Yf, Yi, sw) perm batch max_steps (params, grads, part, state1, state2, hyper)
         # step0 (layout, out_code, loss_code, opt_code, alpha, loss_div, acts, aoff, deltas,
         # doff, rowloss, sq, gsq, consts, flags, gnorm, clip) rates (correct, stats, drop,
-        # skips, nst, seed).  Positional: a call with
+        # skips, nst, seed, bounds, stats_prev).  Positional: a call with
         # keywords costs ~2 µs more, a twentieth of a small network's epoch.
         ws, opt = self.ws, optimizer
         self._args = ((self.X, self.Yf, self.Yi, self.sw),
@@ -369,7 +388,8 @@ class EpochRunner:
                       (layout, codes.out, codes.loss, opt.code, self.alpha,
                        self.loss_div, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq,
                        ws.gsq, opt._consts, opt._flags, self.gnorm, self.clip),
-                      (self.correct, st.stats, st.drop, st.skips, ws.nst, self.seed))
+                      (self.correct, st.stats, st.drop, st.skips, ws.nst, self.seed,
+                       self._bounds, self._stats_prev))
         self.compile_seconds = self._compile()
 
     def _compile(self):
@@ -385,7 +405,7 @@ class EpochRunner:
                 batch_gradients(self.params, self.st, self.codes, self.X, self.Yf, self.Yi,
                                 self.perm[:0], self.grads, self.ws, self.sw, mode=S.TRAIN)
             empty = self.params[:0]
-            self.opt.update(empty, empty, 1)
+            self.opt.update(empty, empty, 1, self._bounds)
             K.sumsq(self._buf, 0, 0)
             if self.clip > 0:
                 K.scale(empty, K.clip_factor(0.0, self.clip))
@@ -419,6 +439,7 @@ class EpochRunner:
             B = rows.shape[0]
             mine = rows[B * red.rank // red.size:B * (red.rank + 1) // red.size]
             buf[...] = 0
+            np.copyto(self._stats_prev, self.st.stats[:self._stats_prev.shape[0]])
             total_w = B if self.sw.shape[0] == 0 else float(np.sum(self.sw[rows], dtype=np.float64))
             if self.st.batch_norm:      # every rank: the statistics' sums are collective
                 buf[n_params] = self._global_batch_norm(mine, B, total_w, self.opt.step + s + 1)
@@ -442,25 +463,37 @@ class EpochRunner:
             for l in range(L):          # W, b, γ, β: adjacent
                 gsq[l] = K.sumsq(buf, self.layout[l, S.W_OFF], self.layout[l, S.END])
             loss = float(buf[n_params])
-            if not math.isfinite(loss):
-                return total, s, K.LOSS_NOT_FINITE
             g = float(gsq.sum())
-            if not math.isfinite(g):
-                return total, s, K.GRADIENT_NOT_FINITE
-            if self.clip > 0:
-                f = K.clip_factor(g, self.clip)
-                if f < 1.0:
-                    K.scale(grads, f)
-            if self._rates.shape[0] > 0:
-                self.opt.hyper[0] = self._rates[first + s]
-            if not self.opt.update(self.params, grads, self.opt.step + s + 1):
-                return total, s, K.PARAMS_NOT_FINITE
+            status = self._step_update(loss, g, grads, first + s, self.opt.step + s + 1)
+            if status != K.OK:
+                return total, s, status
             self.gnorm += np.sqrt(gsq)
             if total_w > 0:     # the batch's weighted mean times its size, as the fused step
                 total += loss if total_w == B else loss / total_w * B
             if self.correct.shape[0] > 0:
                 self.correct[0] += float(buf[n_params + 1])
         return total, k, K.OK
+
+    def _step_update(self, loss, g, grads, s, step):
+        """The reducer path's step after the sums, as ``train_epoch``'s: the checks, clipping,
+        the step's learning rate and the (guarded) update; a failed step puts the running
+        statistics back.  Returns the status."""
+        status = K.OK
+        if not math.isfinite(loss):
+            status = K.LOSS_NOT_FINITE
+        elif not math.isfinite(g):
+            status = K.GRADIENT_NOT_FINITE
+        else:
+            f = K.clip_factor(g, self.clip) if self.clip > 0 else 1.0
+            if f < 1.0:
+                K.scale(grads, f)
+            if self._rates.shape[0] > 0:
+                self.opt.hyper[0] = self._rates[s]
+            if not self.opt.update(self.params, grads, step, self._bounds, math.sqrt(g) * f):
+                status = K.PARAMS_NOT_FINITE
+        if status != K.OK:
+            self.st.stats[:self._stats_prev.shape[0]] = self._stats_prev
+        return status
 
     def _global_batch_norm(self, mine, B, total_w, step, mode=S.TRAIN):
         """This rank's share ``mine`` of a global batch of ``B`` rows (summed weight
@@ -544,15 +577,14 @@ class EpochRunner:
             self._rates = np.ascontiguousarray(rates, np.float64)
             if self._rates.shape != (self.n_steps,):
                 raise ValueError(f"rates: {self.n_steps} per-step learning rates needed")
-        if self._snapshot is not None:
-            for saved, buf in zip(self._snapshot, self._saved):
-                np.copyto(saved, buf)
-        snapshot = (self._snapshot, done, opt.step)
+        if self.rollback:
+            O.guard_bounds(opt.code, opt.hyper, self.params, *opt.state, self._bounds)
         while done < self.n_steps:
             k = self.n_steps - done if stop is None else min(STOP_STEPS, self.n_steps - done)
             part, steps, status = self._steps(done, k)
             if status != K.OK:
-                self._rollback(status, done + steps, snapshot)
+                opt.step += steps
+                raise Diverged(status, done + steps)
             opt.step += steps
             done += steps
             total += part
@@ -568,18 +600,3 @@ class EpochRunner:
         """``flag`` as every process sees it (any process's True is everyone's)."""
         flag = bool(flag)
         return flag if self.reducer is None else bool(self.reducer.any(flag))
-
-    def _rollback(self, status, steps, snapshot):
-        """``steps``: the epoch's steps completed before the failing one."""
-        saved, first, step0 = snapshot
-        opt = self.opt
-        if status == K.PARAMS_NOT_FINITE and saved is not None:
-            # the failing update already wrote: back to the snapshot (the epoch's start, or
-            # where it resumed), then redo the steps that succeeded since (bitwise the same:
-            # the kernels are deterministic)
-            for buf, copy in zip(self._saved, saved):
-                buf[...] = copy
-            opt.step = step0
-            self._steps(first, steps - first)
-        opt.step = step0 + steps - first
-        raise Diverged(status, steps)

@@ -157,3 +157,122 @@ def update(code, params, grads, state1, state2, hyper, step, consts, flags):
     for t in range(nchunks):
         ok += flags[t]
     return ok == 0
+
+
+# -- the divergence guard: a step's snapshot only when its update could overflow --------------
+FMAX32, FMAX64 = 3.4028234663852886e38, 1.7976931348623157e308
+MARGIN = 2.0 ** -8      # a bound within this factor of the largest float counts as overflowing
+
+
+def adam_ratio_bound(b1, b2):
+    """C with ``|m| <= C·√v`` elementwise for Adam's moments grown from zero by the same
+    gradients (Cauchy–Schwarz: ``C = (1−β1)/√((1−β2)(1−β1²/β2))``, 7.3 at the defaults), with
+    1% to spare for rounding.  Inductive: if it holds before a step it holds after it, for any
+    gradient.  inf when β1² >= β2 (no such bound)."""
+    if not (0 <= b1 < 1 and 0 < b2 < 1) or b1 * b1 >= b2:
+        return math.inf
+    return 1.01 * (1 - b1) / math.sqrt((1 - b2) * (1 - b1 * b1 / b2))
+
+
+@njit(**JIT)
+def adam_ratio(m, v):
+    """``max |m|/√v`` (0/0 counts 0; m ≠ 0 with v = 0, inf)."""
+    r = 0.0
+    for i in range(np.uint64(m.shape[0])):
+        a, b = abs(float(m[i])), float(v[i])
+        if a > 0:
+            q = a / math.sqrt(b) if b > 0 else math.inf
+            if not q <= r:
+                r = q
+    return r
+
+
+@njit(**INLINE_JIT)
+def step_bound(code, hyper, step, bounds, G):
+    """Upper bounds, in float64, on ``max|p|``, ``max|state1|``, ``max|state2|`` after the
+    update ``code`` by a gradient with ``max|g| <= G``, from the same bounds before it
+    (``bounds[:3]``).  ``bounds[3]``: C with ``|m| <= C·√v`` for the Adam
+    moments (:func:`adam_ratio_bound`; inf: unknown), which bounds Adam's step by
+    ``lr·C·√(1−β2ᵗ)/(1−β1ᵗ)``; RMSprop's is ``lr/√(1−α)`` (its v already holds the gradient's
+    square); without them ``|m|/eps``.  Loose, cheap (no pass over the parameters) and never
+    below the true maxima."""
+    lr, mom, b1, b2 = abs(float(hyper[0])), abs(float(hyper[1])), float(hyper[2]), float(hyper[3])
+    eps, wd = float(hyper[4]), abs(float(hyper[5]))
+    P, S1, S2, C = bounds[0], bounds[1], bounds[2], bounds[3]
+    ge = G + wd * P                                  # the gradient with its L2 term
+    inv_eps = 1.0 / eps if eps > 0 else math.inf
+    s1, s2 = S1, S2
+    if code == SGD:
+        p = P + lr * ge
+    elif code == MOMENTUM or code == NESTEROV:
+        s1 = mom * S1 + ge
+        p = P + lr * (ge + mom * s1 if code == NESTEROV else s1)
+    elif code == ADAM or code == ADAMW or code == SK_ADAM:
+        if code == ADAMW:
+            P = P * abs(1.0 - float(hyper[0]) * float(hyper[5]))
+            ge = G
+        elif code == SK_ADAM:
+            ge = G
+        s1 = abs(b1) * S1 + abs(1.0 - b1) * ge
+        s2 = abs(b2) * S2 + abs(1.0 - b2) * ge * ge
+        lr_t = lr / abs(1.0 - b1 ** step)
+        p = P + lr_t * min(s1 * inv_eps, C * math.sqrt(abs(1.0 - b2 ** step)))
+    elif code == SK_SGD or code == SK_NESTEROV:
+        s1 = mom * S1 + lr * G
+        p = P + s1 + (mom * s1 + lr * G if code == SK_NESTEROV else 0.0)
+    else:   # RMSPROP
+        s1 = RMSPROP_ALPHA * S1 + (1.0 - RMSPROP_ALPHA) * ge * ge
+        p = P + lr * min(ge * inv_eps, 1.0 / math.sqrt(1.0 - RMSPROP_ALPHA))
+    return p, s1, s2
+
+
+@njit(**JIT)
+def max_abs(buf):
+    """``max |buf|`` in float64 (NaN when buf holds one); 0 for an empty buf."""
+    m = 0.0
+    for i in range(np.uint64(buf.shape[0])):
+        a = abs(float(buf[i]))
+        if not a <= m:      # a NaN wins
+            m = a
+    return m
+
+
+@njit(**INLINE_JIT)
+def guarded_update(code, params, grads, state1, state2, hyper, step, consts, flags, bounds, G):
+    """:func:`update` that leaves ``params`` and the state as they were when the updated
+    parameters are not all finite (returns False then).  ``bounds`` (float64: max|p|,
+    max|state1|, max|state2|, upper bounds, and C: see :func:`step_bound`) says whether the update can overflow at all
+    (:func:`step_bound` with ``G >= max|g|``): almost always it cannot, and the update runs
+    alone; otherwise a copy of the parameters and the state is taken first (allocated for that
+    step: only a fit close to overflowing gets there).  ``bounds`` is updated for the next
+    step."""
+    limit = (FMAX32 if params.itemsize == 4 else FMAX64) * MARGIN
+    p, s1, s2 = step_bound(code, hyper, step, bounds, G)
+    if p < limit and s1 < limit and s2 < limit:     # NaN: not safe
+        ok = update(code, params, grads, state1, state2, hyper, step, consts, flags)
+        bounds[0], bounds[1], bounds[2] = p, s1, s2
+        return ok
+    n, n1, n2 = params.shape[0], state1.shape[0], state2.shape[0]
+    snap = np.empty(n + n1 + n2, params.dtype)
+    snap[:n] = params
+    snap[n:n + n1] = state1
+    snap[n + n1:n + n1 + n2] = state2
+    ok = update(code, params, grads, state1, state2, hyper, step, consts, flags)
+    if not ok:
+        params[:] = snap[:n]
+        state1[:] = snap[n:n + n1]
+        state2[:] = snap[n + n1:n + n1 + n2]
+    bounds[0], bounds[1], bounds[2] = max_abs(params), max_abs(state1), max_abs(state2)
+    return ok
+
+
+def guard_bounds(code, hyper, params, state1, state2, out):
+    """The exact bounds ``out`` (max|p|, max|state1|, max|state2|, C) that
+    :func:`guarded_update` starts from: one pass over the buffers (the engine runs it at
+    each epoch's start, so that parameters changed from outside are seen)."""
+    out[0], out[1], out[2] = max_abs(params), max_abs(state1), max_abs(state2)
+    out[3] = math.inf
+    if code in (ADAM, ADAMW, SK_ADAM):
+        C = adam_ratio_bound(float(hyper[2]), float(hyper[3]))
+        if C < math.inf and adam_ratio(state1, state2) <= C:
+            out[3] = C

@@ -29,7 +29,7 @@ from .structure import (ACT, BATCH_NORM, END, EVAL, N_IN, N_OUT, NORM, ROWS, STR
                         W_OFF, WHOLE, _sums_at, post_backward, post_forward)
 from .dense import backprop, forward, gradient
 from .losses import count_correct, output_batch, output_rows
-from .optimizers import update
+from .optimizers import guarded_update, update
 from .unowned import unowned
 
 OK, LOSS_NOT_FINITE, GRADIENT_NOT_FINITE, PARAMS_NOT_FINITE = 0, 1, 2, 3
@@ -396,7 +396,7 @@ def scale(buf, f):
 def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, state1, state2,
                 hyper, step0, layout, out_code, loss_code, opt_code, alpha, loss_div,
                 acts, aoff, deltas, doff, rowloss, sq, gsq, consts, flags, gnorm, clip, rates,
-                correct, stats, drop, skips, nst, seed):
+                correct, stats, drop, skips, nst, seed, bounds, stats_prev):
     """All mini-batch steps of one epoch (at most ``max_steps`` when it is >= 0).
 
     ``clip > 0``: before each update the whole gradient is scaled as
@@ -406,6 +406,10 @@ def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, stat
     ``correct`` (empty: not counted): ``correct[0]`` accumulates each completed step's correct
     predictions (see ``losses.count_correct``).  ``stats, drop, skips, nst, seed``: the
     structured layers (see structure.py), in TRAIN mode, dropout keyed by ``seed`` and the step.
+    ``bounds`` (empty: no guard): the divergence guard's bounds (optimizers.guarded_update):
+    a step whose update is not finite leaves the parameters and the optimizer state as they
+    were; ``stats_prev`` (empty: none) keeps the running statistics before each step, put back
+    when the step fails.
 
     Returns ``(loss_sum, steps_done, status)``: Σ over the completed steps of the batch's
     objective times its size (the summed per-sample losses when there are no weights and no
@@ -419,6 +423,8 @@ def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, stat
                                                           gnorm)
     acts, aoff, deltas, doff, rowloss, sq, gsq = unowned(acts, aoff, deltas, doff, rowloss, sq, gsq)
     rates, correct, stats, drop, skips, nst = unowned(rates, correct, stats, drop, skips, nst)
+    bounds, stats_prev = unowned(bounds, stats_prev)
+    guard = bounds.shape[0] > 0
     n = perm.shape[0]
     steps = (n + batch - 1) // batch
     if max_steps >= 0 and max_steps < steps:
@@ -428,25 +434,40 @@ def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, stat
     for s in range(steps):
         rows = perm[s * batch:min(n, s * batch + batch)]
         B = rows.shape[0]
+        for i in range(stats_prev.shape[0]):
+            stats_prev[i] = stats[i]
         loss, wsum = batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout,
                                      out_code, loss_code, alpha, loss_div, acts, aoff, deltas,
                                      doff, rowloss, sq, gsq, stats, drop, skips, nst,
                                      np.int64(TRAIN), seed, step0 + s + 1)
-        if not math.isfinite(loss):
-            return total, s, LOSS_NOT_FINITE
         g = 0.0
         for l in range(L):
             g += gsq[l]
-        if not math.isfinite(g):
-            return total, s, GRADIENT_NOT_FINITE
-        if clip > 0:
-            f = clip_factor(g, clip)
-            if f < 1.0:
-                scale(grads, f)
-        if rates.shape[0] > 0:
-            hyper[0] = rates[s]
-        if not update(opt_code, params, grads, state1, state2, hyper, step0 + s + 1, consts, flags):
-            return total, s, PARAMS_NOT_FINITE
+        status = OK
+        if not math.isfinite(loss):
+            status = LOSS_NOT_FINITE
+        elif not math.isfinite(g):
+            status = GRADIENT_NOT_FINITE
+        else:
+            f = 1.0
+            if clip > 0:
+                f = clip_factor(g, clip)
+                if f < 1.0:
+                    scale(grads, f)
+            if rates.shape[0] > 0:
+                hyper[0] = rates[s]
+            if guard:
+                ok = guarded_update(opt_code, params, grads, state1, state2, hyper, step0 + s + 1,
+                                    consts, flags, bounds, math.sqrt(g) * f)
+            else:
+                ok = update(opt_code, params, grads, state1, state2, hyper, step0 + s + 1,
+                            consts, flags)
+            if not ok:
+                status = PARAMS_NOT_FINITE
+        if status != OK:
+            for i in range(stats_prev.shape[0]):
+                stats[i] = stats_prev[i]
+            return total, s, status
         for l in range(L):
             gnorm[l] += math.sqrt(gsq[l])
         if wsum == B:

@@ -9,7 +9,6 @@ from .. import engine
 from .._validation import (InputError, InputTypeError, check_choice, check_float, check_int,
                            check_targets, check_weights, check_X)
 from ..engine import Codes
-from ..kernels import structure as S
 from ..kernels.losses import LOSSES
 from ..kernels.optimizers import OPTIMIZERS
 from ..schedules import Schedule
@@ -509,9 +508,7 @@ def check_batches(batch_norm, n, batch, hint="change batch_size or drop a sample
 
 def weight_norms(net):
     """Each layer's ``‖(W, b, γ, β)‖`` (float64; its parameters are adjacent)."""
-    p = net.params
-    return [np.sqrt(np.sum(np.square(p[lo:hi], dtype=np.float64)))
-            for lo, hi in net._layout[:, [S.W_OFF, S.END]]]
+    return engine.layer_norms(net.params, net._st)
 
 
 def diverged_error(e, epoch, learning_rate, history):
