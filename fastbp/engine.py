@@ -113,7 +113,8 @@ class Workspace:
     """Activation and delta buffers of the network ``st`` (a :class:`Structure`) for batches
     of up to ``rows`` samples, allocated once.  ``train``: also the other row blocks' gradient
     buffers of the row-block step (``kernels.train.step_blocks``; None for large networks and
-    inference workspaces, and then the compiled step has no row-block code).  Slots: see ``kernels.structure``."""
+    inference workspaces, and then the compiled step has no row-block code).  Slots: see
+    ``kernels.structure``."""
 
     def __init__(self, st, rows, dtype, train=False):
         self.sizes = sizes = st.sizes
@@ -250,8 +251,9 @@ def needs_compiling():
 class Diverged(FloatingPointError):
     """A step's loss, gradient or updated parameters were not finite.  Raised by
     :meth:`EpochRunner.run` with the parameters, optimizer state and running statistics of
-    the last finite step (a failed update stays when the runner has no ``rollback``); ``steps``: the epoch's
-    steps that completed before the failing one; ``what``: which quantity."""
+    the last finite step (a failed update stays when the runner has no ``rollback``);
+    ``steps``: the epoch's steps that completed before the failing one; ``what``: which
+    quantity."""
 
     def __init__(self, status, steps):
         self.status, self.steps, self.what = status, steps, _WHAT[status]

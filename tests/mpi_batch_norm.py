@@ -1,9 +1,10 @@
 """Run by test_distributed.py under ``mpiexec -n 3``: batch normalisation (alone, and mixed
 with layer norm, skips and dropout; with and without sample weights) trained by a
 DistributedTrainer against one process with the same global batch: the batch statistics are
-the global batch's.  Batches of 16 rows are cut 5, 5, 6; 32 rows in batches of 5 end with a batch
-of 2 that leaves one rank without rows (it still takes part in the statistics' sums).  Rank 0 prints the largest
-relative differences of the parameters, the running statistics and the losses."""
+the global batch's.  Batches of 16 rows are cut 5, 5, 6; 32 rows in batches of 5 end with a
+batch of 2 that leaves one rank without rows (it still takes part in the statistics' sums).
+Rank 0 prints the largest relative differences of the parameters, the running statistics and
+the losses."""
 import json
 
 import numpy as np
@@ -20,15 +21,16 @@ sw = rng.uniform(0.5, 2, 203)
 CASES = {
     "batch": dict(layer_sizes=[6, 12, 12, 3], normalization="batch", activation="tanh"),
     "mixed": dict(layer_sizes=[6, 10, 10, 10, 3], normalization=["batch", "layer", "batch"],
-                  skips="residual", dropout=[0.2, 0.0, 0.3], activation=["relu", "tanh", "leaky_relu"]),
+                  skips="residual", dropout=[0.2, 0.0, 0.3],
+                  activation=["relu", "tanh", "leaky_relu"]),
 }
 result = {}
 for name, kw in CASES.items():
     for batch, n, weights in [(16, 203, None), (16, 203, sw), (5, 32, None)]:
         def make():
             net = fastbp.Network(**kw, output_activation="softmax", dtype=np.float64, seed=2)
-            return net, fastbp.Trainer(net, optimizer="nesterov", batch_size=batch, epochs=2, seed=3,
-                                       learning_rate=0.01)
+            return net, fastbp.Trainer(net, optimizer="nesterov", batch_size=batch, epochs=2,
+                                       seed=3, learning_rate=0.01)
         w = None if weights is None else weights[:n]
         net, tr = make()
         h = DistributedTrainer(tr, comm).fit(X[:n], y[:n], sample_weight=w,

@@ -240,9 +240,9 @@ def max_abs(buf):
 @njit(**INLINE_JIT)
 def guarded_update(code, params, grads, state1, state2, hyper, step, consts, flags, bounds, G):
     """:func:`update` that leaves ``params`` and the state as they were when the updated
-    parameters are not all finite (returns False then).  ``bounds`` (float64: max|p|,
-    max|state1|, max|state2|, upper bounds, and C: see :func:`step_bound`) says whether the update can overflow at all
-    (:func:`step_bound` with ``G >= max|g|``): almost always it cannot, and the update runs
+    parameters are not all finite (returns False then).  ``bounds`` (float64: upper bounds on
+    max|p|, max|state1|, max|state2|, and C, see :func:`step_bound`) says whether the update
+    can overflow at all (with ``G >= max|g|``): almost always it cannot, and the update runs
     alone; otherwise a copy of the parameters and the state is taken first (allocated for that
     step: only a fit close to overflowing gets there).  ``bounds`` is updated for the next
     step."""
