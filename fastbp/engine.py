@@ -32,7 +32,7 @@ from .kernels import train as K
 from .kernels.dense import max_tasks
 from .kernels.losses import count_correct
 from .kernels import optimizers as O
-from .kernels.optimizers import CHUNK, STATE_ARRAYS, update
+from .kernels.optimizers import CHUNK, STATE_ARRAYS
 from .kernels import structure as S
 
 OK = K.OK
@@ -283,19 +283,6 @@ class Optimizer:
     def learning_rate(self, value):
         self.hyper[0] = value
 
-    def update(self, params, grads, step, bounds=None, G=0.0):
-        """Update ``params`` by ``grads`` as step ``step`` (1-based); False when the new
-        parameters are not all finite.  ``bounds`` (see ``kernels.optimizers.
-        guarded_update``; ``G >= max|grads|``): such an update leaves them and the state as
-        they were.  From Python: the reducer path's steps."""
-        with _config.ready():
-            if bounds is not None and bounds.shape[0] > 0:
-                return O.guarded_update(self.code, params, grads, self.state[0], self.state[1],
-                                        self.hyper, step, self._consts, self._flags, bounds,
-                                        float(G))
-            return update(self.code, params, grads, self.state[0], self.state[1], self.hyper,
-                          step, self._consts, self._flags)
-
 
 @dataclass
 class Pending:
@@ -406,11 +393,12 @@ class EpochRunner:
             else:
                 batch_gradients(self.params, self.st, self.codes, self.X, self.Yf, self.Yi,
                                 self.perm[:0], self.grads, self.ws, self.sw, mode=S.TRAIN)
-            empty = self.params[:0]
-            self.opt.update(empty, empty, 1, self._bounds)
+            # a step over empty buffers: compiles the update, changes nothing
+            empty, opt = self.params[:0], self.opt
+            K.finish_step(0.0, 0.0, empty, empty, opt.state[0][:0], opt.state[1][:0], opt.hyper,
+                          opt.code, 1, opt._consts, opt._flags, self.clip, _NO_RATES, 0,
+                          self._bounds.copy(), self.st.stats[:0], self._stats_prev[:0])
             K.sumsq(self._buf, 0, 0)
-            if self.clip > 0:
-                K.scale(empty, K.clip_factor(0.0, self.clip))
             if self.correct.shape[0] > 0:
                 count_correct(self.ws.view("acts", self.n_layers, 0), self.Yf, self.Yi,
                               self.perm[:0], self.codes.out, self.codes.loss)
@@ -445,10 +433,6 @@ class EpochRunner:
             total_w = B if self.sw.shape[0] == 0 else float(np.sum(self.sw[rows], dtype=np.float64))
             if self.st.batch_norm:      # every rank: the statistics' sums are collective
                 buf[n_params] = self._global_batch_norm(mine, B, total_w, self.opt.step + s + 1)
-                if self.correct.shape[0] > 0 and mine.shape[0] > 0:
-                    buf[n_params + 1] = count_correct(self.ws.view("acts", L, mine.shape[0]),
-                                                      self.Yf, self.Yi, mine, self.codes.out,
-                                                      self.codes.loss)
             elif mine.shape[0] > 0:
                 loss, wsum = batch_gradients(self.params, self.st, self.codes, self.X,
                                              self.Yf, self.Yi, mine, grads, self.ws, self.sw,
@@ -457,16 +441,16 @@ class EpochRunner:
                 share = wsum / total_w if total_w > 0 else 0.0
                 np.multiply(grads, grads.dtype.type(share), out=grads)
                 buf[n_params] = loss
-                if self.correct.shape[0] > 0:
-                    buf[n_params + 1] = count_correct(self.ws.view("acts", L, mine.shape[0]),
-                                                      self.Yf, self.Yi, mine, self.codes.out,
-                                                      self.codes.loss)
+            if self.correct.shape[0] > 0 and mine.shape[0] > 0:
+                buf[n_params + 1] = count_correct(self.ws.view("acts", L, mine.shape[0]),
+                                                  self.Yf, self.Yi, mine, self.codes.out,
+                                                  self.codes.loss)
             red.sum(buf)
             for l in range(L):          # W, b, γ, β: adjacent
                 gsq[l] = K.sumsq(buf, self.layout[l, S.W_OFF], self.layout[l, S.END])
             loss = float(buf[n_params])
             g = float(gsq.sum())
-            status = self._step_update(loss, g, grads, first + s, self.opt.step + s + 1)
+            status = self._step_update(loss, g, first + s, self.opt.step + s + 1)
             if status != K.OK:
                 return total, s, status
             self.gnorm += np.sqrt(gsq)
@@ -476,26 +460,15 @@ class EpochRunner:
                 self.correct[0] += float(buf[n_params + 1])
         return total, k, K.OK
 
-    def _step_update(self, loss, g, grads, s, step):
-        """The reducer path's step after the sums, as ``train_epoch``'s: the checks, clipping,
-        the step's learning rate and the (guarded) update; a failed step puts the running
-        statistics back.  Returns the status."""
-        status = K.OK
-        if not math.isfinite(loss):
-            status = K.LOSS_NOT_FINITE
-        elif not math.isfinite(g):
-            status = K.GRADIENT_NOT_FINITE
-        else:
-            f = K.clip_factor(g, self.clip) if self.clip > 0 else 1.0
-            if f < 1.0:
-                K.scale(grads, f)
-            if self._rates.shape[0] > 0:
-                self.opt.hyper[0] = self._rates[s]
-            if not self.opt.update(self.params, grads, step, self._bounds, math.sqrt(g) * f):
-                status = K.PARAMS_NOT_FINITE
-        if status != K.OK:
-            self.st.stats[:self._stats_prev.shape[0]] = self._stats_prev
-        return status
+    def _step_update(self, loss, g, s, step):
+        """The reducer path's step after the sums: ``train_epoch``'s (the checks, clipping, the
+        step's learning rate, the guarded update, the running statistics put back when it
+        fails).  Returns the status."""
+        opt = self.opt
+        with _config.ready():
+            return K.finish_step(loss, g, self.params, self.grads, *opt.state, opt.hyper,
+                                 opt.code, step, opt._consts, opt._flags, self.clip,
+                                 self._rates, s, self._bounds, self.st.stats, self._stats_prev)
 
     def _global_batch_norm(self, mine, B, total_w, step, mode=S.TRAIN):
         """This rank's share ``mine`` of a global batch of ``B`` rows (summed weight

@@ -394,9 +394,10 @@ def post_backward(l, r0, r1, rows, scale, params, grads, layout, drop, skips, ac
     Returns their squared norm (float64).  Chunks of rows and of units, on threads when
     ``par``; every sum in a fixed order.
 
-    ``stage``: WHOLE, or for the engine's MPI path SUMS (up to ∂E/∂y in the delta slot, the
-    column sums Σδ, Σδ·x̂ in nst and ∂E/∂γ, ∂E/∂β from them) and then ROWS (∂E/∂y -> ∂E/∂z
-    with the column sums and the batch size the engine put in nst)."""
+    ``stage``: WHOLE, or, for callers whose batch norm sums over more rows than r0..r1 (the
+    row-block step, the engine's MPI path), SUMS (up to ∂E/∂y in the delta slot, the column
+    sums Σδ, Σδ·x̂ in nst and ∂E/∂γ, ∂E/∂β from them) and then ROWS (∂E/∂y -> ∂E/∂z with the
+    column sums and the batch size the caller put in nst)."""
     n = layout[l, N_OUT]
     nr = (r1 - r0 + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     total = 0.0

@@ -392,6 +392,40 @@ def scale(buf, f):
         buf[i] = buf[i] * c
 
 
+@njit(**INLINE_JIT)
+def finish_step(loss, g, params, grads, state1, state2, hyper, opt_code, step, consts, flags,
+                clip, rates, s, bounds, stats, stats_prev):
+    """A step after its gradient (``loss``, ``g`` = its squared norm): the checks, clipping,
+    the learning rate ``rates[s]`` (empty: ``hyper[0]`` as it is), the update (guarded when
+    ``bounds`` is not empty, see optimizers.guarded_update); a failed step puts the running
+    statistics ``stats_prev`` back.  Returns OK or why the step failed (train_epoch's steps
+    and the engine's MPI path)."""
+    status = OK
+    if not math.isfinite(loss):
+        status = LOSS_NOT_FINITE
+    elif not math.isfinite(g):
+        status = GRADIENT_NOT_FINITE
+    else:
+        f = 1.0
+        if clip > 0:
+            f = clip_factor(g, clip)
+            if f < 1.0:
+                scale(grads, f)
+        if rates.shape[0] > 0:
+            hyper[0] = rates[s]
+        if bounds.shape[0] > 0:
+            ok = guarded_update(opt_code, params, grads, state1, state2, hyper, step, consts,
+                                flags, bounds, math.sqrt(g) * f)
+        else:
+            ok = update(opt_code, params, grads, state1, state2, hyper, step, consts, flags)
+        if not ok:
+            status = PARAMS_NOT_FINITE
+    if status != OK:
+        for i in range(stats_prev.shape[0]):
+            stats[i] = stats_prev[i]
+    return status
+
+
 @njit(**JIT)
 def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, state1, state2,
                 hyper, step0, layout, out_code, loss_code, opt_code, alpha, loss_div,
@@ -424,7 +458,6 @@ def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, stat
     acts, aoff, deltas, doff, rowloss, sq, gsq = unowned(acts, aoff, deltas, doff, rowloss, sq, gsq)
     rates, correct, stats, drop, skips, nst = unowned(rates, correct, stats, drop, skips, nst)
     bounds, stats_prev = unowned(bounds, stats_prev)
-    guard = bounds.shape[0] > 0
     n = perm.shape[0]
     steps = (n + batch - 1) // batch
     if max_steps >= 0 and max_steps < steps:
@@ -443,30 +476,10 @@ def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, stat
         g = 0.0
         for l in range(L):
             g += gsq[l]
-        status = OK
-        if not math.isfinite(loss):
-            status = LOSS_NOT_FINITE
-        elif not math.isfinite(g):
-            status = GRADIENT_NOT_FINITE
-        else:
-            f = 1.0
-            if clip > 0:
-                f = clip_factor(g, clip)
-                if f < 1.0:
-                    scale(grads, f)
-            if rates.shape[0] > 0:
-                hyper[0] = rates[s]
-            if guard:
-                ok = guarded_update(opt_code, params, grads, state1, state2, hyper, step0 + s + 1,
-                                    consts, flags, bounds, math.sqrt(g) * f)
-            else:
-                ok = update(opt_code, params, grads, state1, state2, hyper, step0 + s + 1,
-                            consts, flags)
-            if not ok:
-                status = PARAMS_NOT_FINITE
+        status = finish_step(loss, g, params, grads, state1, state2, hyper, opt_code,
+                             step0 + s + 1, consts, flags, clip, rates, s, bounds, stats,
+                             stats_prev)
         if status != OK:
-            for i in range(stats_prev.shape[0]):
-                stats[i] = stats_prev[i]
             return total, s, status
         for l in range(L):
             gnorm[l] += math.sqrt(gsq[l])
