@@ -1,0 +1,60 @@
+"""Where a cold start's compile time goes: runs bench_compile's small Trainer fit (or a script
+given as an argument) with numba's compile events recorded, and prints per function the
+inclusive and the self time (self = inclusive less the nested compiles it triggered).
+
+numba links each callee's code into its caller and optimises and emits it again there, so the
+self time of a caller includes the re-emission of everything it calls that is not inlined.
+
+    NUMBA_CACHE_DIR=$(mktemp -d) python benchmarks/compile_profile.py [script.py] [--top N]
+
+Not an asv suite (nothing runs on import)."""
+import argparse
+import collections
+import time
+
+
+def main():
+    from numba.core import event
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("script", nargs="?")
+    ap.add_argument("--top", type=int, default=25)
+    args = ap.parse_args()
+    if args.script:
+        with open(args.script) as f:
+            code = f.read()
+    else:
+        from bench_compile import SCRIPT as code
+
+    stack, records = [], []
+
+    class Recorder(event.Listener):
+        def on_start(self, ev):
+            stack.append([0.0, ev.data.get("dispatcher"), time.perf_counter()])
+
+        def on_end(self, ev):
+            nested, disp, t0 = stack.pop()
+            t = time.perf_counter() - t0
+            if stack:
+                stack[-1][0] += t
+            name = getattr(getattr(disp, "py_func", None), "__qualname__", str(disp))
+            records.append((name, t, t - nested))
+
+    event.register("numba:compile", Recorder())
+    t0 = time.perf_counter()
+    exec(compile(code, args.script or "bench_compile.SCRIPT", "exec"), {"__name__": "__main__"})
+    wall = time.perf_counter() - t0
+    incl, self_t, count = collections.defaultdict(float), collections.defaultdict(float), \
+        collections.Counter()
+    for name, t, s in records:
+        incl[name] += t
+        self_t[name] += s
+        count[name] += 1
+    print(f"wall {wall:.1f} s, compiling {sum(self_t.values()):.1f} s")
+    print(f"{'inclusive':>9} {'self':>7} {'n':>3}  function")
+    for name in sorted(self_t, key=lambda k: -self_t[k])[:args.top]:
+        print(f"{incl[name]:9.2f} {self_t[name]:7.2f} {count[name]:3d}  {name}")
+
+
+if __name__ == "__main__":
+    main()
