@@ -44,8 +44,9 @@ def main():
     t0 = time.perf_counter()
     exec(compile(code, args.script or "bench_compile.SCRIPT", "exec"), {"__name__": "__main__"})
     wall = time.perf_counter() - t0
-    incl, self_t, count = collections.defaultdict(float), collections.defaultdict(float), \
-        collections.Counter()
+    incl = collections.defaultdict(float)
+    self_t = collections.defaultdict(float)
+    count = collections.Counter()
     for name, t, s in records:
         incl[name] += t
         self_t[name] += s
