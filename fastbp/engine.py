@@ -34,6 +34,7 @@ from .kernels.losses import count_correct
 from .kernels import optimizers as O
 from .kernels.optimizers import CHUNK, STATE_ARRAYS
 from .kernels import structure as S
+from .kernels import native as N
 
 OK = K.OK
 PREDICT_CHUNK = 512    # rows per forward chunk: bounds the workspace of predict/evaluate
@@ -163,6 +164,29 @@ _NO_WEIGHTS = {np.dtype(t): readonly(np.empty(0, t)) for t in _config.DTYPES}
 _NO_RATES = np.empty(0, np.float64)     # no per-step rates: the optimizer's own
 
 
+_TABLES = {np.dtype(t): N.Table(t) for t in _config.DTYPES}
+_USES = {"predict": (N.FN_GEMM, N.FN_TASK), "evaluate": (N.FN_OUTPUT_BATCH,),
+         "gradients": (), "train": (N.FN_UPDATE,)}
+_LEVELS = tuple(_USES)
+
+
+def functions(dtype, st, use, ws=None):
+    """The function table (``kernels.native``) that the kernels of ``dtype`` take first, with
+    what ``use`` ("predict", "evaluate", "gradients" or "train": each runs what the ones before
+    it run) calls for the network ``st`` and the workspace ``ws``, compiled or loaded from the
+    cache on first use: a plain network never compiles the structured passes."""
+    slots = []
+    for level in _LEVELS[:_LEVELS.index(use) + 1]:
+        slots += _USES[level]
+    if st.structured:
+        slots.append(N.FN_POST_FORWARD)
+        if use in ("gradients", "train"):
+            slots.append(N.FN_POST_BACKWARD)
+    if ws is not None and ws.part is not None:      # the row-block step
+        slots.append(N.FN_OUTPUT_ROWS)
+    return _TABLES[np.dtype(dtype)].need(slots)
+
+
 def _no_weights(dtype):
     """Sample weights: none (the kernels test for an empty array)."""
     return _NO_WEIGHTS[np.dtype(dtype)]
@@ -174,9 +198,10 @@ def predict(params, st, codes, X, out, ws=None):
     ``out``."""
     ws = ws or inference_workspace(st, X.shape[0], params.dtype)
     with _config.ready():
-        # X, params, layout, out_code, acts, aoff, rows, out, sq, stats, drop, skips, nst
-        K.predict(readonly(X), params, st.layout, codes.out, ws.acts, ws.aoff, ws.rows, out,
-                  ws.sq, st.stats, st.drop, st.skips, ws.nst)
+        # fns, X, params, layout, out_code, acts, aoff, rows, out, sq, stats, drop, skips, nst
+        K.predict(functions(params.dtype, st, "predict"), readonly(X), params, st.layout,
+                  codes.out, ws.acts, ws.aoff, ws.rows, out, ws.sq, st.stats, st.drop, st.skips,
+                  ws.nst)
     return out
 
 
@@ -186,11 +211,12 @@ def evaluate(params, st, codes, X, Yf, Yi, sw=None, out=None, ws=None):
     ws = ws or inference_workspace(st, X.shape[0], params.dtype)
     sw = _no_weights(params.dtype) if sw is None else readonly(sw)
     with _config.ready():
-        # X, Yf, Yi, sw, params, layout, out_code, loss_code, acts, aoff, deltas, doff,
+        # fns, X, Yf, Yi, sw, params, layout, out_code, loss_code, acts, aoff, deltas, doff,
         # rowloss, rows, sq, out, stats, drop, skips, nst
-        return K.evaluate(readonly(X), readonly(Yf), readonly(Yi), sw, params, st.layout,
-                          codes.out, codes.loss, ws.acts, ws.aoff, ws.deltas, ws.doff,
-                          ws.rowloss, ws.rows, ws.sq, out, st.stats, st.drop, st.skips, ws.nst)
+        return K.evaluate(functions(params.dtype, st, "evaluate"), readonly(X), readonly(Yf),
+                          readonly(Yi), sw, params, st.layout, codes.out, codes.loss, ws.acts,
+                          ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.rows, ws.sq, out, st.stats,
+                          st.drop, st.skips, ws.nst)
 
 
 def batch_gradients(params, st, codes, X, Yf, Yi, rows, grads, ws, sw=None, alpha=0.0,
@@ -202,14 +228,15 @@ def batch_gradients(params, st, codes, X, Yf, Yi, rows, grads, ws, sw=None, alph
     updated).  Returns ``(loss, wsum)`` (see ``kernels.train.batch_gradients``)."""
     sw = _no_weights(params.dtype) if sw is None else readonly(sw)
     with _config.ready():
-        # X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code, alpha,
+        # fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code, alpha,
         # loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop, skips, nst, mode,
         # seed, step
-        return K.batch_gradients(readonly(X), readonly(Yf), readonly(Yi), sw, readonly(rows),
-                                 params, grads, ws.part, st.layout, codes.out, codes.loss,
-                                 float(alpha), float(loss_div), ws.acts, ws.aoff, ws.deltas,
-                                 ws.doff, ws.rowloss, ws.sq, ws.gsq, st.stats, st.drop,
-                                 st.skips, ws.nst, int(mode), int(seed), int(step))
+        return K.batch_gradients(functions(params.dtype, st, "gradients", ws), readonly(X),
+                                 readonly(Yf), readonly(Yi), sw, readonly(rows), params, grads,
+                                 ws.part, st.layout, codes.out, codes.loss, float(alpha),
+                                 float(loss_div), ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss,
+                                 ws.sq, ws.gsq, st.stats, st.drop, st.skips, ws.nst, int(mode),
+                                 int(seed), int(step))
 
 
 def dropout_keep(seed, step, rows, layer, n_units, p):
@@ -366,19 +393,19 @@ class EpochRunner:
         self._bounds = np.zeros(4 if rollback else 0, np.float64)
         self._stats_prev = np.zeros(st.stats.shape[0] if rollback else 0, st.stats.dtype)
         # train_epoch's arguments that stay the same object for the whole fit, in its order:
-        # (X, Yf, Yi, sw) perm batch max_steps (params, grads, part, state1, state2, hyper)
+        # (fns, X, Yf, Yi, sw) perm batch max_steps (params, grads, part, state1, state2, hyper)
         # step0 (layout, out_code, loss_code, opt_code, alpha, loss_div, acts, aoff, deltas,
         # doff, rowloss, sq, gsq, consts, flags, gnorm, clip) rates (correct, stats, drop,
         # skips, nst, seed, bounds, stats_prev).  Positional: a call with
         # keywords costs ~2 µs more, a twentieth of a small network's epoch.
         ws, opt = self.ws, optimizer
-        self._args = ((self.X, self.Yf, self.Yi, self.sw),
-                      (params, self.grads, ws.part, opt.state[0], opt.state[1], opt.hyper),
-                      (layout, codes.out, codes.loss, opt.code, self.alpha,
-                       self.loss_div, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq,
-                       ws.gsq, opt._consts, opt._flags, self.gnorm, self.clip),
-                      (self.correct, st.stats, st.drop, st.skips, ws.nst, self.seed,
-                       self._bounds, self._stats_prev))
+        self._args = ((functions(params.dtype, st, "train", self.ws), self.X, self.Yf, self.Yi,
+                      self.sw), (params, self.grads, ws.part, opt.state[0], opt.state[1],
+                      opt.hyper), (layout, codes.out, codes.loss, opt.code, self.alpha,
+                      self.loss_div, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq,
+                      ws.gsq, opt._consts, opt._flags, self.gnorm, self.clip), (self.correct,
+                      st.stats, st.drop, st.skips, ws.nst, self.seed, self._bounds,
+                      self._stats_prev))
         self.compile_seconds = self._compile()
 
     def _compile(self):
@@ -395,9 +422,10 @@ class EpochRunner:
                                 self.perm[:0], self.grads, self.ws, self.sw, mode=S.TRAIN)
             # a step over empty buffers: compiles the update, changes nothing
             empty, opt = self.params[:0], self.opt
-            K.finish_step(0.0, 0.0, empty, empty, opt.state[0][:0], opt.state[1][:0], opt.hyper,
-                          opt.code, 1, opt._consts, opt._flags, self.clip, _NO_RATES, 0,
-                          self._bounds.copy(), self.st.stats[:0], self._stats_prev[:0])
+            K.finish_step(functions(self.params.dtype, self.st, "train"), 0.0, 0.0, empty, empty,
+                          opt.state[0][:0], opt.state[1][:0], opt.hyper, opt.code, 1, opt._consts,
+                          opt._flags, self.clip, _NO_RATES, 0, self._bounds.copy(),
+                          self.st.stats[:0], self._stats_prev[:0])
             K.sumsq(self._buf, 0, 0)
             if self.correct.shape[0] > 0:
                 count_correct(self.ws.view("acts", self.n_layers, 0), self.Yf, self.Yi,
@@ -466,9 +494,10 @@ class EpochRunner:
         fails).  Returns the status."""
         opt = self.opt
         with _config.ready():
-            return K.finish_step(loss, g, self.params, self.grads, *opt.state, opt.hyper,
-                                 opt.code, step, opt._consts, opt._flags, self.clip,
-                                 self._rates, s, self._bounds, self.st.stats, self._stats_prev)
+            return K.finish_step(functions(self.params.dtype, self.st, "train"), loss, g,
+                                 self.params, self.grads, *opt.state, opt.hyper, opt.code, step,
+                                 opt._consts, opt._flags, self.clip, self._rates, s, self._bounds,
+                                 self.st.stats, self._stats_prev)
 
     def _global_batch_norm(self, mine, B, total_w, step, mode=S.TRAIN):
         """This rank's share ``mine`` of a global batch of ``B`` rows (summed weight
@@ -483,12 +512,13 @@ class EpochRunner:
         L, b = self.n_layers, mine.shape[0]
         acts, aoff, deltas, doff, nst = ws.acts, ws.aoff, ws.deltas, ws.doff, ws.nst
         stride = nst.shape[0] // L
+        fns = functions(self.params.dtype, st, "train")
         # the compiled passes' arguments that stay the same here, in their order
         fwd = (self.params, layout, acts, aoff, ws.sq, True, st.stats, st.drop, st.skips, nst,
                mode, self.seed, step)
         post = (st.drop, st.skips, acts, aoff, deltas, doff, nst, mode, self.seed, step, True)
         with _config.ready():
-            l = K.forward_rows(self.X, mine, 0, b, *fwd, 0, True)
+            l = K.forward_rows(fns, self.X, mine, 0, b, *fwd, 0, True)
             while l < L:        # stopped after the product of batch-norm layer l
                 n, o = int(layout[l, S.N_OUT]), l * stride
                 S.bn_partial(l, 0, b, layout, acts, aoff, nst, 0, B)
@@ -498,12 +528,13 @@ class EpochRunner:
                 S.bn_finish(l, B, st.stats, layout, nst, mode)
                 S.post_forward(l, 0, b, mine, self.params, st.stats, layout, st.drop, st.skips,
                                acts, aoff, nst, mode, self.seed, step, True, True)
-                l = K.forward_rows(self.X, mine, 0, b, *fwd, l + 1, True)
-            loss = K.loss_batch(self.Yf, self.Yi, self.sw, mine, layout, self.codes.out,
+                l = K.forward_rows(fns, self.X, mine, 0, b, *fwd, l + 1, True)
+            loss = K.loss_batch(fns, self.Yf, self.Yi, self.sw, mine, layout, self.codes.out,
                                 self.codes.loss, acts, aoff, deltas, doff, ws.rowloss)
             scale = 1.0 / total_w if total_w > 0 else 0.0
-            grads = (mine, 0, b, scale, self.params, self.grads, layout, acts, aoff, deltas, doff,
-                     ws.sq, ws.gsq, True, False, st.drop, st.skips, nst, mode, self.seed, step)
+            grads = (fns, mine, 0, b, scale, self.params, self.grads, layout, acts, aoff, deltas,
+                     doff, ws.sq, ws.gsq, True, False, st.drop, st.skips, nst, mode, self.seed,
+                     step)
             l = K.backward_rows(*grads, L - 1, True)
             while l >= 0:       # stopped after the column sums of batch-norm layer l
                 n, o = int(layout[l, S.N_OUT]), (l + 1) * stride

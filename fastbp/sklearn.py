@@ -179,11 +179,11 @@ class _BaseMLP(BaseEstimator):
             flat, views = cache
             current = list(self.coefs_) + list(self.intercepts_)
             if len(current) == len(views) and all(a is b for a, b in zip(current, views)):
-                return flat, Structure(self._sizes(), HIDDEN[self.activation])
+                return flat, Structure(self._sizes(), HIDDEN[self.activation], dtype=flat.dtype)
         sizes = [np.shape(c)[0] for c in self.coefs_] + [np.shape(self.coefs_[-1])[1]]
-        st = Structure(sizes, HIDDEN[self.activation])
-        layout, n = st.layout[:, :4], st.n_params
         dtype = np.asarray(self.coefs_[0]).dtype
+        st = Structure(sizes, HIDDEN[self.activation], dtype=dtype)
+        layout, n = st.layout[:, :4], st.n_params
         for l, (n_in, n_out, _, _) in enumerate(layout):
             c, b = np.asarray(self.coefs_[l]), np.asarray(self.intercepts_[l])
             if c.shape != (n_in, n_out) or b.shape != (n_out,):

@@ -47,7 +47,8 @@ def test_guarded_update_equals_update_or_changes_nothing(code, dtype):
         plain = [a.copy() for a in (p, s1, s2)]
         ok_plain = O.update(code, plain[0], g.copy(), plain[1], plain[2], hyper, step,
                             consts, flags)
-        ok = O.guarded_update(code, p, g.copy(), s1, s2, hyper, step, consts, flags, bounds, G)
+        ok = O.guarded_update(O.UPDATE.address(dtype), code, p, g.copy(), s1, s2, hyper, step,
+                              consts, flags, bounds, G)
         assert ok == ok_plain, step
         for got, want, before in zip((p, s1, s2), plain, ref):
             np.testing.assert_array_equal(got, want if ok else before)

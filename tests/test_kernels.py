@@ -4,7 +4,7 @@ import pytest
 
 import naive
 from conftest import tol
-from fastbp.kernels import dense, losses, optimizers
+from fastbp.kernels import dense, losses, native, optimizers
 from fastbp.kernels.activations import HIDDEN, OUTPUT, activate, scale_by_derivative
 
 DTYPES = [np.float32, np.float64]
@@ -24,6 +24,16 @@ def _sq(M, N):
     return np.empty(dense.max_tasks([M, N]), np.float64)
 
 
+_TABLES = {}
+
+
+def fns(dtype):
+    """The function table of the products (native.py) for ``dtype``."""
+    if dtype not in _TABLES:
+        _TABLES[dtype] = native.Table(dtype).need([native.FN_GEMM, native.FN_TASK])
+    return _TABLES[dtype]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("par", [True, False])     # threads allowed / serial forced
@@ -34,7 +44,7 @@ def test_forward(rng, dtype, shape, act, par):
     W = rng.standard_normal((K, N)).astype(dtype)
     b = rng.standard_normal(N).astype(dtype)
     Z = np.empty((M, N), dtype)
-    dense.forward(A, W, b, Z, HIDDEN[act], _sq(M, N), par)
+    dense.forward(fns(dtype), A, W, b, Z, HIDDEN[act], _sq(M, N), par)
     np.testing.assert_allclose(Z, naive.act(act, A.astype(float) @ W + b), **tol(dtype))
     assert Z.dtype == dtype
 
@@ -50,7 +60,7 @@ def test_backprop(rng, dtype, shape, act, par):
     z = rng.standard_normal((M, N))
     A = naive.act(act, z).astype(dtype)
     Dp = np.empty((M, N), dtype)
-    dense.backprop(D, W, A, Dp, HIDDEN[act], _sq(M, N), par)
+    dense.backprop(fns(dtype), D, W, A, Dp, HIDDEN[act], _sq(M, N), par)
     np.testing.assert_allclose(Dp, (D.astype(float) @ W.T) * naive.act_deriv(act, z), **tol(dtype))
 
 
@@ -65,7 +75,7 @@ def test_gradient(rng, dtype, shape, par):
     gb = np.empty(N, dtype)
     sq = _sq(M, N)
     scale = dtype(1) / dtype(B)
-    total = dense.gradient(A, D, gW, gb, scale, sq, par, True)
+    total = dense.gradient(fns(dtype), A, D, gW, gb, scale, sq, par, True)
     ref_W = A.astype(float).T @ D / B
     ref_b = D.astype(float).mean(axis=0)
     np.testing.assert_allclose(gW, ref_W, **tol(dtype))
@@ -81,7 +91,7 @@ def test_gradient_without_norms_is_the_same_gradient(rng, dtype, shape):
     D = rng.standard_normal((B, N)).astype(dtype)
     out = [(np.empty((M, N), dtype), np.empty(N, dtype)) for _ in range(2)]
     scale = dtype(0.25)
-    totals = [dense.gradient(A, D, gW, gb, scale, _sq(M, N), False, norms)
+    totals = [dense.gradient(fns(dtype), A, D, gW, gb, scale, _sq(M, N), False, norms)
               for (gW, gb), norms in zip(out, [True, False])]
     assert totals[0] > 0 and totals[1] == 0
     np.testing.assert_array_equal(out[0][0], out[1][0])
@@ -96,8 +106,8 @@ def test_gradient_task_count_within_max_tasks(dtype, M, N):
     C = np.empty((M, N), dtype)
     sq = np.empty(10 * dense.max_tasks([M, N]) + 1000)
     one = np.int64(1)
-    ntasks = dense._gemm(np.int64(dense.GRADIENT), A.ravel(), one, M, M, 1, np.ones(N, dtype), N,
-                         one, C, C, A.ravel(), np.int64(0), dtype(1), sq, True, True)
+    ntasks = dense._gemm(fns(dtype), np.int64(dense.GRADIENT), A.ravel(), one, M, M, 1, np.ones(N,
+                         dtype), N, one, C, C, A.ravel(), np.int64(0), dtype(1), sq, True, True)
     assert ntasks <= dense.max_tasks([M, N])
     np.testing.assert_array_equal(C, 1)
 
@@ -118,7 +128,8 @@ def test_activation_rows(rng, dtype, act):
         dbuf[2:] = d
         expected = d * naive.act_deriv(act, z.astype(float))
         scale_by_derivative(dbuf, 2, buf, 3, 13, HIDDEN[act])
-        np.testing.assert_allclose(dbuf[2:], expected, rtol=1e-3 if dtype == np.float32 else 1e-9, atol=1e-6)
+        np.testing.assert_allclose(dbuf[2:], expected, rtol=1e-3 if dtype == np.float32 else 1e-9,
+                                   atol=1e-6)
         assert np.all(dbuf[:2] == 7)
 
 
@@ -137,9 +148,9 @@ def test_backprop_fused_derivative_is_the_epilogues_bit_for_bit(rng, dtype, shap
     A[:, 1] = 0
     A[7, :] = np.nan
     fused = np.empty((M, N), dtype)
-    dense.backprop(D, W, A, fused, HIDDEN[act], _sq(M, N), False)
+    dense.backprop(fns(dtype), D, W, A, fused, HIDDEN[act], _sq(M, N), False)
     plain = np.empty((M, N), dtype)
-    dense.backprop(D, W, A, plain, HIDDEN["identity"], _sq(M, N), False)
+    dense.backprop(fns(dtype), D, W, A, plain, HIDDEN["identity"], _sq(M, N), False)
     for i in range(M):
         scale_by_derivative(plain[i], 0, A[i], 0, N, HIDDEN[act])
     np.testing.assert_array_equal(fused.view(np.uint8), plain.view(np.uint8))
@@ -189,7 +200,8 @@ PAIRS = [("squared_error", "identity"), ("squared_error", "sigmoid"), ("squared_
          ("binary_cross_entropy", "sigmoid"), ("binary_cross_entropy", "identity"),
          ("poisson", "exp")]
 # (loss, output, integer labels?)
-CASES = [p + (False,) for p in PAIRS] + [("cross_entropy", "softmax", True), ("cross_entropy", "identity", True)]
+CASES = [p + (False,) for p in PAIRS] + [("cross_entropy", "softmax", True), ("cross_entropy",
+              "identity", True)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -210,18 +222,22 @@ def test_output_batch(rng, dtype, loss, out, labels, B, m):
     Z = z.copy()
     D = np.empty_like(Z)
     rowloss = np.empty(B, dtype)
-    total = losses.output_batch(Z, D, Yf, Yi, np.empty(0, dtype), rows, OUTPUT[out], losses.LOSSES[loss], rowloss)
+    total = losses.output_batch(Z, D, Yf, Yi, np.empty(0, dtype), rows, OUTPUT[out],
+                                losses.LOSSES[loss], rowloss)
     Tb = T[rows]
     zf = z.astype(float)
-    np.testing.assert_allclose(rowloss, naive.sample_losses(loss, out, zf, Tb), rtol=1e-4 if dtype == np.float32 else 1e-9, atol=1e-5)
-    np.testing.assert_allclose(total, naive.sample_losses(loss, out, zf, Tb).sum(), rtol=1e-4 if dtype == np.float32 else 1e-9)
+    np.testing.assert_allclose(rowloss, naive.sample_losses(loss, out, zf, Tb),
+                               rtol=1e-4 if dtype == np.float32 else 1e-9, atol=1e-5)
+    np.testing.assert_allclose(total, naive.sample_losses(loss, out, zf, Tb).sum(),
+                               rtol=1e-4 if dtype == np.float32 else 1e-9)
     np.testing.assert_allclose(D, naive.output_delta(loss, out, zf, Tb), **tol(dtype))
     expected_a = naive.act(out, zf) if out != "identity" else zf
     np.testing.assert_allclose(Z, expected_a, **tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("loss,out,labels", [("cross_entropy", "softmax", True), ("squared_error", "identity", False)])
+@pytest.mark.parametrize("loss,out,labels", [("cross_entropy", "softmax", True), ("squared_error",
+                         "identity", False)])
 @pytest.mark.parametrize("B", [5, 300])
 def test_output_batch_sample_weights_scale_loss_and_delta(rng, dtype, loss, out, labels, B):
     m = 70
@@ -253,7 +269,8 @@ def test_losses_are_stable_at_extremes():
             Yf, Yi = np.array([[0, 1], [1, 0]], np.float32), np.empty(0, np.int64)
         else:
             Yf, Yi = np.zeros((1, 2), np.float32), y.astype(np.int64)
-        total = losses.output_batch(Z, D, Yf, Yi, np.empty(0, np.float32), np.arange(2), OUTPUT[out], losses.LOSSES[loss], rowloss)
+        total = losses.output_batch(Z, D, Yf, Yi, np.empty(0, np.float32), np.arange(2),
+                                    OUTPUT[out], losses.LOSSES[loss], rowloss)
         assert np.isfinite(total) and total > 1000          # log(0) would be inf
         assert np.isfinite(D).all()
 
@@ -278,14 +295,16 @@ def test_optimizer_steps_follow_formulas(rng, dtype, name, n, wd):
         g = rng.standard_normal(n).astype(dtype)
         assert optimizers.update(CODES[name], p, g, s1, s2, hyper, step, consts, flags)
         opt.step(ref, [g])
-        np.testing.assert_allclose(p, ref[0], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6 if dtype == np.float32 else 1e-13)
+        np.testing.assert_allclose(p, ref[0], rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                   atol=1e-6 if dtype == np.float32 else 1e-13)
 
 
 def test_optimizer_reports_non_finite_update():
     p = np.array([3e38, 1.0], np.float32)
     g = np.array([-3e38, 0.0], np.float32)
     hyper = np.array([10.0, 0.9, 0.9, 0.999, 1e-8, 0.0], np.float32)
-    assert not optimizers.update(optimizers.SGD, p, g, p[:0], p[:0], hyper, 1, np.zeros(10, np.float32), np.zeros(1, np.float32))
+    assert not optimizers.update(optimizers.SGD, p, g, p[:0], p[:0], hyper, 1, np.zeros(10,
+                                 np.float32), np.zeros(1, np.float32))
 
 
 def test_unowned_views_read_and_write_the_callers_arrays():

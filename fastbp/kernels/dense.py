@@ -32,7 +32,8 @@ from .activations import IDENTITY, LEAKY_RELU, RELU, activate, scale_by_derivati
 from .simd import (ACCUMULATORS, EPI_BIAS, EPI_DLEAKY, EPI_DRELU, EPI_LEAKY, EPI_NONE, EPI_RELU,
                    EPI_SCALE, microkernel_mid, microkernel_narrow, microkernel_wide, tile_table,
                    vector_lanes)
-from .unowned import unowned
+from .native import FN_GEMM, FN_TASK, Native
+from .unowned import flat, unowned
 
 KC = 128            # k-block: a packed panel of KC × NR stays in L1
 TASKS = 8           # row blocks are cut so that a product has at least this many tasks
@@ -365,11 +366,16 @@ def _task(t, npan, G, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, 
     return total
 
 
+TASK = Native(FN_TASK, _task, "i i i i i i i f1 i i i i f1 i i i f1 i f1 f1 i f f1 f1 f1 b b -> d")
+task = TASK.stub    # task(address, *_task's arguments): an indirect call (see native.py)
+
+
 @njit(**PARALLEL_JIT)
-def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, sq, par, norms):
+def _gemm(fns, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, sq, par, norms):
     """C (M × N, row-major) = A·B with the ``kind`` epilogue; per-task Σ C² into ``sq`` (when
     ``norms``: gradient only, whose task count max_tasks bounds).  ``par`` False: serial
-    whatever the size (the caller runs in a parallel region)."""
+    whatever the size (the caller runs in a parallel region).  ``fns``: the function table
+    (native.py), for ``_task``'s address."""
     N = C.shape[1]
     lanes = vector_lanes(Af)
     table = tile_table(Af)
@@ -389,15 +395,16 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
     ntasks = ((npan + G - 1) // G) * nmb
     # the caller keeps the operands alive: unowned views spare every _task call the reference
     # counting of its array arguments (see unowned.py)
-    Af, Bf, vec, Cf, auxf = unowned(Af, Bf, vec, C.reshape(C.size), aux.reshape(aux.size))
+    Af, Bf, vec, Cf, auxf = unowned(Af, Bf, vec, flat(C), flat(aux))
     c_rs = C.shape[1]
+    task_fn = fns[FN_TASK]
     scratch = max(KC * NR + NR, MC)     # a B panel and the row after it (bias, scale); _narrow
     if serial or ntasks == 1:
         pack = np.empty(scratch, Af.dtype)
         tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
         for t in range(ntasks):
-            s = _task(t, npan, G, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf,
-                      c_rs, auxf, vec, act, scale, pack, tile, Af, np.bool_(False), norms)
+            s = task(task_fn, t, npan, G, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs,
+                     N, Cf, c_rs, auxf, vec, act, scale, pack, tile, Af, np.bool_(False), norms)
             if norms:
                 sq[t] = s
     else:
@@ -412,39 +419,40 @@ def _gemm(kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, s
         for t in prange(ntasks):
             pack = np.empty(scratch, Af.dtype)
             tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
-            s = _task(np.int64(t), npan, G, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs,
-                      b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, tile, Ap, packed, norms)
+            s = task(task_fn, np.int64(t), npan, G, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf,
+                     b_rs, b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, tile, Ap, packed, norms)
             if norms:
                 sq[t] = s
     return ntasks
 
 
-# The three entry points pass their constants (kind, unit strides) as np.int64: a bare literal
-# makes numba compile a separate _gemm per call site (3 × ~6 s of a cold start).
+GEMM = Native(FN_GEMM, _gemm, "i1 i f1 i i i i f1 i i f2 f2 f1 i f d1 b b -> i")
+gemm = GEMM.stub        # gemm(address, *_gemm's arguments): an indirect call (see native.py)
 ONE = 1
 
 
 @njit(**INLINE_JIT)
-def forward(A, W, b, Z, act, sq, par):
-    """``Z[:M] = f(A·W + b)`` for the ``M = A.shape[0]`` rows of A; threads when ``par``."""
+def forward(fns, A, W, b, Z, act, sq, par):
+    """``Z[:M] = f(A·W + b)`` for the ``M = A.shape[0]`` rows of A; threads when ``par``.
+    ``fns``: the function table (native.py)."""
     M, K = A.shape
     one = np.int64(ONE)
-    _gemm(np.int64(FORWARD), A.reshape(A.size), K, one, M, K, W.reshape(W.size), W.shape[1], one,
-          Z, Z, b, np.int64(act), Z.dtype.type(1), sq, par, np.bool_(False))
+    gemm(fns[FN_GEMM], fns, np.int64(FORWARD), flat(A), K, one, M, K, flat(W),
+         W.shape[1], one, Z, Z, b, np.int64(act), Z.dtype.type(1), sq, par, np.bool_(False))
 
 
 @njit(**INLINE_JIT)
-def backprop(D, W, A, Dp, act, sq, par):
+def backprop(fns, D, W, A, Dp, act, sq, par):
     """``Dp = (D·Wᵀ) ⊙ f'(A)`` where ``A = f(z)`` is the previous layer's output."""
     M, K = D.shape
-    Wf = W.reshape(W.size)
+    Wf = flat(W)
     one = np.int64(ONE)
-    _gemm(np.int64(BACKPROP), D.reshape(D.size), K, one, M, K, Wf, one, K, Dp, A, Wf,
-          np.int64(act), Dp.dtype.type(1), sq, par, np.bool_(False))
+    gemm(fns[FN_GEMM], fns, np.int64(BACKPROP), flat(D), K, one, M, K, Wf, one, K, Dp, A, Wf,
+         np.int64(act), Dp.dtype.type(1), sq, par, np.bool_(False))
 
 
 @njit(**INLINE_JIT)
-def gradient(A, D, gW, gb, scale, sq, par, norms):
+def gradient(fns, A, D, gW, gb, scale, sq, par, norms):
     """``gW = scale·Aᵀ·D``, ``gb = scale·Σ_rows D``; returns ``‖gW‖² + ‖gb‖²`` (float64) when
     ``norms``, else 0 (the row-block step computes the batch's norms after summing its
     blocks).
@@ -453,17 +461,17 @@ def gradient(A, D, gW, gb, scale, sq, par, norms):
     order afterwards so the total does not depend on the thread count)."""
     B, M = A.shape
     N = D.shape[1]
-    Af = A.reshape(A.size)
+    Af = flat(A)
     one = np.int64(ONE)
-    ntasks = _gemm(np.int64(GRADIENT), Af, one, M, M, B, D.reshape(D.size), N, one, gW, gW, Af,
-                   np.int64(0), scale, sq, par, norms)
+    ntasks = gemm(fns[FN_GEMM], fns, np.int64(GRADIENT), Af, one, M, M, B, flat(D), N, one, gW,
+                  gW, Af, np.int64(0), scale, sq, par, norms)
     total = 0.0
     if norms:
         for t in range(ntasks):
             total += sq[t]
     zero = D.dtype.type(0)
     uN = np.uint64(N)
-    Df = D.reshape(D.size)
+    Df = flat(D)
     for j in range(uN):
         gb[j] = zero
     for k in range(B):

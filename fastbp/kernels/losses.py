@@ -20,6 +20,8 @@ from numba import njit, prange
 
 from .._config import JIT, PARALLEL_JIT
 from .activations import EXP, SIGMOID, SOFTMAX, activate, sigmoid
+from .native import FN_OUTPUT_BATCH, FN_OUTPUT_ROWS, Native
+from .unowned import flat
 from .vexp import vexp
 
 SQUARED_ERROR, CROSS_ENTROPY, BINARY_CROSS_ENTROPY, POISSON = 0, 1, 2, 3
@@ -161,9 +163,9 @@ def output_batch(Z, D, Yf, Yi, sw, rows, out_code, loss_code, rowloss):
     ``sw`` (empty: none) holds per-sample weights that scale each row's loss and δ."""
     B = rows.shape[0]
     m = Z.shape[1]
-    Zf = Z.reshape(Z.size)
-    Df = D.reshape(D.size)
-    T = Yf.reshape(Yf.size)
+    Zf = flat(Z)
+    Df = flat(D)
+    T = flat(Yf)
     if B * m < PAR_MIN:
         output_rows(Zf, Df, T, Yi, sw, rows, m, out_code, loss_code, rowloss, np.int64(0), B)
     else:
@@ -176,6 +178,12 @@ def output_batch(Z, D, Yf, Yi, sw, rows, out_code, loss_code, rowloss):
     return total
 
 
+# called indirectly (see native.py)
+OUTPUT_ROWS = Native(FN_OUTPUT_ROWS, output_rows, "f1 f1 f1r i1r f1r i1r i i i f1 i i -> none")
+OUTPUT_BATCH = Native(FN_OUTPUT_BATCH, output_batch, "f2 f2 f2r i1r f1r i1r i i f1 -> d")
+output_rows_at, output_batch_at = OUTPUT_ROWS.stub, OUTPUT_BATCH.stub
+
+
 @njit(**JIT)
 def count_correct(Z, Yf, Yi, rows, out_code, loss_code):
     """Correct predictions among the batch rows ``r`` (data row ``rows[r]``) from the outputs
@@ -186,8 +194,8 @@ def count_correct(Z, Yf, Yi, rows, out_code, loss_code):
     (``f(z) > ½`` for sigmoid, ``z > 0`` for logits) equals its target ``t > ½``; a row counts
     the fraction of its outputs that do.  Other losses: 0."""
     B, m = Z.shape[0], Z.shape[1]
-    Zf = Z.reshape(Z.size)
-    T = Yf.reshape(Yf.size)
+    Zf = flat(Z)
+    T = flat(Yf)
     um = np.uint64(m)
     total = 0.0
     if loss_code == CROSS_ENTROPY:

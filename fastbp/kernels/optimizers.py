@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import INLINE_JIT, JIT, PARALLEL_JIT
+from .native import FN_UPDATE, Native
 
 SGD, MOMENTUM, NESTEROV, ADAM, ADAMW, RMSPROP = 0, 1, 2, 3, 4, 5
 SK_SGD, SK_NESTEROV, SK_ADAM = 6, 7, 8
@@ -159,6 +160,10 @@ def update(code, params, grads, state1, state2, hyper, step, consts, flags):
     return ok == 0
 
 
+UPDATE = Native(FN_UPDATE, update, "i f1 f1 f1 f1 f1 i f1 f1 -> b")
+update_at = UPDATE.stub     # called indirectly (see native.py)
+
+
 # -- the divergence guard: a step's snapshot only when its update could overflow --------------
 FMAX32, FMAX64 = 3.4028234663852886e38, 1.7976931348623157e308
 MARGIN = 2.0 ** -8      # a bound within this factor of the largest float counts as overflowing
@@ -238,30 +243,39 @@ def max_abs(buf):
 
 
 @njit(**INLINE_JIT)
-def guarded_update(code, params, grads, state1, state2, hyper, step, consts, flags, bounds, G):
+def _copy(dst, d0, src, s0, n):
+    """``dst[d0:d0 + n] = src[s0:s0 + n]`` (a loop: an array assignment compiles numba's
+    shape-mismatch error path, ~1.5 s of a cold start)."""
+    for i in range(n):
+        dst[d0 + i] = src[s0 + i]
+
+
+@njit(**INLINE_JIT)
+def guarded_update(update_fn, code, params, grads, state1, state2, hyper, step, consts, flags,
+                   bounds, G):
     """:func:`update` that leaves ``params`` and the state as they were when the updated
     parameters are not all finite (returns False then).  ``bounds`` (float64: upper bounds on
     max|p|, max|state1|, max|state2|, and C, see :func:`step_bound`) says whether the update
     can overflow at all (with ``G >= max|g|``): almost always it cannot, and the update runs
     alone; otherwise a copy of the parameters and the state is taken first (allocated for that
     step: only a fit close to overflowing gets there).  ``bounds`` is updated for the next
-    step."""
+    step.  ``update_fn``: :func:`update`'s address (see native.py)."""
     limit = (FMAX32 if params.itemsize == 4 else FMAX64) * MARGIN
     p, s1, s2 = step_bound(code, hyper, step, bounds, G)
     if p < limit and s1 < limit and s2 < limit:     # NaN: not safe
-        ok = update(code, params, grads, state1, state2, hyper, step, consts, flags)
+        ok = update_at(update_fn, code, params, grads, state1, state2, hyper, step, consts, flags)
         bounds[0], bounds[1], bounds[2] = p, s1, s2
         return ok
     n, n1, n2 = params.shape[0], state1.shape[0], state2.shape[0]
     snap = np.empty(n + n1 + n2, params.dtype)
-    snap[:n] = params
-    snap[n:n + n1] = state1
-    snap[n + n1:n + n1 + n2] = state2
-    ok = update(code, params, grads, state1, state2, hyper, step, consts, flags)
+    _copy(snap, 0, params, 0, n)
+    _copy(snap, n, state1, 0, n1)
+    _copy(snap, n + n1, state2, 0, n2)
+    ok = update_at(update_fn, code, params, grads, state1, state2, hyper, step, consts, flags)
     if not ok:
-        params[:] = snap[:n]
-        state1[:] = snap[n:n + n1]
-        state2[:] = snap[n + n1:n + n1 + n2]
+        _copy(params, 0, snap, 0, n)
+        _copy(state1, 0, snap, n, n1)
+        _copy(state2, 0, snap, n + n1, n2)
     bounds[0], bounds[1], bounds[2] = max_abs(params), max_abs(state1), max_abs(state2)
     return ok
 

@@ -141,6 +141,7 @@ def _make_microkernel(shape):
 
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
                                                  f"llvm.fma.v{lanes}f{dtype.bitwidth}")
+            fused = "+fma" in _features(context)
             zero = ir.Constant(vty, None)
             undef = ir.Constant(vty, ir.Undefined)
             splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
@@ -173,7 +174,11 @@ def _make_microkernel(shape):
                 a = builder.load(builder.gep(ad, [builder.add(row, koff)]))
                 av = builder.shuffle_vector(builder.insert_element(undef, a, i32_0), undef, splat)
                 for q in range(NV):
-                    new.append(builder.call(fma, [av, bvec[q], accs[len(new)]]))
+                    acc = accs[len(new)]
+                    # without FMA instructions llvm.fma is a libm call per lane (numba's
+                    # fast-math flags reach scalar calls only): a multiply and an add instead
+                    new.append(builder.call(fma, [av, bvec[q], acc]) if fused else
+                               builder.fadd(builder.fmul(av, bvec[q]), acc))
             k_next = builder.add(k, const(1))
             for phi, value in zip(accs, new):
                 phi.add_incoming(value, loop)

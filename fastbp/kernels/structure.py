@@ -35,6 +35,7 @@ from numba import njit, prange
 
 from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import activate, scale_by_derivative
+from .native import FN_POST_BACKWARD, FN_POST_FORWARD, Native
 
 N_IN, N_OUT, W_OFF, B_OFF, ACT, NORM, G_OFF, S_OFF, STRUCT, END = range(10)
 COLUMNS = 10
@@ -281,6 +282,12 @@ def post_forward(l, r0, r1, rows, params, stats, layout, drop, skips, acts, aoff
                       step)
 
 
+# called indirectly (see native.py): compiled once, and only for networks that have such layers
+POST_FORWARD = Native(FN_POST_FORWARD, post_forward,
+                      "i i i i1r f1 f1 i2 d1 i2 f1 i1 d1 i i i b b -> none")
+post_forward_at = POST_FORWARD.stub
+
+
 # -- backward -----------------------------------------------------------------------------------
 @njit(**JIT)
 def _backward_rows(l, r0, r1, rows, layout, drop, skips, acts, aoff, deltas, doff, mode, seed,
@@ -444,3 +451,8 @@ def post_backward(l, r0, r1, rows, scale, params, grads, layout, drop, skips, ac
     else:
         _norm_rows(l, r0, r1, params, layout, acts, aoff, deltas, doff, nst)
     return total
+
+
+POST_BACKWARD = Native(FN_POST_BACKWARD, post_backward,
+                       "i i i i1r f f1 f1 i2 d1 i2 f1 i1 f1 i1 d1 i i i b i -> d")
+post_backward_at = POST_BACKWARD.stub

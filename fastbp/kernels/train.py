@@ -26,11 +26,13 @@ from numba import njit, prange
 from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import IDENTITY, activate
 from .structure import (ACT, BATCH_NORM, END, EVAL, N_IN, N_OUT, NORM, ROWS, STRUCT, SUMS, TRAIN,
-                        W_OFF, WHOLE, _sums_at, post_backward, post_forward)
+                        W_OFF, WHOLE, _sums_at, post_backward_at, post_forward_at)
 from .dense import backprop, forward, gradient
-from .losses import count_correct, output_batch, output_rows
-from .optimizers import guarded_update, update
-from .unowned import unowned
+from .losses import count_correct, output_batch_at, output_rows_at
+from .native import (FN_GEMM, FN_OUTPUT_BATCH, FN_OUTPUT_ROWS, FN_POST_BACKWARD,
+                     FN_POST_FORWARD, FN_UPDATE)
+from .optimizers import guarded_update, update_at
+from .unowned import flat, matrix, unowned
 
 OK, LOSS_NOT_FINITE, GRADIENT_NOT_FINITE, PARAMS_NOT_FINITE = 0, 1, 2, 3
 # Constant arguments to the shared passes are wrapped (np.int64(0), np.bool_(True)): a bare
@@ -61,13 +63,13 @@ def step_blocks(sizes, rows):
 @njit(**INLINE_JIT)
 def layer_params(params, layout, l):
     n_in, n_out, w_off, b_off = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
-    return params[w_off:w_off + n_in * n_out].reshape((n_in, n_out)), params[b_off:b_off + n_out]
+    return matrix(params[w_off:w_off + n_in * n_out], n_in, n_out), params[b_off:b_off + n_out]
 
 
 @njit(**INLINE_JIT)
 def rows_slot(buf, off, l, r0, r1, width):
     """Rows r0..r1 of slot l (a batch slot is row-major, so they are contiguous)."""
-    return buf[off[l] + r0 * width:off[l] + r1 * width].reshape((r1 - r0, width))
+    return matrix(buf[off[l] + r0 * width:off[l] + r1 * width], r1 - r0, width)
 
 
 @njit(**INLINE_JIT)
@@ -78,7 +80,7 @@ def stops_at(layout, l, stop):
 
 
 @njit(**JIT)
-def forward_rows(X, rows, r0, r1, params, layout, acts, aoff, sq, par, stats, drop, skips, nst,
+def forward_rows(fns, X, rows, r0, r1, params, layout, acts, aoff, sq, par, stats, drop, skips, nst,
                  mode, seed, step, l0, stop):
     """Batch rows r0..r1 from layer ``l0`` on (0: gather ``X[rows[r0:r1]]`` into slot 0 first);
     the output slot holds ``z_L``.  Serial products when not ``par``.  Structured layers (see
@@ -89,7 +91,7 @@ def forward_rows(X, rows, r0, r1, params, layout, acts, aoff, sq, par, stats, dr
     L = layout.shape[0]
     if l0 == 0:
         n0 = X.shape[1]
-        Xf = X.reshape(X.size)
+        Xf = flat(X)
         un0 = np.uint64(n0)
         for r in range(r0, r1):   # flat copies: a row view per sample costs an atomic refcount pair
             src = np.uint64(rows[r] * n0)
@@ -101,36 +103,37 @@ def forward_rows(X, rows, r0, r1, params, layout, acts, aoff, sq, par, stats, dr
         W, b = layer_params(params, layout, l)
         Z = rows_slot(acts, aoff, l + 1, r0, r1, W.shape[1])
         if l < L - 1 and layout[l, STRUCT]:
-            forward(A, W, b, rows_slot(acts, aoff, L + 1 + l, r0, r1, W.shape[1]), IDENTITY, sq,
-                    par)
+            forward(fns, A, W, b, rows_slot(acts, aoff, L + 1 + l, r0, r1, W.shape[1]), IDENTITY,
+                    sq, par)
             if stops_at(layout, l, stop):
                 return l
-            post_forward(l, r0, r1, rows, params, stats, layout, drop, skips, acts, aoff, nst,
-                         mode, seed, step, par, np.bool_(False))
+            post_forward_at(fns[FN_POST_FORWARD], l, r0, r1, rows, params, stats, layout, drop,
+                            skips, acts, aoff, nst, mode, seed, step, par, np.bool_(False))
         else:
-            forward(A, W, b, Z, layout[l, ACT] if l < L - 1 else IDENTITY, sq, par)
+            forward(fns, A, W, b, Z, layout[l, ACT] if l < L - 1 else IDENTITY, sq, par)
         A = Z
     return L
 
 
 @njit(**INLINE_JIT)
-def forward_batch(X, rows, params, layout, acts, aoff, sq, stats, drop, skips, nst, mode, seed,
+def forward_batch(fns, X, rows, params, layout, acts, aoff, sq, stats, drop, skips, nst, mode, seed,
                   step):
     """Gather ``X[rows]`` into slot 0 and run every layer; the output slot holds ``z_L``."""
-    forward_rows(X, rows, np.int64(0), rows.shape[0], params, layout, acts, aoff, sq,
+    forward_rows(fns, X, rows, np.int64(0), rows.shape[0], params, layout, acts, aoff, sq,
                  np.bool_(True), stats, drop, skips, nst, mode, seed, step, np.int64(0),
                  np.bool_(False))
 
 
 @njit(**INLINE_JIT)
-def loss_batch(Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss):
+def loss_batch(fns, Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, deltas, doff,
+               rowloss):
     """Output δ into the deltas' last slot, ``f(z)`` into the output slot; returns Σ losses
     (weighted by ``sw`` when it is not empty)."""
     B = rows.shape[0]
     L = layout.shape[0]
     m = layout[L - 1, 1]
     zero = np.int64(0)
-    return output_batch(rows_slot(acts, aoff, L, zero, B, m),
+    return output_batch_at(fns[FN_OUTPUT_BATCH], rows_slot(acts, aoff, L, zero, B, m),
                         rows_slot(deltas, doff, L, zero, B, m), Yf, Yi, sw, rows, out_code,
                         loss_code, rowloss[:B])
 
@@ -163,8 +166,8 @@ def sumsq(buf, lo, hi):
 
 
 @njit(**JIT)
-def backward_rows(rows, r0, r1, scale, params, grads, layout, acts, aoff, deltas, doff, sq, gsq,
-                  par, norms, drop, skips, nst, mode, seed, step, l_hi, stop):
+def backward_rows(fns, rows, r0, r1, scale, params, grads, layout, acts, aoff, deltas, doff, sq,
+                  gsq, par, norms, drop, skips, nst, mode, seed, step, l_hi, stop):
     """Gradients of batch rows r0..r1, scaled by ``scale``, into ``grads``, from layer ``l_hi``
     down (L−1: their δ of the output already in place; below: ``∂E/∂z`` of layer l_hi in its
     delta slot, ``gsq[l_hi]`` its γ, β's squared norm); their hidden δ into ``deltas``;
@@ -181,31 +184,31 @@ def backward_rows(rows, r0, r1, scale, params, grads, layout, acts, aoff, deltas
         A = rows_slot(acts, aoff, l, r0, r1, n_in)
         D = rows_slot(deltas, doff, l + 1, r0, r1, n_out)
         gW, gb = layer_params(grads, layout, l)
-        gsq[l] += gradient(A, D, gW, gb, scale, sq, par, norms)
+        gsq[l] += gradient(fns, A, D, gW, gb, scale, sq, par, norms)
         if l > 0:
             W, _ = layer_params(params, layout, l)
             k = l - 1
             # a structured layer below takes ∂E/∂a (its derivative comes in post_backward)
             act = IDENTITY if layout[k, STRUCT] else layout[k, ACT]
-            backprop(D, W, A, rows_slot(deltas, doff, l, r0, r1, n_in), act, sq, par)
+            backprop(fns, D, W, A, rows_slot(deltas, doff, l, r0, r1, n_in), act, sq, par)
             gsq[k] = 0.0
             if layout[k, STRUCT]:       # ∂E/∂a -> ∂E/∂z (and ∂E/∂γ, ∂E/∂β)
                 stage = SUMS if stops_at(layout, k, stop) else WHOLE
-                gsq[k] = post_backward(k, r0, r1, rows, scale, params, grads, layout, drop,
-                                       skips, acts, aoff, deltas, doff, nst, mode, seed, step,
-                                       par, np.int64(stage))
+                gsq[k] = post_backward_at(fns[FN_POST_BACKWARD], k, r0, r1, rows, scale, params,
+                                          grads, layout, drop, skips, acts, aoff, deltas, doff,
+                                          nst, mode, seed, step, par, np.int64(stage))
                 if stage == SUMS:
                     return k
     return -1
 
 
 @njit(**INLINE_JIT)
-def backward_batch(rows, scale, params, grads, layout, acts, aoff, deltas, doff, sq, gsq, drop,
+def backward_batch(fns, rows, scale, params, grads, layout, acts, aoff, deltas, doff, sq, gsq, drop,
                    skips, nst, mode, seed, step):
     """Gradients of the batch ``rows``, scaled by ``scale`` (``1/B`` for the mean), into
     ``grads`` (δ of the output already in place); every hidden δ into ``deltas``; ``gsq[l]`` =
     squared norm of layer l's gradient."""
-    backward_rows(rows, np.int64(0), rows.shape[0], scale, params, grads, layout, acts, aoff,
+    backward_rows(fns, rows, np.int64(0), rows.shape[0], scale, params, grads, layout, acts, aoff,
                   deltas, doff, sq, gsq, np.bool_(True), np.bool_(True), drop, skips, nst, mode,
                   seed, step, layout.shape[0] - 1, np.bool_(False))
 
@@ -238,7 +241,7 @@ def prev_batch_norm(layout, l):
 
 
 @njit(**PARALLEL_JIT)
-def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_code, loss_code,
+def _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_code, loss_code,
                   scale, acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop, skips, nst,
                   mode, seed, step):
     """The batch in P row blocks, one task each: forward, output δ and loss, backward into its
@@ -268,11 +271,11 @@ def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_code,
     lb = next_batch_norm(layout, 0)
     while lb < L:                       # the forward segments that end at batch norm
         for p in prange(P):
-            forward_rows(X, rows, p * bs, min(B, p * bs + bs), params, layout, acts, aoff,
+            forward_rows(fns, X, rows, p * bs, min(B, p * bs + bs), params, layout, acts, aoff,
                          sq[p * T:(p + 1) * T], np.bool_(False), stats, drop, skips,
                          nst[p * NS:(p + 1) * NS], mode, seed, step, l0, yes)
-        post_forward(lb, np.int64(0), B, rows, params, stats, layout, drop, skips, acts, aoff,
-                     nst0, mode, seed, step, yes, np.bool_(False))
+        post_forward_at(fns[FN_POST_FORWARD], lb, np.int64(0), B, rows, params, stats, layout,
+                        drop, skips, acts, aoff, nst0, mode, seed, step, yes, np.bool_(False))
         o = np.uint64(lb * (NS // L))
         w = np.uint64(2 * layout[lb, N_OUT])
         for p in range(1, P):
@@ -287,13 +290,13 @@ def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_code,
         sqp = sq[p * T:(p + 1) * T]
         nstp = nst[p * NS:(p + 1) * NS]
         g = grads if p == 0 else part[(p - 1) * n:p * n]
-        forward_rows(X, rows, r0, r1, params, layout, acts, aoff, sqp, np.bool_(False), stats,
+        forward_rows(fns, X, rows, r0, r1, params, layout, acts, aoff, sqp, np.bool_(False), stats,
                      drop, skips, nstp, mode, seed, step, l0, yes)
         Zf = acts[aoff[L]:aoff[L] + B * m]
         Df = deltas[doff[L]:doff[L] + B * m]
-        output_rows(Zf, Df, Yf.reshape(Yf.size), Yi, sw, rows, m, out_code, loss_code, rowloss,
-                    r0, r1)
-        backward_rows(rows, r0, r1, scale, params, g, layout, acts, aoff, deltas, doff, sqp,
+        output_rows_at(fns[FN_OUTPUT_ROWS], Zf, Df, flat(Yf), Yi, sw, rows, m, out_code, loss_code,
+                       rowloss, r0, r1)
+        backward_rows(fns, rows, r0, r1, scale, params, g, layout, acts, aoff, deltas, doff, sqp,
                       gsq[p * L:(p + 1) * L], np.bool_(False), np.bool_(False), drop, skips, nstp,
                       mode, seed, step, L - 1, yes)
     while kb >= 0:                      # the backward segments below each batch norm
@@ -303,10 +306,11 @@ def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_code,
             for i in range(np.uint64(2) * w):
                 nst0[s1 + i] += nst[np.uint64(p * NS) + s1 + i]
         nst0[np.uint64(kb * (NS // L)) + np.uint64(2) * w] = float(B)
-        post_backward(kb, np.int64(0), B, rows, scale, params, grads, layout, drop, skips, acts,
-                      aoff, deltas, doff, nst0, mode, seed, step, yes, np.int64(ROWS))
+        post_backward_at(fns[FN_POST_BACKWARD], kb, np.int64(0), B, rows, scale, params, grads,
+                         layout, drop, skips, acts, aoff, deltas, doff, nst0, mode, seed, step,
+                         yes, np.int64(ROWS))
         for p in prange(P):
-            backward_rows(rows, p * bs, min(B, p * bs + bs), scale, params,
+            backward_rows(fns, rows, p * bs, min(B, p * bs + bs), scale, params,
                           grads if p == 0 else part[(p - 1) * n:p * n], layout, acts, aoff,
                           deltas, doff, sq[p * T:(p + 1) * T], gsq[p * L:(p + 1) * L],
                           np.bool_(False), np.bool_(False), drop, skips,
@@ -320,7 +324,7 @@ def _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_code,
 
 
 @njit(**JIT)
-def batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code,
+def batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code,
                     alpha, loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop,
                     skips, nst, mode, seed, step):
     """Forward, loss and backward over one batch (``rows`` of X): ``grads`` = the gradients of
@@ -337,6 +341,7 @@ def batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, 
     statistics updated) or GRAD (see structure.py)."""
     # called from Python or train_epoch, who own every array: see unowned.py
     X, Yf, Yi, sw, rows, params, grads, layout = unowned(X, Yf, Yi, sw, rows, params, grads, layout)
+    fns = unowned(fns)
     acts, aoff, deltas, doff, rowloss, sq, gsq = unowned(acts, aoff, deltas, doff, rowloss, sq, gsq)
     stats, drop, skips, nst = unowned(stats, drop, skips, nst)
     B = rows.shape[0]
@@ -352,7 +357,7 @@ def batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, 
     if part is not None:    # pruned at compile time when None: no row-block step compiled
         P = row_blocks(B, 1 + part.shape[0] // params.shape[0])
         if P > 1:
-            _blocked_step(X, Yf, Yi, sw, rows, P, params, grads, unowned(part), layout,
+            _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, unowned(part), layout,
                           out_code, loss_code, scale, acts, aoff, deltas, doff, rowloss, sq, gsq,
                           stats, drop, skips, nst, mode, seed, step)
             loss = 0.0
@@ -361,11 +366,11 @@ def batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, 
             for l in range(layout.shape[0]):      # W, b, γ, β: adjacent
                 gsq[l] = sumsq(grads, layout[l, W_OFF], layout[l, END])
     if P == 1:
-        forward_batch(X, rows, params, layout, acts, aoff, sq, stats, drop, skips, nst, mode,
+        forward_batch(fns, X, rows, params, layout, acts, aoff, sq, stats, drop, skips, nst, mode,
                       seed, step)
-        loss = loss_batch(Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, deltas,
+        loss = loss_batch(fns, Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, deltas,
                           doff, rowloss)
-        backward_batch(rows, scale, params, grads, layout, acts, aoff, deltas, doff, sq, gsq,
+        backward_batch(fns, rows, scale, params, grads, layout, acts, aoff, deltas, doff, sq, gsq,
                        drop, skips, nst, mode, seed, step)
     if loss_div != 1.0:
         loss /= loss_div
@@ -393,7 +398,7 @@ def scale(buf, f):
 
 
 @njit(**INLINE_JIT)
-def finish_step(loss, g, params, grads, state1, state2, hyper, opt_code, step, consts, flags,
+def finish_step(fns, loss, g, params, grads, state1, state2, hyper, opt_code, step, consts, flags,
                 clip, rates, s, bounds, stats, stats_prev):
     """A step after its gradient (``loss``, ``g`` = its squared norm): the checks, clipping,
     the learning rate ``rates[s]`` (empty: ``hyper[0]`` as it is), the update (guarded when
@@ -414,10 +419,11 @@ def finish_step(loss, g, params, grads, state1, state2, hyper, opt_code, step, c
         if rates.shape[0] > 0:
             hyper[0] = rates[s]
         if bounds.shape[0] > 0:
-            ok = guarded_update(opt_code, params, grads, state1, state2, hyper, step, consts,
-                                flags, bounds, math.sqrt(g) * f)
+            ok = guarded_update(fns[FN_UPDATE], opt_code, params, grads, state1, state2, hyper,
+                                step, consts, flags, bounds, math.sqrt(g) * f)
         else:
-            ok = update(opt_code, params, grads, state1, state2, hyper, step, consts, flags)
+            ok = update_at(fns[FN_UPDATE], opt_code, params, grads, state1, state2, hyper, step,
+                           consts, flags)
         if not ok:
             status = PARAMS_NOT_FINITE
     if status != OK:
@@ -427,7 +433,7 @@ def finish_step(loss, g, params, grads, state1, state2, hyper, opt_code, step, c
 
 
 @njit(**JIT)
-def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, state1, state2,
+def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, state1, state2,
                 hyper, step0, layout, out_code, loss_code, opt_code, alpha, loss_div,
                 acts, aoff, deltas, doff, rowloss, sq, gsq, consts, flags, gnorm, clip, rates,
                 correct, stats, drop, skips, nst, seed, bounds, stats_prev):
@@ -453,6 +459,7 @@ def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, stat
     restores).  ``gnorm[l]`` accumulates each completed step's gradient norm of layer l."""
     # called from Python, who owns every array: see unowned.py
     X, Yf, Yi, sw, perm, params, grads, layout = unowned(X, Yf, Yi, sw, perm, params, grads, layout)
+    fns = unowned(fns)
     state1, state2, hyper, consts, flags, gnorm = unowned(state1, state2, hyper, consts, flags,
                                                           gnorm)
     acts, aoff, deltas, doff, rowloss, sq, gsq = unowned(acts, aoff, deltas, doff, rowloss, sq, gsq)
@@ -469,14 +476,14 @@ def train_epoch(X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, stat
         B = rows.shape[0]
         for i in range(stats_prev.shape[0]):
             stats_prev[i] = stats[i]
-        loss, wsum = batch_gradients(X, Yf, Yi, sw, rows, params, grads, part, layout,
+        loss, wsum = batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout,
                                      out_code, loss_code, alpha, loss_div, acts, aoff, deltas,
                                      doff, rowloss, sq, gsq, stats, drop, skips, nst,
                                      np.int64(TRAIN), seed, step0 + s + 1)
         g = 0.0
         for l in range(L):
             g += gsq[l]
-        status = finish_step(loss, g, params, grads, state1, state2, hyper, opt_code,
+        status = finish_step(fns, loss, g, params, grads, state1, state2, hyper, opt_code,
                              step0 + s + 1, consts, flags, clip, rates, s, bounds, stats,
                              stats_prev)
         if status != OK:
@@ -505,12 +512,12 @@ def _chunk(rows, lo, n):
 
 
 @njit(**JIT)
-def evaluate(X, Yf, Yi, sw, params, layout, out_code, loss_code, acts, aoff, deltas, doff,
+def evaluate(fns, X, Yf, Yi, sw, params, layout, out_code, loss_code, acts, aoff, deltas, doff,
              rowloss, rows, sq, out, stats, drop, skips, nst):
     """Σ per-sample loss (weighted by ``sw`` when not empty) over all of X, in chunks of
     ``rows.shape[0]`` rows; the network's outputs ``f(z)`` into ``out`` (``(n, m)``; None: not
     kept), the values :func:`predict` gives, so that one pass yields a loss and a score."""
-    X, Yf, Yi, sw, params, layout = unowned(X, Yf, Yi, sw, params, layout)   # see unowned.py
+    X, Yf, Yi, sw, params, layout, fns = unowned(X, Yf, Yi, sw, params, layout, fns)  # unowned.py
     acts, aoff, deltas, doff, rowloss, rows, sq = unowned(acts, aoff, deltas, doff, rowloss, rows,
                                                           sq)
     stats, drop, skips, nst = unowned(stats, drop, skips, nst)
@@ -519,29 +526,30 @@ def evaluate(X, Yf, Yi, sw, params, layout, out_code, loss_code, acts, aoff, del
     total = 0.0
     for lo in range(0, X.shape[0], rows.shape[0]):
         r = _chunk(rows, lo, X.shape[0])
-        forward_batch(X, r, params, layout, acts, aoff, sq, stats, drop, skips, nst,
+        forward_batch(fns, X, r, params, layout, acts, aoff, sq, stats, drop, skips, nst,
                       np.int64(EVAL), np.int64(0), np.int64(0))
-        total += loss_batch(Yf, Yi, sw, r, layout, out_code, loss_code, acts, aoff, deltas, doff,
-                            rowloss)
+        total += loss_batch(fns, Yf, Yi, sw, r, layout, out_code, loss_code, acts, aoff, deltas,
+                            doff, rowloss)
         if out is not None:     # pruned at compile time when None
-            outf = unowned(out).reshape(out.size)
+            outf = flat(unowned(out))
             for i in range(np.uint64(r.shape[0] * m)):
                 outf[np.uint64(lo * m) + i] = acts[np.uint64(aoff[L]) + i]
     return total
 
 
 @njit(**JIT)
-def predict(X, params, layout, out_code, acts, aoff, rows, out, sq, stats, drop, skips, nst):
+def predict(fns, X, params, layout, out_code, acts, aoff, rows, out, sq, stats, drop, skips, nst):
     """``out = network(X)``, in chunks of ``rows.shape[0]`` rows (inference mode)."""
+    fns = unowned(fns)
     X, params, layout, acts, aoff, rows, out, sq = unowned(X, params, layout, acts, aoff, rows,
                                                             out, sq)     # see unowned.py
     stats, drop, skips, nst = unowned(stats, drop, skips, nst)
     L = layout.shape[0]
     m = out.shape[1]
-    outf = out.reshape(out.size)
+    outf = flat(out)
     for lo in range(0, X.shape[0], rows.shape[0]):
         r = _chunk(rows, lo, X.shape[0])
-        forward_batch(X, r, params, layout, acts, aoff, sq, stats, drop, skips, nst,
+        forward_batch(fns, X, r, params, layout, acts, aoff, sq, stats, drop, skips, nst,
                       np.int64(EVAL), np.int64(0), np.int64(0))
         for i in range(r.shape[0]):
             z = aoff[L] + i * m

@@ -42,3 +42,53 @@ def unowned(typingctx, *arrays):
 
     result = arrays[0] if len(arrays) == 1 else types.Tuple(arrays)
     return signature(result, types.StarArgTuple(arrays)), codegen
+
+
+# -- reshaped views without numba's checks ---------------------------------------------------
+# numba's ``reshape`` compiles its error path (a message built from the shapes: ``str``/``repr``
+# of tuples, string concatenation) into every kernel that reshapes, about 2 s of a cold start;
+# the callers here own the shapes, so these views take them as given.
+
+def _view(context, builder, src_ty, src, dst_ty, shape):
+    """A view of C-contiguous ``src`` with ``shape`` (LLVM values) and C strides: the same data
+    and owner (a borrowed reference, as numba's own views)."""
+    from numba.core.imputils import impl_ret_borrowed
+    a = context.make_array(src_ty)(context, builder, src)
+    v = context.make_array(dst_ty)(context, builder)
+    itemsize = a.itemsize
+    strides, step = [], itemsize
+    for s in reversed(shape):
+        strides.insert(0, step)
+        step = builder.mul(step, s)
+    context.populate_array(v, data=a.data, shape=shape, strides=strides, itemsize=itemsize,
+                           meminfo=a.meminfo, parent=a.parent)
+    return impl_ret_borrowed(context, builder, dst_ty, v._getvalue())
+
+
+@intrinsic
+def flat(typingctx, a):
+    """A C-contiguous array as 1-D (``a.reshape(a.size)``, unchecked)."""
+    if not isinstance(a, types.Array) or a.layout != "C":
+        return None
+    ty = a.copy(ndim=1)
+
+    def codegen(context, builder, sig, args):
+        n = context.make_array(a)(context, builder, args[0]).nitems
+        return _view(context, builder, a, args[0], ty, [n])
+    return signature(ty, a), codegen
+
+
+@intrinsic
+def matrix(typingctx, a, rows, cols):
+    """A 1-D C-contiguous array as ``(rows, cols)`` (``a.reshape((rows, cols))``, unchecked:
+    ``rows·cols`` must be ``a.size``)."""
+    if not isinstance(a, types.Array) or a.layout != "C" or a.ndim != 1:
+        return None
+    ty = a.copy(ndim=2)
+
+    def codegen(context, builder, sig, args):
+        i64 = context.get_value_type(types.intp)
+        shape = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig.args[1:])]
+        assert all(s.type == i64 for s in shape)
+        return _view(context, builder, a, args[0], ty, shape)
+    return signature(ty, a, rows, cols), codegen

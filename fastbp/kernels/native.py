@@ -1,0 +1,126 @@
+"""Calls through a function address: compiled once, called from many kernels.
+
+numba links the code of every function a kernel calls into that kernel, optimises the whole
+again and emits its machine code again (``CPUCodeLibrary.finalize``), at every level of a call
+chain.  fastbp's products (the register-tile micro-kernels and their task grid) sat five levels
+below ``train_epoch``: their code was optimised and emitted at each of those levels on a cold
+start, and the structured passes, the losses and the optimizers likewise.
+
+A call made through a :class:`Native`'s stub instead is an indirect call to the callee's own
+compiled code, whose address is a run-time argument: the caller's module holds one call
+instruction, nothing is linked, and the callee is compiled (or loaded from the cache) once per
+dtype.  The stub is a numba intrinsic typed with the callee's one *canonical* signature for the
+dtype (a function of the dtype alone, so that a caller loaded from the cache in a fresh process
+and the address the engine looks up agree without any record of the caller's compilation);
+each argument is converted to that signature's type, and a conversion numba would refuse fails
+the caller's typing with the argument named.  Exceptions raised by the callee propagate as from
+a direct call (numba's status and exception-info protocol).  A call is a few nanoseconds more
+than a linked one; the callees are whole products and passes, never per-element helpers.
+
+The function table is an ``int64`` array of addresses, one slot per callee (the ``FN_*``
+numbers below: fixed here, so that every process and every cached caller agree), filled for
+one dtype on demand (:class:`Table`).  The engine passes it first to every kernel that makes
+such calls; a slot a network never uses (the structured passes of a plain network) is never
+compiled, stays 0, and a call through it raises instead of jumping to address 0.
+"""
+import numpy as np
+from numba import from_dtype, types
+from numba.core import cgutils
+from numba.core.errors import TypingError
+from numba.core.typing import signature
+from numba.extending import intrinsic
+
+# the table's slots
+FN_GEMM, FN_TASK, FN_POST_FORWARD, FN_POST_BACKWARD, FN_OUTPUT_BATCH, FN_OUTPUT_ROWS, \
+    FN_UPDATE = range(7)
+SLOTS = 7
+NATIVES = [None] * SLOTS        # the Native of each slot, as the kernel modules define them
+
+# canonical-signature letters: scalars, and arrays as letter + dimensions (+ "r": read-only).
+# f: the float dtype the callee is compiled for; d: float64; i: int64; b: bool; "none": no
+# result
+_SCALARS = {"i": types.int64, "d": types.float64, "b": types.boolean}
+
+
+def _type(code, f):
+    if code == "none":
+        return types.none
+    base = f if code[0] == "f" else _SCALARS[code[0]]
+    if len(code) == 1:
+        return base
+    return types.Array(base, int(code[1]), "C", readonly=code.endswith("r"))
+
+
+def canonical(spec, f):
+    """The numba signature of ``spec`` ("args -> result", letters as above) for float type f."""
+    args, result = spec.split("->")
+    return signature(_type(result.strip(), f), *[_type(c, f) for c in args.split()])
+
+
+class Native:
+    """The jitted ``dispatcher`` in slot ``slot`` of the function table, compiled for
+    :func:`canonical` ``(spec, dtype)``; a kernel calls it as ``stub(address, *args)``."""
+
+    def __init__(self, slot, dispatcher, spec):
+        self.slot, self.dispatcher, self.spec = slot, dispatcher, spec
+        self.stub = self._make_stub()
+        NATIVES[slot] = self
+
+    def address(self, dtype):
+        """Compile (or load from the cache) the canonical signature for ``dtype``; the address
+        of its native entry point."""
+        sig = canonical(self.spec, from_dtype(np.dtype(dtype)))
+        self.dispatcher.compile(sig.args)
+        cres = self.dispatcher.overloads[sig.args]
+        return cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+
+    def _make_stub(self):
+        spec = self.spec
+        name = self.dispatcher.py_func.__name__
+
+        @intrinsic
+        def stub(typingctx, addr, *args):
+            f = next((a.dtype for a in args if isinstance(a, types.Array)
+                      and isinstance(a.dtype, types.Float)), None)
+            if f is None or not isinstance(addr, types.Integer):
+                return None
+            sig = canonical(spec, f)
+            if len(args) != len(sig.args):
+                raise TypingError(f"{name}: {len(args)} arguments, expected {len(sig.args)}")
+            for i, (a, c) in enumerate(zip(args, sig.args)):
+                if a != c and typingctx.can_convert(a, c) is None:
+                    raise TypingError(f"{name}: argument {i} is {a}, cannot convert to {c}")
+
+            def codegen(context, builder, isig, llargs):
+                values = [context.cast(builder, v, a, c) for v, a, c in
+                          zip(cgutils.unpack_tuple(builder, llargs[1]), args, sig.args)]
+                with cgutils.if_unlikely(builder, cgutils.is_null(builder, llargs[0])):
+                    context.call_conv.return_user_exc(
+                        builder, RuntimeError, (f"fastbp: {name} is not in the function table",))
+                fnty = context.call_conv.get_function_type(sig.return_type, sig.args)
+                ptr = builder.inttoptr(llargs[0], fnty.as_pointer())
+                status, res = context.call_conv.call_function(builder, ptr, sig.return_type,
+                                                              sig.args, values)
+                with cgutils.if_unlikely(builder, status.is_error):
+                    context.call_conv.return_status_propagate(builder, status)
+                return res
+
+            return signature(sig.return_type, addr, types.StarArgTuple(args)), codegen
+
+        return stub
+
+
+class Table:
+    """The function table for one dtype; :meth:`need` fills slots."""
+
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype)
+        self.fns = np.zeros(SLOTS, np.int64)
+
+    def need(self, slots):
+        """Fill these slots (compiling their functions if the cache has not got them); returns
+        the table."""
+        for s in slots:
+            if self.fns[s] == 0:
+                self.fns[s] = NATIVES[s].address(self.dtype)
+        return self.fns
