@@ -165,15 +165,16 @@ _NO_RATES = np.empty(0, np.float64)     # no per-step rates: the optimizer's own
 
 
 _TABLES = {np.dtype(t): N.Table(t) for t in _config.DTYPES}
-_USES = {"predict": (N.FN_GEMM, N.FN_TASK), "evaluate": (N.FN_OUTPUT_BATCH,),
-         "gradients": (), "train": (N.FN_UPDATE,)}
+_USES = {"predict": (N.FN_GEMM, N.FN_TASK, N.FN_FORWARD_ROWS),
+         "evaluate": (N.FN_OUTPUT_BATCH, N.FN_OUTPUT_ROWS), "gradients": (N.FN_BACKWARD_ROWS,),
+         "train": (N.FN_UPDATE,)}
 _LEVELS = tuple(_USES)
 
 
-def functions(dtype, st, use, ws=None):
+def functions(dtype, st, use):
     """The function table (``kernels.native``) that the kernels of ``dtype`` take first, with
     what ``use`` ("predict", "evaluate", "gradients" or "train": each runs what the ones before
-    it run) calls for the network ``st`` and the workspace ``ws``, compiled or loaded from the
+    it run) calls for the network ``st``, compiled or loaded from the
     cache on first use: a plain network never compiles the structured passes."""
     slots = []
     for level in _LEVELS[:_LEVELS.index(use) + 1]:
@@ -182,8 +183,6 @@ def functions(dtype, st, use, ws=None):
         slots.append(N.FN_POST_FORWARD)
         if use in ("gradients", "train"):
             slots.append(N.FN_POST_BACKWARD)
-    if ws is not None and ws.part is not None:      # the row-block step
-        slots.append(N.FN_OUTPUT_ROWS)
     return _TABLES[np.dtype(dtype)].need(slots)
 
 
@@ -231,7 +230,7 @@ def batch_gradients(params, st, codes, X, Yf, Yi, rows, grads, ws, sw=None, alph
         # fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code, alpha,
         # loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop, skips, nst, mode,
         # seed, step
-        return K.batch_gradients(functions(params.dtype, st, "gradients", ws), readonly(X),
+        return K.batch_gradients(functions(params.dtype, st, "gradients"), readonly(X),
                                  readonly(Yf), readonly(Yi), sw, readonly(rows), params, grads,
                                  ws.part, st.layout, codes.out, codes.loss, float(alpha),
                                  float(loss_div), ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss,
@@ -399,7 +398,7 @@ class EpochRunner:
         # skips, nst, seed, bounds, stats_prev).  Positional: a call with
         # keywords costs ~2 µs more, a twentieth of a small network's epoch.
         ws, opt = self.ws, optimizer
-        self._args = ((functions(params.dtype, st, "train", self.ws), self.X, self.Yf, self.Yi,
+        self._args = ((functions(params.dtype, st, "train"), self.X, self.Yf, self.Yi,
                       self.sw), (params, self.grads, ws.part, opt.state[0], opt.state[1],
                       opt.hyper), (layout, codes.out, codes.loss, opt.code, self.alpha,
                       self.loss_div, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq,

@@ -222,8 +222,9 @@ def test_output_batch(rng, dtype, loss, out, labels, B, m):
     Z = z.copy()
     D = np.empty_like(Z)
     rowloss = np.empty(B, dtype)
-    total = losses.output_batch(Z, D, Yf, Yi, np.empty(0, dtype), rows, OUTPUT[out],
-                                losses.LOSSES[loss], rowloss)
+    total = losses.output_batch(losses.OUTPUT_ROWS.address(dtype), Z, D, Yf, Yi,
+                                np.empty(0, dtype), rows, OUTPUT[out], losses.LOSSES[loss],
+                                rowloss)
     Tb = T[rows]
     zf = z.astype(float)
     np.testing.assert_allclose(rowloss, naive.sample_losses(loss, out, zf, Tb),
@@ -250,9 +251,10 @@ def test_output_batch_sample_weights_scale_loss_and_delta(rng, dtype, loss, out,
     rows = rng.permutation(B).astype(np.int64)
     code = OUTPUT[out], losses.LOSSES[loss]
     Z0, D0, l0 = z.copy(), np.empty_like(z), np.empty(B, dtype)
-    losses.output_batch(Z0, D0, Yf, Yi, np.empty(0, dtype), rows, *code, l0)
+    losses.output_batch(losses.OUTPUT_ROWS.address(dtype), Z0, D0, Yf, Yi, np.empty(0, dtype),
+                        rows, *code, l0)
     Z1, D1, l1 = z.copy(), np.empty_like(z), np.empty(B, dtype)
-    t1 = losses.output_batch(Z1, D1, Yf, Yi, w, rows, *code, l1)
+    t1 = losses.output_batch(losses.OUTPUT_ROWS.address(dtype), Z1, D1, Yf, Yi, w, rows, *code, l1)
     np.testing.assert_allclose(l1, l0 * w[rows], **tol(dtype))
     np.testing.assert_allclose(D1, D0 * w[rows][:, None], **tol(dtype))
     assert t1 == pytest.approx(float((l0 * w[rows]).sum()), rel=1e-5)
@@ -269,8 +271,9 @@ def test_losses_are_stable_at_extremes():
             Yf, Yi = np.array([[0, 1], [1, 0]], np.float32), np.empty(0, np.int64)
         else:
             Yf, Yi = np.zeros((1, 2), np.float32), y.astype(np.int64)
-        total = losses.output_batch(Z, D, Yf, Yi, np.empty(0, np.float32), np.arange(2),
-                                    OUTPUT[out], losses.LOSSES[loss], rowloss)
+        total = losses.output_batch(losses.OUTPUT_ROWS.address(np.float32), Z, D, Yf, Yi,
+                                    np.empty(0, np.float32), np.arange(2), OUTPUT[out],
+                                    losses.LOSSES[loss], rowloss)
         assert np.isfinite(total) and total > 1000          # log(0) would be inf
         assert np.isfinite(D).all()
 

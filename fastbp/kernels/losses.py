@@ -155,33 +155,38 @@ def output_rows(Z, D, T, Yi, sw, rows, m, out_code, loss_code, rowloss, lo, hi):
                 D[base + j] = D[base + j] * w
 
 
+# called indirectly (see native.py)
+OUTPUT_ROWS = Native(FN_OUTPUT_ROWS, output_rows, "f1 f1 f1r i1r f1r i1r i i i f1 i i -> none")
+output_rows_at = OUTPUT_ROWS.stub
+
+
 @njit(**PARALLEL_JIT)
-def output_batch(Z, D, Yf, Yi, sw, rows, out_code, loss_code, rowloss):
+def output_batch(rows_fn, Z, D, Yf, Yi, sw, rows, out_code, loss_code, rowloss):
     """Losses and deltas of the batch whose row ``r`` holds data row ``rows[r]``; returns the sum
     of the per-sample losses (float64, added in row order).  Exactly one of ``Yi`` (class labels)
     and ``Yf`` (target rows) is non-empty; when ``Yi`` is used, ``Yf`` holds one dummy row.
-    ``sw`` (empty: none) holds per-sample weights that scale each row's loss and δ."""
+    ``sw`` (empty: none) holds per-sample weights that scale each row's loss and δ.
+    ``rows_fn``: :func:`output_rows`' address (see native.py)."""
     B = rows.shape[0]
     m = Z.shape[1]
     Zf = flat(Z)
     Df = flat(D)
     T = flat(Yf)
     if B * m < PAR_MIN:
-        output_rows(Zf, Df, T, Yi, sw, rows, m, out_code, loss_code, rowloss, np.int64(0), B)
+        output_rows_at(rows_fn, Zf, Df, T, Yi, sw, rows, m, out_code, loss_code, rowloss,
+                       np.int64(0), B)
     else:
         for t in prange((B + 15) // 16):
-            output_rows(Zf, Df, T, Yi, sw, rows, m, out_code, loss_code, rowloss, t * 16,
-                         min(B, t * 16 + 16))
+            output_rows_at(rows_fn, Zf, Df, T, Yi, sw, rows, m, out_code, loss_code, rowloss,
+                           t * 16, min(B, t * 16 + 16))
     total = 0.0
     for r in range(B):
         total += float(rowloss[r])
     return total
 
 
-# called indirectly (see native.py)
-OUTPUT_ROWS = Native(FN_OUTPUT_ROWS, output_rows, "f1 f1 f1r i1r f1r i1r i i i f1 i i -> none")
-OUTPUT_BATCH = Native(FN_OUTPUT_BATCH, output_batch, "f2 f2 f2r i1r f1r i1r i i f1 -> d")
-output_rows_at, output_batch_at = OUTPUT_ROWS.stub, OUTPUT_BATCH.stub
+OUTPUT_BATCH = Native(FN_OUTPUT_BATCH, output_batch, "i f2 f2 f2r i1r f1r i1r i i f1 -> d")
+output_batch_at = OUTPUT_BATCH.stub
 
 
 @njit(**JIT)

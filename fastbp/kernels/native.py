@@ -32,8 +32,8 @@ from numba.extending import intrinsic
 
 # the table's slots
 FN_GEMM, FN_TASK, FN_POST_FORWARD, FN_POST_BACKWARD, FN_OUTPUT_BATCH, FN_OUTPUT_ROWS, \
-    FN_UPDATE = range(7)
-SLOTS = 7
+    FN_UPDATE, FN_FORWARD_ROWS, FN_BACKWARD_ROWS = range(9)
+SLOTS = 9
 NATIVES = [None] * SLOTS        # the Native of each slot, as the kernel modules define them
 
 # canonical-signature letters: scalars, and arrays as letter + dimensions (+ "r": read-only).

@@ -29,8 +29,8 @@ from .structure import (ACT, BATCH_NORM, END, EVAL, N_IN, N_OUT, NORM, ROWS, STR
                         W_OFF, WHOLE, _sums_at, post_backward_at, post_forward_at)
 from .dense import backprop, forward, gradient
 from .losses import count_correct, output_batch_at, output_rows_at
-from .native import (FN_GEMM, FN_OUTPUT_BATCH, FN_OUTPUT_ROWS, FN_POST_BACKWARD,
-                     FN_POST_FORWARD, FN_UPDATE)
+from .native import (FN_BACKWARD_ROWS, FN_FORWARD_ROWS, FN_OUTPUT_BATCH, FN_OUTPUT_ROWS,
+                     FN_POST_BACKWARD, FN_POST_FORWARD, FN_UPDATE, Native)
 from .optimizers import guarded_update, update_at
 from .unowned import flat, matrix, unowned
 
@@ -115,13 +115,18 @@ def forward_rows(fns, X, rows, r0, r1, params, layout, acts, aoff, sq, par, stat
     return L
 
 
+FORWARD_ROWS = Native(FN_FORWARD_ROWS, forward_rows,
+                      "i1 f2r i1r i i f1 i2 f1 i1 d1 b f1 d1 i2 d1 i i i i b -> i")
+forward_rows_at = FORWARD_ROWS.stub     # called indirectly (see native.py)
+
+
 @njit(**INLINE_JIT)
 def forward_batch(fns, X, rows, params, layout, acts, aoff, sq, stats, drop, skips, nst, mode, seed,
                   step):
     """Gather ``X[rows]`` into slot 0 and run every layer; the output slot holds ``z_L``."""
-    forward_rows(fns, X, rows, np.int64(0), rows.shape[0], params, layout, acts, aoff, sq,
-                 np.bool_(True), stats, drop, skips, nst, mode, seed, step, np.int64(0),
-                 np.bool_(False))
+    forward_rows_at(fns[FN_FORWARD_ROWS], fns, X, rows, np.int64(0), rows.shape[0], params, layout,
+                    acts, aoff, sq, np.bool_(True), stats, drop, skips, nst, mode, seed, step,
+                    np.int64(0), np.bool_(False))
 
 
 @njit(**INLINE_JIT)
@@ -133,9 +138,9 @@ def loss_batch(fns, Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, d
     L = layout.shape[0]
     m = layout[L - 1, 1]
     zero = np.int64(0)
-    return output_batch_at(fns[FN_OUTPUT_BATCH], rows_slot(acts, aoff, L, zero, B, m),
-                        rows_slot(deltas, doff, L, zero, B, m), Yf, Yi, sw, rows, out_code,
-                        loss_code, rowloss[:B])
+    return output_batch_at(fns[FN_OUTPUT_BATCH], fns[FN_OUTPUT_ROWS], rows_slot(acts, aoff, L,
+                           zero, B, m), rows_slot(deltas, doff, L, zero, B, m), Yf, Yi, sw, rows,
+                           out_code, loss_code, rowloss[:B])
 
 
 @njit(**JIT)
@@ -202,15 +207,21 @@ def backward_rows(fns, rows, r0, r1, scale, params, grads, layout, acts, aoff, d
     return -1
 
 
+BACKWARD_ROWS = Native(FN_BACKWARD_ROWS, backward_rows,
+                       "i1 i1r i i f f1 f1 i2 f1 i1 f1 i1 d1 d1 b b d1 i2 d1 i i i i b -> i")
+backward_rows_at = BACKWARD_ROWS.stub   # called indirectly (see native.py)
+
+
 @njit(**INLINE_JIT)
 def backward_batch(fns, rows, scale, params, grads, layout, acts, aoff, deltas, doff, sq, gsq, drop,
                    skips, nst, mode, seed, step):
     """Gradients of the batch ``rows``, scaled by ``scale`` (``1/B`` for the mean), into
     ``grads`` (δ of the output already in place); every hidden δ into ``deltas``; ``gsq[l]`` =
     squared norm of layer l's gradient."""
-    backward_rows(fns, rows, np.int64(0), rows.shape[0], scale, params, grads, layout, acts, aoff,
-                  deltas, doff, sq, gsq, np.bool_(True), np.bool_(True), drop, skips, nst, mode,
-                  seed, step, layout.shape[0] - 1, np.bool_(False))
+    backward_rows_at(fns[FN_BACKWARD_ROWS], fns, rows, np.int64(0), rows.shape[0], scale, params,
+                     grads, layout, acts, aoff, deltas, doff, sq, gsq, np.bool_(True),
+                     np.bool_(True), drop, skips, nst, mode, seed, step, layout.shape[0] - 1,
+                     np.bool_(False))
 
 
 @njit(**INLINE_JIT)
@@ -271,9 +282,10 @@ def _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_
     lb = next_batch_norm(layout, 0)
     while lb < L:                       # the forward segments that end at batch norm
         for p in prange(P):
-            forward_rows(fns, X, rows, p * bs, min(B, p * bs + bs), params, layout, acts, aoff,
-                         sq[p * T:(p + 1) * T], np.bool_(False), stats, drop, skips,
-                         nst[p * NS:(p + 1) * NS], mode, seed, step, l0, yes)
+            forward_rows_at(fns[FN_FORWARD_ROWS], fns, X, rows, p * bs, min(B, p * bs + bs),
+                            params, layout, acts, aoff, sq[p * T:(p + 1) * T], np.bool_(False),
+                            stats, drop, skips, nst[p * NS:(p + 1) * NS], mode, seed, step, l0,
+                            yes)
         post_forward_at(fns[FN_POST_FORWARD], lb, np.int64(0), B, rows, params, stats, layout,
                         drop, skips, acts, aoff, nst0, mode, seed, step, yes, np.bool_(False))
         o = np.uint64(lb * (NS // L))
@@ -290,15 +302,15 @@ def _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_
         sqp = sq[p * T:(p + 1) * T]
         nstp = nst[p * NS:(p + 1) * NS]
         g = grads if p == 0 else part[(p - 1) * n:p * n]
-        forward_rows(fns, X, rows, r0, r1, params, layout, acts, aoff, sqp, np.bool_(False), stats,
-                     drop, skips, nstp, mode, seed, step, l0, yes)
+        forward_rows_at(fns[FN_FORWARD_ROWS], fns, X, rows, r0, r1, params, layout, acts, aoff,
+                        sqp, np.bool_(False), stats, drop, skips, nstp, mode, seed, step, l0, yes)
         Zf = acts[aoff[L]:aoff[L] + B * m]
         Df = deltas[doff[L]:doff[L] + B * m]
         output_rows_at(fns[FN_OUTPUT_ROWS], Zf, Df, flat(Yf), Yi, sw, rows, m, out_code, loss_code,
                        rowloss, r0, r1)
-        backward_rows(fns, rows, r0, r1, scale, params, g, layout, acts, aoff, deltas, doff, sqp,
-                      gsq[p * L:(p + 1) * L], np.bool_(False), np.bool_(False), drop, skips, nstp,
-                      mode, seed, step, L - 1, yes)
+        backward_rows_at(fns[FN_BACKWARD_ROWS], fns, rows, r0, r1, scale, params, g, layout, acts,
+                         aoff, deltas, doff, sqp, gsq[p * L:(p + 1) * L], np.bool_(False),
+                         np.bool_(False), drop, skips, nstp, mode, seed, step, L - 1, yes)
     while kb >= 0:                      # the backward segments below each batch norm
         s1, s2 = _sums_at(kb, layout, nst0)
         w = np.uint64(layout[kb, N_OUT])
@@ -310,11 +322,11 @@ def _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_
                          layout, drop, skips, acts, aoff, deltas, doff, nst0, mode, seed, step,
                          yes, np.int64(ROWS))
         for p in prange(P):
-            backward_rows(fns, rows, p * bs, min(B, p * bs + bs), scale, params,
-                          grads if p == 0 else part[(p - 1) * n:p * n], layout, acts, aoff,
-                          deltas, doff, sq[p * T:(p + 1) * T], gsq[p * L:(p + 1) * L],
-                          np.bool_(False), np.bool_(False), drop, skips,
-                          nst[p * NS:(p + 1) * NS], mode, seed, step, kb, yes)
+            backward_rows_at(fns[FN_BACKWARD_ROWS], fns, rows, p * bs, min(B, p * bs + bs), scale,
+                             params, grads if p == 0 else part[(p - 1) * n:p * n], layout, acts,
+                             aoff, deltas, doff, sq[p * T:(p + 1) * T], gsq[p * L:(p + 1) * L],
+                             np.bool_(False), np.bool_(False), drop, skips,
+                             nst[p * NS:(p + 1) * NS], mode, seed, step, kb, yes)
         kb = prev_batch_norm(layout, kb)
     un = np.uint64(n)
     for p in range(1, P):
