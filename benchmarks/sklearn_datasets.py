@@ -32,21 +32,24 @@ except ImportError:     # asv imports every module here to find suites (this one
 # 25% slower right after scikit-learn's).  Each fit starts on a quiet machine.
 QUIET = 0.3
 
-# dataset (sklearn.datasets.load_<name>) -> (classifier?, estimator parameters shared by both
-# libraries)
+# case -> (dataset: sklearn.datasets.load_<dataset>, classifier?, estimator parameters shared
+# by both libraries)
 CASES = {
-    "digits": (True, dict(hidden_layer_sizes=(100,))),
-    "breast_cancer": (True, dict(hidden_layer_sizes=(100,))),
-    "wine": (True, dict(hidden_layer_sizes=(100,))),
-    "iris": (True, dict(hidden_layer_sizes=(100,), max_iter=500)),
-    "diabetes": (False, dict(hidden_layer_sizes=(100,), alpha=1.0, early_stopping=True,
-                             max_iter=500)),
+    "digits": ("digits", True, dict(hidden_layer_sizes=(100,))),
+    "digits-128-64": ("digits", True, dict(hidden_layer_sizes=(128, 64))),
+    "digits-sgd-32": ("digits", True, dict(hidden_layer_sizes=(256,), solver="sgd",
+                                           batch_size=32)),
+    "breast_cancer": ("breast_cancer", True, dict(hidden_layer_sizes=(100,))),
+    "wine": ("wine", True, dict(hidden_layer_sizes=(100,))),
+    "iris": ("iris", True, dict(hidden_layer_sizes=(100,), max_iter=500)),
+    "diabetes": ("diabetes", False, dict(hidden_layer_sizes=(100,), alpha=1.0,
+                                         early_stopping=True, max_iter=500)),
 }
 
 
 def split(name, seed, dtype=np.float64):
-    classifier, _ = CASES[name]
-    X, y = getattr(datasets, f"load_{name}")(return_X_y=True)
+    dataset, classifier, _ = CASES[name]
+    X, y = getattr(datasets, f"load_{dataset}")(return_X_y=True)
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=seed,
                                           stratify=y if classifier else None)
     scaler = StandardScaler().fit(Xtr)
@@ -57,7 +60,7 @@ def split(name, seed, dtype=np.float64):
 
 
 def run(lib, name, seed, dtype=np.float64):
-    classifier, params = CASES[name]
+    _, classifier, params = CASES[name]
     mod = fastbp if lib == "fastbp" else neural_network
     est = getattr(mod, "MLPClassifier" if classifier else "MLPRegressor")(random_state=seed, **params)
     Xtr, Xte, ytr, yte = split(name, seed, dtype)
