@@ -15,6 +15,11 @@ class Dense:
         from fastbp.kernels import dense
         _config.ready()
         self.dense = dense
+        try:        # the products' function table (kernels/native.py), since b7d0ca1
+            from fastbp.kernels import native
+            self.fns = (native.Table(dtype).need([native.FN_GEMM, native.FN_TASK]),)
+        except ImportError:
+            self.fns = ()
         B, n_in, n_out = map(int, shape.split("x"))
         r = np.random.default_rng(0)
         self.A = r.standard_normal((B, n_in)).astype(dtype)
@@ -32,13 +37,13 @@ class Dense:
         self.time_gradient(shape, dtype)
 
     def time_forward(self, shape, dtype):
-        self.dense.forward(self.A, self.W, self.b, self.Z, 1, self.sq, True)
+        self.dense.forward(*self.fns, self.A, self.W, self.b, self.Z, 1, self.sq, True)
 
     def time_backprop(self, shape, dtype):
-        self.dense.backprop(self.D, self.W, self.A, self.Dp, 1, self.sq, True)
+        self.dense.backprop(*self.fns, self.D, self.W, self.A, self.Dp, 1, self.sq, True)
 
     def time_gradient(self, shape, dtype):
-        self.dense.gradient(self.A, self.D, self.gW, self.gb, self.scale, self.sq, True, True)
+        self.dense.gradient(*self.fns, self.A, self.D, self.gW, self.gb, self.scale, self.sq, True, True)
 
     def track_forward_gflops(self, shape, dtype):
         import time
