@@ -43,7 +43,8 @@ class Dense:
         self.dense.backprop(*self.fns, self.D, self.W, self.A, self.Dp, 1, self.sq, True)
 
     def time_gradient(self, shape, dtype):
-        self.dense.gradient(*self.fns, self.A, self.D, self.gW, self.gb, self.scale, self.sq, True, True)
+        self.dense.gradient(*self.fns, self.A, self.D, self.gW, self.gb, self.scale, self.sq, True,
+                            True)
 
     def track_forward_gflops(self, shape, dtype):
         import time

@@ -1,4 +1,5 @@
-"""The ``fastbp`` command: ``train``, ``predict``, ``evaluate``, ``plot``, ``export``.
+"""The ``fastbp`` command: ``train``, ``predict``, ``evaluate``, ``plot``, ``export``,
+``compile``.
 
 Exit codes: 0 success; 1 an internal error: a bug (please report it), printed with its
 traceback; 2 bad usage or input that you can fix: one line on stderr says what is wrong, and
@@ -174,6 +175,18 @@ def build_parser():
                                     "and onnxruntime to run the file).")
     ex.add_argument("--model", required=True, metavar="FILE", help="model.npz (or its directory)")
     ex.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+
+    co = sub.add_parser("compile", help="compile the kernels into the cache (e.g. when building "
+                                        "a container image)",
+                        description="Compile every kernel that training, prediction and "
+                                    "gradients can run, for each --dtype, into numba's on-disk "
+                                    "cache (the installed package's __pycache__, or "
+                                    "NUMBA_CACHE_DIR), so that later processes start warm. "
+                                    "Run it once where the jobs will run, or in the image: "
+                                    "RUN fastbp compile.")
+    co.add_argument("--dtype", default="float32,float64",
+                    help="float32, float64 or both, comma-separated (default both)")
+    co.add_argument("--quiet", action="store_true", help="print nothing")
     return p
 
 
@@ -242,6 +255,9 @@ def main(argv=None):
         if args.command == "export":
             from .export import export
             return export(args)
+        if args.command == "compile":
+            from .compile import compile_kernels
+            return compile_kernels(args)
         from .plot import plot
         return plot(args)
     except Stopped as e:                     # every rank stops together: one says it

@@ -371,7 +371,8 @@ task = TASK.stub    # task(address, *_task's arguments): an indirect call (see n
 
 
 @njit(**PARALLEL_JIT)
-def _gemm(fns, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, sq, par, norms):
+def _gemm(fns, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, scale, sq, par,
+          norms):
     """C (M × N, row-major) = A·B with the ``kind`` epilogue; per-task Σ C² into ``sq`` (when
     ``norms``: gradient only, whose task count max_tasks bounds).  ``par`` False: serial
     whatever the size (the caller runs in a parallel region).  ``fns``: the function table

@@ -58,13 +58,15 @@ def canonical(spec, f):
 
 
 class Native:
-    """The jitted ``dispatcher`` in slot ``slot`` of the function table, compiled for
-    :func:`canonical` ``(spec, dtype)``; a kernel calls it as ``stub(address, *args)``."""
+    """The jitted ``dispatcher`` in slot ``slot`` of the function table (None: in none, for
+    tests), compiled for :func:`canonical` ``(spec, dtype)``; a kernel calls it as
+    ``stub(address, *args)``."""
 
     def __init__(self, slot, dispatcher, spec):
         self.slot, self.dispatcher, self.spec = slot, dispatcher, spec
         self.stub = self._make_stub()
-        NATIVES[slot] = self
+        if slot is not None:
+            NATIVES[slot] = self
 
     def address(self, dtype):
         """Compile (or load from the cache) the canonical signature for ``dtype``; the address

@@ -12,6 +12,10 @@ the forward product and ``f(z)`` after the loss.
 ``train_epoch`` runs every mini-batch step of an epoch in one call: no Python and no allocation
 between steps; batch rows are gathered from ``X`` through the permutation.
 
+Every kernel here that runs the products takes the function table ``fns`` first (see
+native.py): the products, ``forward_rows``/``backward_rows``, the structured passes, the losses
+and the optimizer update are called through their addresses in it, each compiled once.
+
 Two optional terms serve scikit-learn's MLP semantics (and are off for :class:`fastbp.Trainer`):
 sample weights ``sw`` (empty: none) scale each row's loss and δ, and the gradient is divided by
 their sum instead of the batch size; an L2 penalty ``½·alpha·Σ‖W‖²`` (weights only) adds
@@ -80,8 +84,8 @@ def stops_at(layout, l, stop):
 
 
 @njit(**JIT)
-def forward_rows(fns, X, rows, r0, r1, params, layout, acts, aoff, sq, par, stats, drop, skips, nst,
-                 mode, seed, step, l0, stop):
+def forward_rows(fns, X, rows, r0, r1, params, layout, acts, aoff, sq, par, stats, drop, skips,
+                 nst, mode, seed, step, l0, stop):
     """Batch rows r0..r1 from layer ``l0`` on (0: gather ``X[rows[r0:r1]]`` into slot 0 first);
     the output slot holds ``z_L``.  Serial products when not ``par``.  Structured layers (see
     structure.py) in ``mode`` (EVAL, TRAIN or GRAD; ``seed``, ``step``: dropout's key).
@@ -121,8 +125,8 @@ forward_rows_at = FORWARD_ROWS.stub     # called indirectly (see native.py)
 
 
 @njit(**INLINE_JIT)
-def forward_batch(fns, X, rows, params, layout, acts, aoff, sq, stats, drop, skips, nst, mode, seed,
-                  step):
+def forward_batch(fns, X, rows, params, layout, acts, aoff, sq, stats, drop, skips, nst, mode,
+                  seed, step):
     """Gather ``X[rows]`` into slot 0 and run every layer; the output slot holds ``z_L``."""
     forward_rows_at(fns[FN_FORWARD_ROWS], fns, X, rows, np.int64(0), rows.shape[0], params, layout,
                     acts, aoff, sq, np.bool_(True), stats, drop, skips, nst, mode, seed, step,
@@ -138,8 +142,9 @@ def loss_batch(fns, Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, d
     L = layout.shape[0]
     m = layout[L - 1, 1]
     zero = np.int64(0)
-    return output_batch_at(fns[FN_OUTPUT_BATCH], fns[FN_OUTPUT_ROWS], rows_slot(acts, aoff, L,
-                           zero, B, m), rows_slot(deltas, doff, L, zero, B, m), Yf, Yi, sw, rows,
+    Z = rows_slot(acts, aoff, L, zero, B, m)
+    D = rows_slot(deltas, doff, L, zero, B, m)
+    return output_batch_at(fns[FN_OUTPUT_BATCH], fns[FN_OUTPUT_ROWS], Z, D, Yf, Yi, sw, rows,
                            out_code, loss_code, rowloss[:B])
 
 
@@ -213,8 +218,8 @@ backward_rows_at = BACKWARD_ROWS.stub   # called indirectly (see native.py)
 
 
 @njit(**INLINE_JIT)
-def backward_batch(fns, rows, scale, params, grads, layout, acts, aoff, deltas, doff, sq, gsq, drop,
-                   skips, nst, mode, seed, step):
+def backward_batch(fns, rows, scale, params, grads, layout, acts, aoff, deltas, doff, sq, gsq,
+                   drop, skips, nst, mode, seed, step):
     """Gradients of the batch ``rows``, scaled by ``scale`` (``1/B`` for the mean), into
     ``grads`` (δ of the output already in place); every hidden δ into ``deltas``; ``gsq[l]`` =
     squared norm of layer l's gradient."""
