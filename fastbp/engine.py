@@ -165,25 +165,23 @@ _NO_RATES = np.empty(0, np.float64)     # no per-step rates: the optimizer's own
 
 
 _TABLES = {np.dtype(t): N.Table(t) for t in _config.DTYPES}
-_USES = {"predict": (N.FN_GEMM, N.FN_TASK, N.FN_FORWARD_ROWS),
-         "evaluate": (N.FN_OUTPUT_BATCH, N.FN_OUTPUT_ROWS), "gradients": (N.FN_BACKWARD_ROWS,),
-         "train": (N.FN_UPDATE,)}
-_LEVELS = tuple(_USES)
+# the slots each use calls (each runs what the one before it runs), and a structured network's
+_PREDICT = (N.FN_GEMM, N.FN_TASK, N.FN_FORWARD_ROWS)
+_EVALUATE = _PREDICT + (N.FN_OUTPUT_BATCH, N.FN_OUTPUT_ROWS)
+_GRADIENTS = _EVALUATE + (N.FN_BACKWARD_ROWS,)
+_USES = {"predict": (_PREDICT, (N.FN_POST_FORWARD,)),
+         "evaluate": (_EVALUATE, (N.FN_POST_FORWARD,)),
+         "gradients": (_GRADIENTS, (N.FN_POST_FORWARD, N.FN_POST_BACKWARD)),
+         "train": (_GRADIENTS + (N.FN_UPDATE,), (N.FN_POST_FORWARD, N.FN_POST_BACKWARD))}
 
 
 def functions(dtype, st, use):
     """The function table (``kernels.native``) that the kernels of ``dtype`` take first, with
-    what ``use`` ("predict", "evaluate", "gradients" or "train": each runs what the ones before
-    it run) calls for the network ``st``, compiled or loaded from the
-    cache on first use: a plain network never compiles the structured passes."""
-    slots = []
-    for level in _LEVELS[:_LEVELS.index(use) + 1]:
-        slots += _USES[level]
-    if st.structured:
-        slots.append(N.FN_POST_FORWARD)
-        if use in ("gradients", "train"):
-            slots.append(N.FN_POST_BACKWARD)
-    return _TABLES[np.dtype(dtype)].need(slots)
+    what ``use`` ("predict", "evaluate", "gradients" or "train") calls for the network ``st``
+    compiled or loaded from the cache on first use: a plain network never compiles the
+    structured passes."""
+    plain, structured = _USES[use]
+    return _TABLES[np.dtype(dtype)].need(plain + structured if st.structured else plain)
 
 
 def _no_weights(dtype):
@@ -398,13 +396,14 @@ class EpochRunner:
         # skips, nst, seed, bounds, stats_prev).  Positional: a call with
         # keywords costs ~2 µs more, a twentieth of a small network's epoch.
         ws, opt = self.ws, optimizer
-        self._args = ((functions(params.dtype, st, "train"), self.X, self.Yf, self.Yi,
-                      self.sw), (params, self.grads, ws.part, opt.state[0], opt.state[1],
-                      opt.hyper), (layout, codes.out, codes.loss, opt.code, self.alpha,
-                      self.loss_div, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq,
-                      ws.gsq, opt._consts, opt._flags, self.gnorm, self.clip), (self.correct,
-                      st.stats, st.drop, st.skips, ws.nst, self.seed, self._bounds,
-                      self._stats_prev))
+        self.fns = functions(params.dtype, st, "train")
+        self._args = ((self.fns, self.X, self.Yf, self.Yi, self.sw),
+                      (params, self.grads, ws.part, opt.state[0], opt.state[1], opt.hyper),
+                      (layout, codes.out, codes.loss, opt.code, self.alpha,
+                       self.loss_div, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq,
+                       ws.gsq, opt._consts, opt._flags, self.gnorm, self.clip),
+                      (self.correct, st.stats, st.drop, st.skips, ws.nst, self.seed,
+                       self._bounds, self._stats_prev))
         self.compile_seconds = self._compile()
 
     def _compile(self):
@@ -421,10 +420,9 @@ class EpochRunner:
                                 self.perm[:0], self.grads, self.ws, self.sw, mode=S.TRAIN)
             # a step over empty buffers: compiles the update, changes nothing
             empty, opt = self.params[:0], self.opt
-            K.finish_step(functions(self.params.dtype, self.st, "train"), 0.0, 0.0, empty, empty,
-                          opt.state[0][:0], opt.state[1][:0], opt.hyper, opt.code, 1, opt._consts,
-                          opt._flags, self.clip, _NO_RATES, 0, self._bounds.copy(),
-                          self.st.stats[:0], self._stats_prev[:0])
+            K.finish_step(self.fns, 0.0, 0.0, empty, empty, opt.state[0][:0], opt.state[1][:0],
+                          opt.hyper, opt.code, 1, opt._consts, opt._flags, self.clip, _NO_RATES, 0,
+                          self._bounds.copy(), self.st.stats[:0], self._stats_prev[:0])
             K.sumsq(self._buf, 0, 0)
             if self.correct.shape[0] > 0:
                 count_correct(self.ws.view("acts", self.n_layers, 0), self.Yf, self.Yi,
@@ -493,10 +491,9 @@ class EpochRunner:
         fails).  Returns the status."""
         opt = self.opt
         with _config.ready():
-            return K.finish_step(functions(self.params.dtype, self.st, "train"), loss, g,
-                                 self.params, self.grads, *opt.state, opt.hyper, opt.code, step,
-                                 opt._consts, opt._flags, self.clip, self._rates, s, self._bounds,
-                                 self.st.stats, self._stats_prev)
+            return K.finish_step(self.fns, loss, g, self.params, self.grads, *opt.state,
+                                 opt.hyper, opt.code, step, opt._consts, opt._flags, self.clip,
+                                 self._rates, s, self._bounds, self.st.stats, self._stats_prev)
 
     def _global_batch_norm(self, mine, B, total_w, step, mode=S.TRAIN):
         """This rank's share ``mine`` of a global batch of ``B`` rows (summed weight
@@ -511,7 +508,7 @@ class EpochRunner:
         L, b = self.n_layers, mine.shape[0]
         acts, aoff, deltas, doff, nst = ws.acts, ws.aoff, ws.deltas, ws.doff, ws.nst
         stride = nst.shape[0] // L
-        fns = functions(self.params.dtype, st, "train")
+        fns = self.fns
         # the compiled passes' arguments that stay the same here, in their order
         fwd = (self.params, layout, acts, aoff, ws.sq, True, st.stats, st.drop, st.skips, nst,
                mode, self.seed, step)

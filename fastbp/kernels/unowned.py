@@ -87,8 +87,6 @@ def matrix(typingctx, a, rows, cols):
     ty = a.copy(ndim=2)
 
     def codegen(context, builder, sig, args):
-        i64 = context.get_value_type(types.intp)
         shape = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig.args[1:])]
-        assert all(s.type == i64 for s in shape)
         return _view(context, builder, a, args[0], ty, shape)
     return signature(ty, a, rows, cols), codegen
