@@ -6,27 +6,20 @@ keep busy.  Not an asv suite; run it by hand (docs/performance.md, "Many cores")
 """
 import argparse
 
-# kernels/dense.py's constants and kernels/simd.py's AVX-512 tiles (16 accumulators)
-TASKS, MC_MAX, GROUP_MAX, ACC, PAR_MIN = 8, 256, 8, 16, 1 << 18
+from fastbp.kernels import dense
+
+ACC = 16        # kernels/simd.py's AVX-512 tiles: 16 accumulators (4×4, 8×2, 16×1 vectors)
 CONFIGS = {"mnist b128": ([784, 256, 128, 10], 128), "mnist b1024": ([784, 256, 128, 10], 1024),
            "wide b256": ([1024, 2048, 2048, 10], 256),
            "one wide layer b256": ([256, 4096, 1000], 256)}
 
 
 def tasks(M, K, N, lanes=16):
-    """Tasks of an M×K·K×N product (1 when it runs serially)."""
-    nv = 1 if N <= lanes else 2 if N <= 2 * lanes else 4
-    NR, MR = nv * lanes, ACC // nv
-    full = N // NR if nv == 4 else 0
-    r = N - full * NR
-    npan = full + (0 if r == 0 else (2 if 2 * lanes < r <= 3 * lanes else 1))
-    if M * N * K < PAR_MIN:
-        return 1
-    nmb = min((M + MR - 1) // MR, max((TASKS + npan - 1) // npan, (M + MC_MAX - 1) // MC_MAX))
-    MC = (((M + nmb - 1) // nmb + MR - 1) // MR) * MR
-    nmb = (M + MC - 1) // MC
-    G = max(1, min(GROUP_MAX, npan * nmb // TASKS))
-    return ((npan + G - 1) // G) * nmb
+    """Tasks of an M×K·K×N product (1 when it runs serially), by dense.py's own grid."""
+    nv = dense._vectors.py_func(N, lanes, 4)
+    full, npan = dense._panels.py_func(N, nv, lanes, 4)
+    MC, nmb, ngroups = dense.grid.py_func(M, ACC // nv, npan, M * N * K < dense.PAR_MIN)
+    return 1 if M * N * K < dense.PAR_MIN else nmb * ngroups
 
 
 def main():

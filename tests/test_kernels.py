@@ -1,6 +1,8 @@
 """Every kernel against its naive NumPy twin, on both the serial and the parallel paths."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import naive
 from conftest import tol
@@ -16,6 +18,7 @@ SHAPES = [(3, 5, 7), (1, 1, 1), (70, 61, 33), (128, 40, 37), (9, 300, 130), (131
           (130, 520, 600),               # A packed into micro-panels (>= 8 panels, big A)
           (40, 30, 60), (21, 9, 120),    # remainders in a 4-vector or a 2 + 1-vector panel
           (20, 30, 1030),                # tasks of several panels, the last group shorter
+          (64, 70, 1000),                # 17 panels (float32) in 8 groups of 2 and 3
           (600, 8, 520), (20, 600, 520)]  # row blocks cut at MC_MAX rows: M = 600 in forward
           #                                 and backprop (first), in the gradient (second)
 
@@ -96,6 +99,25 @@ def test_gradient_without_norms_is_the_same_gradient(rng, dtype, shape):
     assert totals[0] > 0 and totals[1] == 0
     np.testing.assert_array_equal(out[0][0], out[1][0])
     np.testing.assert_array_equal(out[0][1], out[1][1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(M=st.integers(1, 5000), npan=st.integers(1, 300), MR=st.sampled_from([4, 8, 16]),
+       serial=st.booleans())
+def test_grid_covers_the_output_in_balanced_tasks(M, npan, MR, serial):
+    MC, nmb, ngroups = dense.grid(M, MR, npan, serial)
+    # row blocks of whole tiles cover the rows, the last one not empty
+    assert (nmb - 1) * MC < M <= nmb * MC and (serial or MC % MR == 0)
+    # the groups cut the panels into runs of nearly equal, non-zero length
+    runs = [(g + 1) * npan // ngroups - g * npan // ngroups for g in range(ngroups)]
+    assert sum(runs) == npan and min(runs) >= 1 and max(runs) - min(runs) <= 1
+    if serial:
+        assert (MC, nmb, ngroups) == (M, 1, npan)
+        return
+    assert nmb * ngroups <= max(npan + dense.TASKS, npan * (M // dense.MC_MAX + 1))
+    m = dense.TASKS // np.gcd(nmb, dense.TASKS)
+    if npan >= m:      # 1, 2, 4 or 8 threads take equal shares of the tasks
+        assert (nmb * ngroups) % dense.TASKS == 0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

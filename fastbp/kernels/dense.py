@@ -49,9 +49,9 @@ PACK_A_MIN = 1 << 16  # ... and it has this many elements (smaller, it sits in L
 def max_tasks(sizes):
     """Upper bound on the task count of a gradient product of a network of these layer sizes
     (M = n_in, N = n_out): sizes the ``sq`` scratch.  A grid has npan <= N/NR + 2 <= N/2 + 1
-    column panels (see _panels; NR >= 8) and one row block when serial, else
-    max(⌈TASKS/npan⌉, ⌈M/MC_MAX⌉) of them: npan·⌈TASKS/npan⌉ < npan + TASKS tasks, or at most
-    npan·(M//MC_MAX + 1)."""
+    column panels (see _panels; NR >= 8), at most npan column groups (see grid) and one row
+    block when serial, else max(⌈TASKS/npan⌉, ⌈M/MC_MAX⌉) of them: npan·⌈TASKS/npan⌉ < npan +
+    TASKS tasks, or at most npan·(M//MC_MAX + 1)."""
     s = max(sizes)
     return max(s // 2 + TASKS + 1, (s // 2 + 1) * (s // MC_MAX + 1))
 
@@ -206,6 +206,36 @@ def _panel(p, full, nv, lanes, N):
 
 
 @njit(**INLINE_JIT)
+def grid(M, MR, npan, serial):
+    """``(MC, nmb, ngroups)``: the task grid of a product with M rows, ``npan`` column panels
+    and MR-row register tiles — ``nmb`` row blocks of MC rows (whole tiles) × ``ngroups``
+    column groups, ``nmb·ngroups`` tasks numbered row block first.  Serial: one row block, one
+    panel per group.  Otherwise row
+    blocks as few as give TASKS tasks (each re-packs its B panels) and at most MC_MAX rows,
+    then groups of up to GROUP_MAX panels (a task reuses its A slice from L2 across them), as
+    many as leave TASKS tasks, their count rounded so that the task count is a multiple of
+    TASKS where the panels allow it: the threads' static shares of the tasks are then equal
+    for 1, 2, 4 or 8 threads (9 tasks of 2 panels on 2 threads, the 1000-column products, ran
+    at 79% of their 1024-column rate).  Depends on the shape only, never on the threads."""
+    if serial:
+        return M, np.int64(1), npan
+    nmb = min((M + MR - 1) // MR, max((TASKS + npan - 1) // npan, (M + MC_MAX - 1) // MC_MAX))
+    MC = (((M + nmb - 1) // nmb + MR - 1) // MR) * MR
+    nmb = (M + MC - 1) // MC
+    G = max(1, min(GROUP_MAX, npan * nmb // TASKS))
+    ngroups = (npan + G - 1) // G
+    m, b = TASKS, nmb           # groups a multiple of m: TASKS / gcd(nmb, TASKS) (powers of 2)
+    while m > 1 and b % 2 == 0:
+        m //= 2
+        b //= 2
+    if ngroups % m != 0 and npan >= m:
+        up = (ngroups // m + 1) * m
+        down = (ngroups // m) * m
+        ngroups = up if up <= npan and (up - ngroups <= ngroups - down or down == 0) else down
+    return MC, nmb, ngroups
+
+
+@njit(**INLINE_JIT)
 def _epilogue(kind, Cf, c_rs, i_lo, i_hi, j0, nr, auxf, vec, act, scale, fused, norms):
     """The ``kind`` epilogue on rows i_lo..i_hi, columns j0..j0+nr of C; returns Σ C² for
     GRADIENT when ``norms`` (0 otherwise).  Run per task, after its last K block (per register
@@ -272,20 +302,20 @@ def _derivative_epi(act):
 
 
 @njit(**JIT)
-def _task(t, npan, G, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs,
+def _task(t, npan, ngroups, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs,
           auxf, vec, act, scale, pack, tile, Ap, packed, norms):
-    """Task t of the grid: row block t // ngroups, column panels G·(t % ngroups) .. (up to G
-    of them; consecutive tasks share rows, so threads given consecutive tasks write disjoint
-    rows); returns its Σ C² for GRADIENT when ``norms`` (0 otherwise).  K blocks are the outer
+    """Task t of the grid (see grid): row block t // ngroups, column group t % ngroups (the
+    npan panels cut into ngroups runs of nearly equal length; consecutive tasks share rows, so
+    threads given consecutive tasks write disjoint rows); returns its Σ C² for GRADIENT when ``norms`` (0 otherwise).  K blocks are the outer
     loop, so A's k-slice of the row block is read by the G panels while it is in L2.
     ``pack``/``tile`` are this task's scratch; when ``packed``, A is read from its micro-panels
     in ``Ap`` (see _pack_a) by the full panels."""
     lanes = vector_lanes(Af)
     table = tile_table(Af)
     MR = _rows(nv, table)
-    ngroups = (npan + G - 1) // G
-    p_lo = (t % ngroups) * G
-    p_hi = min(npan, p_lo + G)
+    g = t % ngroups
+    p_lo = g * npan // ngroups
+    p_hi = (g + 1) * npan // ngroups
     m_lo = (t // ngroups) * MC
     m_hi = min(M, m_lo + MC)
     if N <= NARROW:
@@ -385,15 +415,8 @@ def _gemm(fns, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, sca
     MR = _rows(nv, table)
     full, npan = _panels(N, nv, lanes, table[0])
     serial = not par or M * N * K < PAR_MIN
-    # row blocks: as few as give TASKS parallel tasks (each re-packs its B panels) and are at
-    # most MC_MAX rows; one when serial.  Whole register tiles.  Then G panels per task, as
-    # many as leave TASKS tasks.  The grid depends on the shape only, never on threads.
-    nmb = 1 if serial else min((M + MR - 1) // MR,
-                               max((TASKS + npan - 1) // npan, (M + MC_MAX - 1) // MC_MAX))
-    MC = (((M + nmb - 1) // nmb + MR - 1) // MR) * MR
-    nmb = (M + MC - 1) // MC
-    G = 1 if serial else max(1, min(GROUP_MAX, npan * nmb // TASKS))
-    ntasks = ((npan + G - 1) // G) * nmb
+    MC, nmb, ngroups = grid(M, MR, npan, serial)
+    ntasks = nmb * ngroups
     # the caller keeps the operands alive: unowned views spare every _task call the reference
     # counting of its array arguments (see unowned.py)
     Af, Bf, vec, Cf, auxf = unowned(Af, Bf, vec, flat(C), flat(aux))
@@ -404,8 +427,9 @@ def _gemm(fns, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, sca
         pack = np.empty(scratch, Af.dtype)
         tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
         for t in range(ntasks):
-            s = task(task_fn, t, npan, G, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs,
-                     N, Cf, c_rs, auxf, vec, act, scale, pack, tile, Af, np.bool_(False), norms)
+            s = task(task_fn, t, npan, ngroups, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf,
+                     b_rs, b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, tile, Af,
+                     np.bool_(False), norms)
             if norms:
                 sq[t] = s
     else:
@@ -420,8 +444,9 @@ def _gemm(fns, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, sca
         for t in prange(ntasks):
             pack = np.empty(scratch, Af.dtype)
             tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
-            s = task(task_fn, np.int64(t), npan, G, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf,
-                     b_rs, b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, tile, Ap, packed, norms)
+            s = task(task_fn, np.int64(t), npan, ngroups, full, MC, nv, kind, Af, a_rs, a_cs, M,
+                     K, Bf, b_rs, b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, tile, Ap, packed,
+                     norms)
             if norms:
                 sq[t] = s
     return ntasks
