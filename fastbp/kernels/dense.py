@@ -31,7 +31,7 @@ from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import IDENTITY, LEAKY_RELU, RELU, activate, scale_by_derivative
 from .simd import (ACCUMULATORS, EPI_BIAS, EPI_DLEAKY, EPI_DRELU, EPI_LEAKY, EPI_NONE, EPI_RELU,
                    EPI_SCALE, microkernel_mid, microkernel_narrow, microkernel_wide, tile_table,
-                   vector_lanes)
+                   transpose_block, vector_lanes)
 from .native import FN_GEMM, FN_TASK, Native
 from .unowned import flat, unowned
 
@@ -95,12 +95,24 @@ def _pack(Bf, b_rs, b_cs, k0, kc, j0, nr, NR, pack):
                 pack[dst + j] = Bf[src + j]
             for j in range(unr, uNR):
                 pack[dst + j] = zero
-    else:           # b_rs == 1: B's columns are contiguous rows of the source (Wᵀ): read
-        #             8 of them side by side, so that each k stores 8 adjacent elements
+    else:           # b_rs == 1: B's columns are contiguous rows of the source (Wᵀ): square
+        #             blocks of a vector's lanes transposed in registers, the rest read 8
+        #             columns side by side, so that each k stores 8 adjacent elements
         #             (1.5 elements per cycle against 0.9 a column at a time, measured)
         ub = np.uint64(b_cs)
-        n8 = nr - nr % 8
-        for j8 in range(0, n8, 8):
+        L = vector_lanes(pack)
+        nL = nr - nr % L
+        kL = kc - kc % L
+        for jb in range(0, nL, L):
+            for kb in range(0, kL, L):
+                transpose_block(Bf, (j0 + jb) * b_cs + k0 + kb, b_cs, pack, kb * NR + jb, NR)
+            src = np.uint64((j0 + jb) * b_cs + k0)
+            for k in range(np.uint64(kL), ukc):
+                dst = k * uNR + np.uint64(jb)
+                for j in range(np.uint64(L)):
+                    pack[dst + j] = Bf[src + j * ub + k]
+        n8 = nL + (nr - nL) - (nr - nL) % 8
+        for j8 in range(nL, n8, 8):
             src = np.uint64((j0 + j8) * b_cs + k0)
             for k in range(ukc):
                 dst = k * uNR + np.uint64(j8)
