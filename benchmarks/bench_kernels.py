@@ -29,7 +29,10 @@ class Dense:
         self.D = r.standard_normal((B, n_out)).astype(dtype)
         self.Dp = np.empty((B, n_in), dtype)
         self.gW, self.gb = np.empty_like(self.W), np.empty_like(self.b)
-        self.sq = np.empty(dense.max_tasks([n_in, n_out]))
+        # the engine's scratch (sq_size: room for a serial product's panel; older commits: the
+        # task sums only)
+        size = getattr(dense, "sq_size", lambda sizes, rows: dense.max_tasks(sizes))
+        self.sq = np.empty(size([n_in, n_out], B))
         self.scale = np.dtype(dtype).type(1.0 / B)
         self.flops = 2 * B * n_in * n_out
         self.time_forward(shape, dtype)     # warm-up: compile or load from cache

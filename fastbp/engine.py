@@ -29,7 +29,7 @@ import numpy as np
 
 from . import _config
 from .kernels import train as K
-from .kernels.dense import max_tasks
+from .kernels.dense import sq_size
 from .kernels.losses import count_correct
 from .kernels import optimizers as O
 from .kernels.optimizers import CHUNK, STATE_ARRAYS
@@ -137,8 +137,9 @@ class Workspace:
         self.deltas = np.empty(int(self.doff[-1]), dtype)
         self.rowloss = np.empty(rows, dtype)
         self.part = np.empty((blocks - 1) * st.n_params, dtype) if blocks > 1 else None
-        # per-task partial sums and per-layer gradient norms, one set per row block
-        self.sq = np.empty(blocks * max_tasks(sizes), np.float64)
+        # per-task partial sums (and a serial product's scratch) and per-layer gradient norms,
+        # one set per row block
+        self.sq = np.empty(blocks * sq_size(sizes, rows), np.float64)
         self.gsq = np.empty(blocks * L, np.float64)
         self.rows = np.empty(rows, np.int64)
         # normalisation scratch per layer (kernels.structure): batch norm's mean and 1/σ per

@@ -121,6 +121,33 @@ def test_grid_covers_the_output_in_balanced_tasks(M, npan, MR, serial):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,K,N", [(3, 5, 7), (70, 61, 33), (9, 300, 130), (33, 300, 3),
+                                   (20, 30, 1030)])
+def test_serial_scratch_in_sq_tail_gives_the_same_products(dtype, M, K, N):
+    # the engine's sq (sq_size) lends a serial product its panel and edge tile from its tail;
+    # a bare max_tasks sq makes _gemm allocate them: bitwise the same results and norms
+    r = np.random.default_rng(M * K + N)
+    A = r.standard_normal((M, K)).astype(dtype)
+    W = r.standard_normal((K, N)).astype(dtype)
+    b = r.standard_normal(N).astype(dtype)
+    D = r.standard_normal((M, N)).astype(dtype)
+    out = []
+    for size in (dense.max_tasks([K, N, M]), dense.sq_size([K, N, M], M)):
+        sq = np.full(size, np.nan)
+        Z, Dp = np.empty((M, N), dtype), np.empty((M, K), dtype)
+        gW, gb = np.empty((K, N), dtype), np.empty(N, dtype)
+        dense.forward(fns(dtype), A, W, b, Z, HIDDEN["relu"], sq, False)
+        dense.backprop(fns(dtype), D, W, A, Dp, HIDDEN["relu"], sq, False)
+        total = dense.gradient(fns(dtype), A, D, gW, gb, dtype(0.5), sq, False, True)
+        out.append((Z, Dp, gW, gb, total))
+        if size > dense.max_tasks([K, N, M]):
+            assert not np.isnan(sq[-8:]).all()      # the tail was used
+    for x, y in zip(*out):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_allclose(out[0][0], naive.act("relu", A.astype(float) @ W + b), **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("M,N", [(2048, 2048), (4000, 9), (257, 3000), (9, 4000), (1, 70000)])
 def test_gradient_task_count_within_max_tasks(dtype, M, N):
     # the per-task sums of squares go to sq[t]: the grid must never outgrow max_tasks

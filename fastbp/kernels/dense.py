@@ -56,6 +56,15 @@ def max_tasks(sizes):
     return max(s // 2 + TASKS + 1, (s // 2 + 1) * (s // MC_MAX + 1))
 
 
+def sq_size(sizes, rows):
+    """Length of the float64 ``sq`` scratch a network's products take: the per-task sums
+    (max_tasks), then room for a serial product's B panel, the row after it and its edge tile
+    (see _gemm: used in place of allocating them at every call, which cost ~5% of a small
+    network's step), for batches of up to ``rows`` rows."""
+    widest = 64         # NR: at most 4 vectors of 16 lanes (simd.TILES)
+    return max_tasks(sizes) + max(KC * widest + widest, rows, max(sizes)) + ACCUMULATORS * 16
+
+
 @njit(**INLINE_JIT)
 def _vectors(N, lanes, W):
     """Vectors per tile row: the narrowest register tile that covers N columns (W: the wide
@@ -436,8 +445,16 @@ def _gemm(fns, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, sca
     task_fn = fns[FN_TASK]
     scratch = max(KC * NR + NR, MC)     # a B panel and the row after it (bias, scale); _narrow
     if serial or ntasks == 1:
-        pack = np.empty(scratch, Af.dtype)
-        tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
+        # the panel and the edge tile from sq's tail when it has room past the task sums
+        # (sq_size), else new ones
+        need = scratch + ACCUMULATORS * lanes
+        words = (need * Af.itemsize + 7) // 8
+        if sq.shape[0] - words >= ntasks:
+            buf = sq[sq.shape[0] - words:].view(Af.dtype)
+        else:
+            buf = np.empty(need, Af.dtype)
+        pack = buf[:scratch]
+        tile = buf[scratch:need]
         for t in range(ntasks):
             s = task(task_fn, t, npan, ngroups, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf,
                      b_rs, b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, tile, Af,
@@ -496,7 +513,7 @@ def gradient(fns, A, D, gW, gb, scale, sq, par, norms):
     blocks).
 
     ``sq`` is scratch of at least ``max_tasks`` elements (per-task sums of squares, added in task
-    order afterwards so the total does not depend on the thread count)."""
+    order afterwards so the total does not depend on the thread count; see sq_size)."""
     B, M = A.shape
     N = D.shape[1]
     Af = flat(A)
