@@ -40,7 +40,10 @@ from fastbp.kernels.simd import vector_lanes
 
 def vector_spills(asm):
     # the innermost loops (a backward jump to a label above) of the products' code (dense.py's
-    # functions) with at least 8 vector multiplies, and the most vector stack accesses in one
+    # functions) made of vector multiplies (at least 8, at least a tenth of the loop's lines:
+    # not the stores of a tile, whose loop over the rows may be laid out apart from its k
+    # loop and which reload their masks and row vectors once per tile), and the most vector
+    # stack accesses in one
     lines = asm.splitlines()
     owner, fn = [], ""
     for x in lines:
@@ -56,8 +59,9 @@ def vector_spills(asm):
             loops.append((labels[m.group(1)], i))
     inner = [(a, b) for a, b in loops
              if not any(a <= c and d <= b and (c, d) != (a, b) for c, d in loops)]
-    hot = [lines[a:b + 1] for a, b in inner
-           if sum(re.search(r"v?fmadd|mulp[sd]", x) is not None for x in lines[a:b + 1]) >= 8]
+    mults = [(a, b, sum(re.search(r"v?fmadd|mulp[sd]", x) is not None for x in lines[a:b + 1]))
+             for a, b in inner]
+    hot = [lines[a:b + 1] for a, b, n in mults if n >= 8 and 10 * n >= b - a + 1]
     return len(hot), max((sum("(%rsp)" in x and re.search(r"%[xyz]mm", x) is not None
                               for x in body) for body in hot), default=0)
 

@@ -29,7 +29,7 @@ from numba import njit, prange
 
 from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import IDENTITY, LEAKY_RELU, RELU, activate, scale_by_derivative
-from .simd import (ACCUMULATORS, EPI_BIAS, EPI_DLEAKY, EPI_DRELU, EPI_LEAKY, EPI_NONE, EPI_RELU,
+from .simd import (EPI_BIAS, EPI_DLEAKY, EPI_DRELU, EPI_LEAKY, EPI_NONE, EPI_RELU,
                    EPI_SCALE, microkernel_mid, microkernel_narrow, microkernel_wide, tile_table,
                    transpose_block, vector_lanes)
 from .native import FN_GEMM, FN_TASK, Native
@@ -58,11 +58,11 @@ def max_tasks(sizes):
 
 def sq_size(sizes, rows):
     """Length of the float64 ``sq`` scratch a network's products take: the per-task sums
-    (max_tasks), then room for a serial product's B panel, the row after it and its edge tile
-    (see _gemm: used in place of allocating them at every call, which cost ~5% of a small
-    network's step), for batches of up to ``rows`` rows."""
+    (max_tasks), then room for a serial product's B panel and the row after it (see _gemm:
+    used in place of allocating them at every call, which cost ~5% of a small network's step),
+    for batches of up to ``rows`` rows."""
     widest = 64         # NR: at most 4 vectors of 16 lanes (simd.TILES)
-    return max_tasks(sizes) + max(KC * widest + widest, rows, max(sizes)) + ACCUMULATORS * 16
+    return max_tasks(sizes) + max(KC * widest + widest, rows, max(sizes))
 
 
 @njit(**INLINE_JIT)
@@ -324,13 +324,13 @@ def _derivative_epi(act):
 
 @njit(**JIT)
 def _task(t, npan, ngroups, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs,
-          auxf, vec, act, scale, pack, tile, Ap, packed, norms):
+          auxf, vec, act, scale, pack, Ap, packed, norms):
     """Task t of the grid (see grid): row block t // ngroups, column group t % ngroups (the
     npan panels cut into ngroups runs of nearly equal length; consecutive tasks share rows, so
-    threads given consecutive tasks write disjoint rows); returns its Σ C² for GRADIENT when ``norms`` (0 otherwise).  K blocks are the outer
-    loop, so A's k-slice of the row block is read by the G panels while it is in L2.
-    ``pack``/``tile`` are this task's scratch; when ``packed``, A is read from its micro-panels
-    in ``Ap`` (see _pack_a) by the full panels."""
+    threads given consecutive tasks write disjoint rows); returns its Σ C² for GRADIENT when
+    ``norms`` (0 otherwise).  K blocks are the outer loop, so A's k-slice of the row block is
+    read by its panels while it is in L2.  ``pack`` is this task's scratch; when ``packed``, A
+    is read from its micro-panels in ``Ap`` (see _pack_a) by the full panels."""
     lanes = vector_lanes(Af)
     table = tile_table(Af)
     MR = _rows(nv, table)
@@ -351,7 +351,6 @@ def _task(t, npan, ngroups, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, 
             NR = nvt * lanes
             MRt = _rows(nvt, table)
             nr = min(NR, N - j0)
-            unr = np.uint64(nr)
             from_ap = packed and nvt == nv
             A = Ap if from_ap else Af
             _pack(Bf, b_rs, b_cs, k0, kc, j0, nr, NR, pack)
@@ -365,7 +364,7 @@ def _task(t, npan, ngroups, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, 
                         epi = _fused_epi(act)
                         zero = pack.dtype.type(0)
                         for j in range(np.uint64(NR)):
-                            pack[ukc + j] = vec[np.uint64(j0) + j] if j < unr else zero
+                            pack[ukc + j] = vec[np.uint64(j0) + j] if j < nr else zero
                     else:                                   # the scale
                         epi = EPI_SCALE
                         for j in range(np.uint64(NR)):
@@ -376,38 +375,19 @@ def _task(t, npan, ngroups, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, 
                     base, rs, cs = i0 * K + k0 * MR, 1, MR
                 else:
                     base, rs, cs = i0 * a_rs + k0 * a_cs, a_rs, a_cs
-                # a full tile goes to C; an edge tile to scratch (rows past the edge repeat the
-                # last one): C's values in, the micro-kernel adds to them, the valid part back,
-                # then the derivative (aux has C's shape, not the tile's).  One call site per
-                # tile shape: each inlined micro-kernel is compiled again by every caller
-                edge = mr < MRt or nr < NR
-                dst, coff, crs, tepi = Cf, i0 * c_rs + j0, c_rs, epi
-                if edge:
-                    dst, coff, crs = tile, 0, NR
-                    if kind == BACKPROP:
-                        tepi = EPI_NONE
-                    if acc:
-                        for r in range(mr):
-                            c = np.uint64((i0 + r) * c_rs + j0)
-                            d = np.uint64(r * NR)
-                            for j in range(unr):
-                                tile[d + j] = Cf[c + j]
+                # straight into C, edge tiles too (mr rows, the last vector masked past nr).
+                # One call site per tile shape: each inlined micro-kernel is compiled again by
+                # every caller
+                coff = i0 * c_rs + j0
                 if nvt == table[0]:
-                    microkernel_wide(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi,
+                    microkernel_wide(A, base, rs, cs, mr, nr, pack, kc, Cf, coff, c_rs, acc, epi,
                                      auxf)
                 elif nvt == 2:
-                    microkernel_mid(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi, auxf)
+                    microkernel_mid(A, base, rs, cs, mr, nr, pack, kc, Cf, coff, c_rs, acc, epi,
+                                    auxf)
                 else:
-                    microkernel_narrow(A, base, rs, cs, mr, pack, kc, dst, coff, crs, acc, tepi,
-                                       auxf)
-                if edge:
-                    for r in range(mr):
-                        c = (i0 + r) * c_rs + j0
-                        d = np.uint64(r * NR)
-                        for j in range(unr):
-                            Cf[np.uint64(c) + j] = tile[d + j]
-                        if tepi != epi:
-                            scale_by_derivative(Cf, c, auxf, c, nr, act)
+                    microkernel_narrow(A, base, rs, cs, mr, nr, pack, kc, Cf, coff, c_rs, acc,
+                                       epi, auxf)
     total = 0.0
     fused = kind != BACKPROP or _derivative_epi(act) != EPI_NONE
     for p in range(p_lo, p_hi):
@@ -417,7 +397,7 @@ def _task(t, npan, ngroups, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, 
     return total
 
 
-TASK = Native(FN_TASK, _task, "i i i i i i i f1 i i i i f1 i i i f1 i f1 f1 i f f1 f1 f1 b b -> d")
+TASK = Native(FN_TASK, _task, "i i i i i i i f1 i i i i f1 i i i f1 i f1 f1 i f f1 f1 b b -> d")
 task = TASK.stub    # task(address, *_task's arguments): an indirect call (see native.py)
 
 
@@ -445,19 +425,16 @@ def _gemm(fns, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, sca
     task_fn = fns[FN_TASK]
     scratch = max(KC * NR + NR, MC)     # a B panel and the row after it (bias, scale); _narrow
     if serial or ntasks == 1:
-        # the panel and the edge tile from sq's tail when it has room past the task sums
-        # (sq_size), else new ones
-        need = scratch + ACCUMULATORS * lanes
-        words = (need * Af.itemsize + 7) // 8
+        # the panel from sq's tail when it has room past the task sums (sq_size), else a new
+        # one
+        words = (scratch * Af.itemsize + 7) // 8
         if sq.shape[0] - words >= ntasks:
-            buf = sq[sq.shape[0] - words:].view(Af.dtype)
+            pack = sq[sq.shape[0] - words:].view(Af.dtype)[:scratch]
         else:
-            buf = np.empty(need, Af.dtype)
-        pack = buf[:scratch]
-        tile = buf[scratch:need]
+            pack = np.empty(scratch, Af.dtype)
         for t in range(ntasks):
             s = task(task_fn, t, npan, ngroups, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf,
-                     b_rs, b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, tile, Af,
+                     b_rs, b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, Af,
                      np.bool_(False), norms)
             if norms:
                 sq[t] = s
@@ -472,9 +449,8 @@ def _gemm(fns, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, sca
                 _pack_a(Af, a_rs, a_cs, M, K, MR, np.int64(p), Ap)
         for t in prange(ntasks):
             pack = np.empty(scratch, Af.dtype)
-            tile = np.empty(ACCUMULATORS * lanes, Af.dtype)
             s = task(task_fn, np.int64(t), npan, ngroups, full, MC, nv, kind, Af, a_rs, a_cs, M,
-                     K, Bf, b_rs, b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, tile, Ap, packed,
+                     K, Bf, b_rs, b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, Ap, packed,
                      norms)
             if norms:
                 sq[t] = s

@@ -22,7 +22,6 @@ from numba.extending import intrinsic
 
 from .activations import LEAKY_SLOPE
 
-ACCUMULATORS = 16  # the most vector accumulators a tile holds (sizes the edge-tile scratch)
 # The register tiles (rows MR, vectors NV) of each shape by the target's vector registers.  32
 # (AVX-512): 16 accumulators, the NV vectors of B and a broadcast of A leave 11 registers free.
 # 16 with FMA (AVX2): a 16-accumulator tile spills every k step (measured: 6 stack stores and
@@ -104,12 +103,13 @@ def tile_table(typingctx, arr):
 
 def _make_microkernel(shape):
     @intrinsic
-    def microkernel(typingctx, A, abase, a_rs, a_cs, mr, Bp, kc, C, coff, crs, accumulate,
+    def microkernel(typingctx, A, abase, a_rs, a_cs, mr, nr, Bp, kc, C, coff, crs, accumulate,
                     epi, aux):
-        """``C[coff + r·crs + j] (+)= Σ_{k<kc} A[a_r + k·a_cs] · Bp[k·NR + j]`` for r < MR,
-        j < NR = NV·lanes, where row r of A starts at ``a_r = abase + min(r, mr−1)·a_rs`` (rows
-        past ``mr`` repeat the last one, for edge tiles written to scratch).  ``accumulate``
-        adds into C instead of overwriting.  ``epi`` (EPI_*): then adds the row
+        """``C[coff + r·crs + j] (+)= Σ_{k<kc} A[a_r + k·a_cs] · Bp[k·NR + j]`` for r < mr
+        <= MR, j < nr <= NR = NV·lanes, where row r of A starts at ``a_r = abase + r·a_rs``.
+        An edge tile computes MR rows (those past ``mr`` repeat the last one) and stores ``mr``
+        of them, the last vector of each with a mask when ``nr < NR``: only that one can be
+        partial (see dense._panel).  ``accumulate`` adds into C instead of overwriting.  ``epi`` (EPI_*): then adds the row
         ``Bp[kc·NR + j]`` (a bias) and applies relu / leaky relu, or multiplies by it (a
         scale), or multiplies by the activation's derivative read from ``aux`` at C's offsets,
         in registers, so that a product writes its output once (stores are the bottleneck of
@@ -121,12 +121,12 @@ def _make_microkernel(shape):
         i64 = types.int64
 
         def codegen(context, builder, sig, args):
-            (a_arr, abase_, a_rs_, a_cs_, mr_, b_arr, kc_, c_arr, coff_, crs_, acc_, epi_,
+            (a_arr, abase_, a_rs_, a_cs_, mr_, nr_, b_arr, kc_, c_arr, coff_, crs_, acc_, epi_,
              x_arr) = args
             ad = context.make_array(sig.args[0])(context, builder, a_arr).data
-            bd = context.make_array(sig.args[5])(context, builder, b_arr).data
-            cd = context.make_array(sig.args[7])(context, builder, c_arr).data
-            xd = context.make_array(sig.args[12])(context, builder, x_arr).data
+            bd = context.make_array(sig.args[6])(context, builder, b_arr).data
+            cd = context.make_array(sig.args[8])(context, builder, c_arr).data
+            xd = context.make_array(sig.args[13])(context, builder, x_arr).data
             lanes = _lanes(context, dtype)
             MR, NV = tile(context, shape)
             _allow_wide_vectors(builder, vector_bytes(context))
@@ -197,9 +197,42 @@ def _make_microkernel(shape):
             slope = ir.Constant(vty, [ir.Constant(scalar, LEAKY_SLOPE)] * lanes)
             off = ir.Constant(ir.VectorType(ir.IntType(1), lanes), None)
 
+            # the last vector of each row: a mask of its lanes below nr (all of them in a full
+            # panel); masked loads read nothing past C's and aux's ends
+            i32 = ir.IntType(32)
+            mty = ir.VectorType(ir.IntType(1), lanes)
+            ity = ir.VectorType(lty, lanes)
+            rem = builder.insert_element(ir.Constant(ity, ir.Undefined),
+                                         builder.sub(nr_, const((NV - 1) * lanes)), i32_0)
+            rem = builder.shuffle_vector(rem, rem, ir.Constant(ir.VectorType(i32, lanes),
+                                                               [0] * lanes))
+            mask = builder.icmp_signed("<", ir.Constant(ity, list(range(lanes))), rem)
+            partial = builder.icmp_signed("<", nr_, const(nr))
+            suffix = f"v{lanes}f{dtype.bitwidth}.p0"
+            mload = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                vty, [vptr, i32, mty, vty]), f"llvm.masked.load.{suffix}")
+            mstore = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                ir.VoidType(), [vty, vptr, i32, mty]), f"llvm.masked.store.{suffix}")
+            ialign = ir.Constant(i32, align)
+
+            def load(ptr, q):
+                if q < NV - 1:
+                    return builder.load(ptr, align=align)
+                return builder.call(mload, [ptr, ialign, mask, zero])
+
+            def put(value, ptr, q):
+                if q < NV - 1:
+                    builder.store(value, ptr, align=align)
+                    return
+                with builder.if_else(partial) as (part, whole):
+                    with part:
+                        builder.call(mstore, [value, ptr, ialign, mask])
+                    with whole:
+                        builder.store(value, ptr, align=align)
+
             def store(kind):
-                """The stores, after ``kind``: None, "row" (bias, relu, leaky, scale: the row
-                after the panel) or "derivative" (of relu, leaky relu: aux)."""
+                """The stores of the mr rows, after ``kind``: None, "row" (bias, relu, leaky,
+                scale: the row after the panel) or "derivative" (of relu, leaky relu: aux)."""
                 if kind == "row":
                     boff = builder.mul(kc_, const(nr))
                     row = [builder.load(builder.bitcast(
@@ -210,34 +243,43 @@ def _make_microkernel(shape):
                 leaky = builder.icmp_signed("==", epi_, const(
                     EPI_DLEAKY if kind == "derivative" else EPI_LEAKY))
                 for r in range(MR):
-                    rowbase = builder.add(coff_, builder.mul(const(r), crs_))
-                    for q in range(NV):
-                        offset = builder.add(rowbase, const(q * lanes))
-                        ptr = builder.bitcast(builder.gep(cd, [offset]), vptr)
-                        value = results[r * NV + q]
-                        with builder.if_else(acc_) as (add, keep):
-                            with add:
-                                added = builder.fadd(builder.load(ptr, align=align), value)
-                                add_bb = builder.basic_block
-                            with keep:
-                                keep_bb = builder.basic_block
-                        v = builder.phi(vty)
-                        v.add_incoming(added, add_bb)
-                        v.add_incoming(value, keep_bb)
-                        if kind == "row":
-                            v = builder.select(scale, builder.fmul(v, row[q]),
-                                               builder.fadd(v, row[q]))
-                            neg = builder.fcmp_ordered("<", v, zero)     # NaN stays NaN
-                            v = builder.select(builder.select(relu, neg, off), zero, v)
-                            v = builder.select(builder.select(leaky, neg, off),
-                                               builder.fmul(v, slope), v)
-                        elif kind == "derivative":  # as scale_by_derivative: aux NaN keeps δ
-                            a = builder.load(builder.bitcast(builder.gep(xd, [offset]), vptr),
-                                             align=align)
-                            v = builder.select(builder.fcmp_ordered("<=", a, zero),
-                                               builder.select(leaky, builder.fmul(v, slope), zero),
-                                               v)
-                        builder.store(v, ptr, align=align)
+                    if r == 0:
+                        store_row(kind, r, row if kind == "row" else None,
+                                  (relu, scale) if kind == "row" else None, leaky)
+                        continue
+                    with builder.if_then(builder.icmp_signed("<", const(r), mr_)):
+                        store_row(kind, r, row if kind == "row" else None,
+                                  (relu, scale) if kind == "row" else None, leaky)
+
+            def store_row(kind, r, row, flags, leaky):
+                rowbase = builder.add(coff_, builder.mul(const(r), crs_))
+                for q in range(NV):
+                    offset = builder.add(rowbase, const(q * lanes))
+                    ptr = builder.bitcast(builder.gep(cd, [offset]), vptr)
+                    value = results[r * NV + q]
+                    with builder.if_else(acc_) as (add, keep):
+                        with add:
+                            added = builder.fadd(load(ptr, q), value)
+                            add_bb = builder.basic_block
+                        with keep:
+                            keep_bb = builder.basic_block
+                    v = builder.phi(vty)
+                    v.add_incoming(added, add_bb)
+                    v.add_incoming(value, keep_bb)
+                    if kind == "row":
+                        relu, scale = flags
+                        v = builder.select(scale, builder.fmul(v, row[q]),
+                                           builder.fadd(v, row[q]))
+                        neg = builder.fcmp_ordered("<", v, zero)     # NaN stays NaN
+                        v = builder.select(builder.select(relu, neg, off), zero, v)
+                        v = builder.select(builder.select(leaky, neg, off),
+                                           builder.fmul(v, slope), v)
+                    elif kind == "derivative":  # as scale_by_derivative: aux NaN keeps δ
+                        a = load(builder.bitcast(builder.gep(xd, [offset]), vptr), q)
+                        v = builder.select(builder.fcmp_ordered("<=", a, zero),
+                                           builder.select(leaky, builder.fmul(v, slope), zero),
+                                           v)
+                    put(v, ptr, q)
 
             with builder.if_else(builder.icmp_signed(">", epi_, const(EPI_NONE))) as (fused, plain):
                 with fused:
@@ -251,7 +293,8 @@ def _make_microkernel(shape):
                     store(None)
             return context.get_dummy_value()
 
-        sig = types.none(A, i64, i64, i64, i64, Bp, i64, C, i64, i64, types.boolean, i64, aux)
+        sig = types.none(A, i64, i64, i64, i64, i64, Bp, i64, C, i64, i64, types.boolean, i64,
+                         aux)
         return sig, codegen
 
     return microkernel
