@@ -16,6 +16,7 @@ SHAPES = [(3, 5, 7), (1, 1, 1), (70, 61, 33), (128, 40, 37), (9, 300, 130), (131
           (37, 50, 20), (13, 17, 12),    # the 8×2 tile (float32 / float64)
           (33, 300, 3), (700, 200, 2),   # narrow outputs: serial over k-blocks, parallel grid
           (130, 520, 600),               # A packed into micro-panels (>= 8 panels, big A)
+          (300, 900, 520),               # ... also serially (A of >= PACK_A_SERIAL elements)
           (40, 30, 60), (21, 9, 120),    # remainders in a 4-vector or a 2 + 1-vector panel
           (20, 30, 1030),                # tasks of several panels, the last group shorter
           (64, 70, 1000),                # 17 panels (float32) in 8 groups of 2 and 3

@@ -44,6 +44,7 @@ MC_MAX = 256        # rows of a parallel row block: its A (K block) and C slices
 GROUP_MAX = 8       # column panels a parallel task sweeps per K block (see _task)
 PACK_A_PANELS = 8   # A is packed into micro-panels when this many column panels reuse it
 PACK_A_MIN = 1 << 16  # ... and it has this many elements (smaller, it sits in L1 anyway)
+PACK_A_SERIAL = 1 << 18  # ... this many when the product runs serially
 
 
 def max_tasks(sizes):
@@ -424,7 +425,18 @@ def _gemm(fns, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, sca
     c_rs = C.shape[1]
     task_fn = fns[FN_TASK]
     scratch = max(KC * NR + NR, MC)     # a B panel and the row after it (bias, scale); _narrow
+    # A in contiguous micro-panels, once per product (M·K copies for M·K·N multiply-adds):
+    # +10% per core measured against reading MR strided rows from L2, when every panel of A is
+    # reused by several column panels (a pass and, in parallel, a launch cost more otherwise);
+    # serial, only from PACK_A_SERIAL elements (the gradient's Aᵀ, read 4 KiB apart from L2, ran
+    # 17% faster packed at 1024 × 256, 7% slower at 256 × 256: its allocation)
+    packed = (N > NARROW and full >= PACK_A_PANELS
+              and M * K >= (PACK_A_SERIAL if serial or ntasks == 1 else PACK_A_MIN))
+    Ap = np.empty(((M + MR - 1) // MR) * K * MR if packed else 0, Af.dtype)
     if serial or ntasks == 1:
+        if packed:
+            for p in range((M + MR - 1) // MR):
+                _pack_a(Af, a_rs, a_cs, M, K, MR, np.int64(p), Ap)
         # the panel from sq's tail when it has room past the task sums (sq_size), else a new
         # one
         words = (scratch * Af.itemsize + 7) // 8
@@ -434,16 +446,10 @@ def _gemm(fns, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, sca
             pack = np.empty(scratch, Af.dtype)
         for t in range(ntasks):
             s = task(task_fn, t, npan, ngroups, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf,
-                     b_rs, b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, Af,
-                     np.bool_(False), norms)
+                     b_rs, b_cs, N, Cf, c_rs, auxf, vec, act, scale, pack, Ap, packed, norms)
             if norms:
                 sq[t] = s
     else:
-        # A in contiguous micro-panels, once per product (M·K copies for M·K·N multiply-adds):
-        # +10% per core measured against reading MR strided rows from L2, when every panel of
-        # A is reused by several column panels (a pass and a launch cost more otherwise)
-        packed = N > NARROW and full >= PACK_A_PANELS and M * K >= PACK_A_MIN
-        Ap = np.empty(((M + MR - 1) // MR) * K * MR if packed else 0, Af.dtype)
         if packed:
             for p in prange((M + MR - 1) // MR):
                 _pack_a(Af, a_rs, a_cs, M, K, MR, np.int64(p), Ap)
