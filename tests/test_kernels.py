@@ -102,6 +102,17 @@ def test_gradient_without_norms_is_the_same_gradient(rng, dtype, shape):
     np.testing.assert_array_equal(out[0][1], out[1][1])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("par", [True, False])
+def test_gradient_of_an_empty_batch(dtype, par):
+    # an MPI rank's empty share of a batch: a K = 0 product runs (nothing to add) and gives
+    # zero bias gradients and norm
+    A, D = np.empty((0, 70), dtype), np.empty((0, 600), dtype)
+    gW, gb = np.zeros((70, 600), dtype), np.full(600, np.nan, dtype)
+    total = dense.gradient(fns(dtype), A, D, gW, gb, dtype(1), _sq(70, 600), par, True)
+    assert total == 0 and (gW == 0).all() and (gb == 0).all()
+
+
 @settings(max_examples=300, deadline=None)
 @given(M=st.integers(1, 5000), npan=st.integers(1, 300), MR=st.sampled_from([4, 8, 16]),
        serial=st.booleans())

@@ -346,8 +346,8 @@ def _task(t, npan, ngroups, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, 
                          np.bool_(False), norms)
     # K blocks of nearly equal depth, at most KC: a short last block (784 = 6 × 128 + 16) costs
     # a block's loads, stores and epilogue for little arithmetic (11% of that product at AVX2)
-    nkb = (K + KC - 1) // KC
-    KB = ((K + nkb - 1) // nkb + 7) // 8 * 8
+    nkb = max(1, (K + KC - 1) // KC)        # K = 0: an empty share of a batch (MPI)
+    KB = max(8, ((K + nkb - 1) // nkb + 7) // 8 * 8)
     for k0 in range(0, K, KB):
         kc = min(KB, K - k0)
         acc = k0 > 0
