@@ -121,7 +121,7 @@ def _pack(Bf, b_rs, b_cs, k0, kc, j0, nr, NR, pack):
                 dst = k * uNR + np.uint64(jb)
                 for j in range(np.uint64(L)):
                     pack[dst + j] = Bf[src + j * ub + k]
-        n8 = nL + (nr - nL) - (nr - nL) % 8
+        n8 = nr - (nr - nL) % 8
         for j8 in range(nL, n8, 8):
             src = np.uint64((j0 + j8) * b_cs + k0)
             for k in range(ukc):
@@ -232,13 +232,13 @@ def grid(M, MR, npan, serial):
     """``(MC, nmb, ngroups)``: the task grid of a product with M rows, ``npan`` column panels
     and MR-row register tiles — ``nmb`` row blocks of MC rows (whole tiles) × ``ngroups``
     column groups, ``nmb·ngroups`` tasks numbered row block first.  Serial: one row block, one
-    panel per group.  Otherwise row
-    blocks as few as give TASKS tasks (each re-packs its B panels) and at most MC_MAX rows,
-    then groups of up to GROUP_MAX panels (a task reuses its A slice from L2 across them), as
-    many as leave TASKS tasks, their count rounded so that the task count is a multiple of
-    TASKS where the panels allow it: the threads' static shares of the tasks are then equal
-    for 1, 2, 4 or 8 threads (9 tasks of 2 panels on 2 threads, the 1000-column products, ran
-    at 79% of their 1024-column rate).  Depends on the shape only, never on the threads."""
+    panel per group.  Otherwise row blocks as few as give TASKS tasks (each re-packs its B
+    panels) and at most MC_MAX rows, then groups of up to GROUP_MAX panels (a task reuses its A
+    slice from L2 across them), as many as leave TASKS tasks, their count rounded so that the
+    task count is a multiple of TASKS where the panels allow it: the threads' static shares of
+    the tasks are then equal for 1, 2, 4 or 8 threads (9 tasks of 2 panels on 2 threads, the
+    1000-column products, ran at 79% of their 1024-column rate).  Depends on the shape only,
+    never on the threads."""
     if serial:
         return M, np.int64(1), npan
     nmb = min((M + MR - 1) // MR, max((TASKS + npan - 1) // npan, (M + MC_MAX - 1) // MC_MAX))

@@ -109,8 +109,8 @@ def _make_microkernel(shape):
         <= MR, j < nr <= NR = NV·lanes, where row r of A starts at ``a_r = abase + r·a_rs``.
         An edge tile computes MR rows (those past ``mr`` repeat the last one) and stores ``mr``
         of them, the last vector of each with a mask when ``nr < NR``: only that one can be
-        partial (see dense._panel).  ``accumulate`` adds into C instead of overwriting.  ``epi`` (EPI_*): then adds the row
-        ``Bp[kc·NR + j]`` (a bias) and applies relu / leaky relu, or multiplies by it (a
+        partial (see dense._panel).  ``accumulate`` adds into C instead of overwriting.
+        ``epi`` (EPI_*): then adds the row ``Bp[kc·NR + j]`` (a bias) and applies relu / leaky relu, or multiplies by it (a
         scale), or multiplies by the activation's derivative read from ``aux`` at C's offsets,
         in registers, so that a product writes its output once (stores are the bottleneck of
         short-K products on this machine).  No bounds checks: the caller guarantees them."""
@@ -240,18 +240,16 @@ def _make_microkernel(shape):
                         for q in range(NV)]
                     relu = builder.icmp_signed("==", epi_, const(EPI_RELU))
                     scale = builder.icmp_signed("==", epi_, const(EPI_SCALE))
+                else:
+                    row = relu = scale = None
                 leaky = builder.icmp_signed("==", epi_, const(
                     EPI_DLEAKY if kind == "derivative" else EPI_LEAKY))
-                for r in range(MR):
-                    if r == 0:
-                        store_row(kind, r, row if kind == "row" else None,
-                                  (relu, scale) if kind == "row" else None, leaky)
-                        continue
+                store_row(kind, 0, row, relu, scale, leaky)     # mr >= 1
+                for r in range(1, MR):
                     with builder.if_then(builder.icmp_signed("<", const(r), mr_)):
-                        store_row(kind, r, row if kind == "row" else None,
-                                  (relu, scale) if kind == "row" else None, leaky)
+                        store_row(kind, r, row, relu, scale, leaky)
 
-            def store_row(kind, r, row, flags, leaky):
+            def store_row(kind, r, row, relu, scale, leaky):
                 rowbase = builder.add(coff_, builder.mul(const(r), crs_))
                 for q in range(NV):
                     offset = builder.add(rowbase, const(q * lanes))
@@ -267,7 +265,6 @@ def _make_microkernel(shape):
                     v.add_incoming(added, add_bb)
                     v.add_incoming(value, keep_bb)
                     if kind == "row":
-                        relu, scale = flags
                         v = builder.select(scale, builder.fmul(v, row[q]),
                                            builder.fadd(v, row[q]))
                         neg = builder.fcmp_ordered("<", v, zero)     # NaN stays NaN
