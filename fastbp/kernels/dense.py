@@ -30,8 +30,8 @@ from numba import njit, prange
 from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import IDENTITY, LEAKY_RELU, RELU, activate, scale_by_derivative
 from .simd import (EPI_BIAS, EPI_DLEAKY, EPI_DRELU, EPI_LEAKY, EPI_NONE, EPI_RELU,
-                   EPI_SCALE, microkernel_mid, microkernel_narrow, microkernel_wide, tile_table,
-                   transpose_block, vector_lanes)
+                   EPI_SCALE, copy_vector, microkernel_mid, microkernel_narrow, microkernel_wide,
+                   tile_table, transpose_block, vector_lanes)
 from .native import FN_GEMM, FN_TASK, Native
 from .unowned import flat, unowned
 
@@ -97,14 +97,18 @@ def _pack(Bf, b_rs, b_cs, k0, kc, j0, nr, NR, pack):
     """``pack[k·NR + j] = B[k0 + k, j0 + j]``, zero for j >= nr."""
     zero = pack.dtype.type(0)
     unr, uNR, ukc = np.uint64(nr), np.uint64(NR), np.uint64(kc)
-    if b_cs == 1:
+    if b_cs == 1 and nr == NR:
         for k in range(ukc):
             src = np.uint64((k0 + k) * b_rs + j0)
             dst = k * uNR
-            for j in range(unr):
+            for j in range(uNR):
                 pack[dst + j] = Bf[src + j]
-            for j in range(unr, uNR):
-                pack[dst + j] = zero
+    elif b_cs == 1:     # an edge panel: whole vectors, the last read with a mask
+        L = vector_lanes(pack)
+        for k in range(kc):
+            src = (k0 + k) * b_rs + j0
+            for q in range(0, NR, L):
+                copy_vector(Bf, src + q, pack, k * NR + q, nr - q)
     else:           # b_rs == 1: B's columns are contiguous rows of the source (Wᵀ): square
         #             blocks of a vector's lanes transposed in registers, the rest read 8
         #             columns side by side, so that each k stores 8 adjacent elements

@@ -346,3 +346,37 @@ def transpose_block(typingctx, src, soff, s_rs, dst, doff, d_rs):
 
     i64 = types.int64
     return types.none(src, i64, i64, dst, i64, i64), codegen
+
+
+@intrinsic
+def copy_vector(typingctx, src, soff, dst, doff, n):
+    """``dst[doff + j] = src[soff + j]`` for j < n, 0 for n <= j < lanes: one vector, read with
+    a mask (nothing read past ``n``) and stored whole, for the zero-padded edge panels of B
+    (scalar copies of 10 columns and 6 zeros per k cost as much as the 10-class products)."""
+    if not isinstance(src.dtype, types.Float) or dst.dtype != src.dtype:
+        return None
+    dtype = src.dtype
+
+    def codegen(context, builder, sig, args):
+        s_arr, soff_, d_arr, doff_, n_ = args
+        sd = context.make_array(sig.args[0])(context, builder, s_arr).data
+        dd = context.make_array(sig.args[2])(context, builder, d_arr).data
+        lanes = _lanes(context, dtype)
+        _allow_wide_vectors(builder, vector_bytes(context))
+        vty = ir.VectorType(context.get_value_type(dtype), lanes)
+        vptr = vty.as_pointer()
+        lty, i32 = ir.IntType(64), ir.IntType(32)
+        ity = ir.VectorType(lty, lanes)
+        nv = builder.insert_element(ir.Constant(ity, ir.Undefined), n_, ir.Constant(i32, 0))
+        nv = builder.shuffle_vector(nv, nv, ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+        mask = builder.icmp_signed("<", ir.Constant(ity, list(range(lanes))), nv)
+        mload = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+            vty, [vptr, i32, mask.type, vty]), f"llvm.masked.load.v{lanes}f{dtype.bitwidth}.p0")
+        align = dtype.bitwidth // 8
+        value = builder.call(mload, [builder.bitcast(builder.gep(sd, [soff_]), vptr),
+                                     ir.Constant(i32, align), mask, ir.Constant(vty, None)])
+        builder.store(value, builder.bitcast(builder.gep(dd, [doff_]), vptr), align=align)
+        return context.get_dummy_value()
+
+    i64 = types.int64
+    return types.none(src, i64, dst, i64, i64), codegen
