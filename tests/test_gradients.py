@@ -108,3 +108,15 @@ def test_weighted_penalised_batch_gradients_match_naive(rng, dtype, loss, out, d
         # the squared gradient norm of the data term (before the penalty)
         norm = ((a[l].T @ dw / wr.sum()) ** 2).sum() + ((dw.sum(axis=0) / wr.sum()) ** 2).sum()
         assert ws.gsq[l] == pytest.approx(norm, rel=t["rtol"])
+
+
+@pytest.mark.parametrize("rows,blocks,last,used", [
+    (32, 1, 32, 1), (63, 1, 63, 1), (64, 2, 64, 2), (64, 2, 40, 1), (111, 2, 63, 1),
+    (112, 2, 112, 2), (200, 2, 200, 2), (224, 4, 200, 3), (224, 4, 64, 2), (224, 4, 63, 1)])
+def test_row_blocks_by_the_batch_size(rows, blocks, last, used):
+    # blocks of at least BLOCK_ROWS (56) rows, a power of two of them, or two of at least
+    # PAIR_ROWS (32); a short last batch takes fewer; large products turn the step off
+    from fastbp.kernels import train as K
+    assert K.step_blocks([64, 128, 128, 10], rows) == blocks
+    assert K.row_blocks(last, blocks) == used
+    assert K.step_blocks([784, 4096, 10], rows) == 1        # its products take the threads
