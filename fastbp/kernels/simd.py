@@ -81,6 +81,31 @@ def _lanes(context, dtype):
     return vector_bytes(context) // (dtype.bitwidth // 8)
 
 
+def _widest(context, builder, dtype):
+    """``(lanes, vector type, its pointer type, alignment)`` of the widest vectors of dtype, made
+    legal in the function being built (see _allow_wide_vectors)."""
+    _allow_wide_vectors(builder, vector_bytes(context))
+    vty = ir.VectorType(context.get_value_type(dtype), _lanes(context, dtype))
+    return vty.count, vty, vty.as_pointer(), dtype.bitwidth // 8
+
+
+def _lane_mask(builder, n, lanes):
+    """The ``<lanes x i1>`` mask of the lanes below the int64 ``n``."""
+    i32, ity = ir.IntType(32), ir.VectorType(ir.IntType(64), lanes)
+    nv = builder.insert_element(ir.Constant(ity, ir.Undefined), n, ir.Constant(i32, 0))
+    nv = builder.shuffle_vector(nv, nv, ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+    return builder.icmp_signed("<", ir.Constant(ity, list(range(lanes))), nv)
+
+
+def _masked(builder, op, vty, dtype):
+    """LLVM's ``llvm.masked.load`` or ``llvm.masked.store`` ("load", "store") for vectors vty."""
+    i32, mty = ir.IntType(32), ir.VectorType(ir.IntType(1), vty.count)
+    ftype = (ir.FunctionType(vty, [vty.as_pointer(), i32, mty, vty]) if op == "load" else
+             ir.FunctionType(ir.VoidType(), [vty, vty.as_pointer(), i32, mty]))
+    return cgutils.get_or_insert_function(
+        builder.module, ftype, f"llvm.masked.{op}.v{vty.count}f{dtype.bitwidth}.p0")
+
+
 @intrinsic
 def vector_lanes(typingctx, arr):
     """Elements of ``arr``'s dtype per vector register (a compile-time constant)."""
@@ -199,21 +224,11 @@ def _make_microkernel(shape):
 
             # the last vector of each row: a mask of its lanes below nr (all of them in a full
             # panel); masked loads read nothing past C's and aux's ends
-            i32 = ir.IntType(32)
-            mty = ir.VectorType(ir.IntType(1), lanes)
-            ity = ir.VectorType(lty, lanes)
-            rem = builder.insert_element(ir.Constant(ity, ir.Undefined),
-                                         builder.sub(nr_, const((NV - 1) * lanes)), i32_0)
-            rem = builder.shuffle_vector(rem, rem, ir.Constant(ir.VectorType(i32, lanes),
-                                                               [0] * lanes))
-            mask = builder.icmp_signed("<", ir.Constant(ity, list(range(lanes))), rem)
+            mask = _lane_mask(builder, builder.sub(nr_, const((NV - 1) * lanes)), lanes)
             partial = builder.icmp_signed("<", nr_, const(nr))
-            suffix = f"v{lanes}f{dtype.bitwidth}.p0"
-            mload = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
-                vty, [vptr, i32, mty, vty]), f"llvm.masked.load.{suffix}")
-            mstore = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
-                ir.VoidType(), [vty, vptr, i32, mty]), f"llvm.masked.store.{suffix}")
-            ialign = ir.Constant(i32, align)
+            mload = _masked(builder, "load", vty, dtype)
+            mstore = _masked(builder, "store", vty, dtype)
+            ialign = ir.Constant(ir.IntType(32), align)
 
             def load(ptr, q):
                 if q < NV - 1:
@@ -302,7 +317,6 @@ microkernel_mid = _make_microkernel("mid")
 microkernel_narrow = _make_microkernel("narrow")
 
 
-
 @intrinsic
 def transpose_block(typingctx, src, soff, s_rs, dst, doff, d_rs):
     """``dst[doff + k·d_rs + j] = src[soff + j·s_rs + k]`` for j, k < lanes: a square block of
@@ -317,11 +331,7 @@ def transpose_block(typingctx, src, soff, s_rs, dst, doff, d_rs):
         s_arr, soff_, s_rs_, d_arr, doff_, d_rs_ = args
         sd = context.make_array(sig.args[0])(context, builder, s_arr).data
         dd = context.make_array(sig.args[3])(context, builder, d_arr).data
-        lanes = _lanes(context, dtype)
-        _allow_wide_vectors(builder, vector_bytes(context))
-        vty = ir.VectorType(context.get_value_type(dtype), lanes)
-        vptr = vty.as_pointer()
-        align = dtype.bitwidth // 8
+        lanes, vty, vptr, align = _widest(context, builder, dtype)
         lty = ir.IntType(64)
         rows = [builder.load(builder.bitcast(builder.gep(sd, [builder.add(
             soff_, builder.mul(ir.Constant(lty, j), s_rs_))]), vptr), align=align)
@@ -361,20 +371,10 @@ def copy_vector(typingctx, src, soff, dst, doff, n):
         s_arr, soff_, d_arr, doff_, n_ = args
         sd = context.make_array(sig.args[0])(context, builder, s_arr).data
         dd = context.make_array(sig.args[2])(context, builder, d_arr).data
-        lanes = _lanes(context, dtype)
-        _allow_wide_vectors(builder, vector_bytes(context))
-        vty = ir.VectorType(context.get_value_type(dtype), lanes)
-        vptr = vty.as_pointer()
-        lty, i32 = ir.IntType(64), ir.IntType(32)
-        ity = ir.VectorType(lty, lanes)
-        nv = builder.insert_element(ir.Constant(ity, ir.Undefined), n_, ir.Constant(i32, 0))
-        nv = builder.shuffle_vector(nv, nv, ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
-        mask = builder.icmp_signed("<", ir.Constant(ity, list(range(lanes))), nv)
-        mload = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
-            vty, [vptr, i32, mask.type, vty]), f"llvm.masked.load.v{lanes}f{dtype.bitwidth}.p0")
-        align = dtype.bitwidth // 8
-        value = builder.call(mload, [builder.bitcast(builder.gep(sd, [soff_]), vptr),
-                                     ir.Constant(i32, align), mask, ir.Constant(vty, None)])
+        lanes, vty, vptr, align = _widest(context, builder, dtype)
+        value = builder.call(_masked(builder, "load", vty, dtype), [
+            builder.bitcast(builder.gep(sd, [soff_]), vptr), ir.Constant(ir.IntType(32), align),
+            _lane_mask(builder, n_, lanes), ir.Constant(vty, None)])
         builder.store(value, builder.bitcast(builder.gep(dd, [doff_]), vptr), align=align)
         return context.get_dummy_value()
 
