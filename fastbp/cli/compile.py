@@ -4,7 +4,7 @@ array's tasks) start warm.
 
 The kernels are specialised on array types only (optimizers, losses and activations are
 run-time codes), so a few tiny fits per dtype reach every compiled signature: a plain network
-with row blocks (batches of 112 rows or more of a small network) and one without (a layer too
+with row blocks (batches of 64 rows or more of a small network) and one without (a layer too
 large for them), a structured one (skips, batch and layer normalisation, dropout), the
 inference, loss and gradient entry points of each, and the scikit-learn estimators when
 scikit-learn is installed.

@@ -440,7 +440,8 @@ def _gemm(fns, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, sca
     # 17% faster packed at 1024 × 256, 7% slower at 256 × 256: its allocation)
     packed = (N > NARROW and full >= PACK_A_PANELS
               and M * K >= (PACK_A_SERIAL if serial or ntasks == 1 else PACK_A_MIN))
-    Ap = np.empty(((M + MR - 1) // MR) * K * MR if packed else 0, Af.dtype)
+    # (not packed: A itself stands in, so that a small product allocates nothing)
+    Ap = np.empty(((M + MR - 1) // MR) * K * MR, Af.dtype) if packed else Af
     if serial or ntasks == 1:
         if packed:
             for p in range((M + MR - 1) // MR):
