@@ -130,6 +130,28 @@ def test_early_stopping_same_scores_and_best_weights(kind, weighted):
     assert np.all(np.isfinite(a.validation_loss_curve_)) and a.best_loss_ is None
 
 
+@pytest.mark.parametrize("outputs", [1, 3])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("case", ["random", "perfect", "constant_target", "constant_and_perfect"])
+def test_early_stopping_scorers_are_scikit_learns(outputs, weighted, case):
+    """The per-epoch validation scores (fastbp's check-free copies) equal sklearn.metrics'
+    exactly, in the corner cases too (a zero numerator and/or denominator of R²)."""
+    from sklearn.metrics import accuracy_score, r2_score
+
+    from fastbp.sklearn import _R2, _accuracy
+    rng = np.random.default_rng(3)
+    y = rng.standard_normal((25, outputs))
+    if case.startswith("constant"):
+        y[:, 0] = 0.5
+    p = y.copy() if case.endswith("perfect") else rng.standard_normal((25, outputs))
+    w = rng.uniform(0.2, 3.0, 25) if weighted else None
+    y, p = (y.ravel(), p.ravel()) if outputs == 1 else (y, p)
+    got = _R2(y, w, np.float64)(p)
+    assert type(got) is float and got == r2_score(y, p, sample_weight=w)
+    labels, pred = (y > 0).astype(int), (p > 0).astype(int)
+    assert _accuracy(labels, pred, w) == accuracy_score(labels, pred, sample_weight=w)
+
+
 def test_tol_stopping_and_adaptive_learning_rate():
     X, y = _data("multiclass")
     a, b = _pair("multiclass", solver="sgd", learning_rate="adaptive", max_iter=80,
