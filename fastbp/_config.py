@@ -59,6 +59,31 @@ def haswell_features():
     return ",".join(("+" if on and name in HASWELL else "-") + name for name, on in host.items())
 
 
+# --- compiling side by side -----------------------------------------------------------------
+COMPILE_JOBS_MAX = 4    # more helpers gain nothing: the largest kernel alone takes ~3 s
+
+
+def compile_jobs():
+    """Processes that compile the missing kernels side by side on a cold start, this one
+    included (``kernels.native.Table.need``): ``FASTBP_COMPILE_JOBS`` when set (1: none
+    aside), else the CPUs this process may run on, at most COMPILE_JOBS_MAX.  1 in an MPI job
+    (mpi4py imported): its ranks already compile side by side, and some MPI stacks dislike a
+    rank that starts processes."""
+    value = os.environ.get("FASTBP_COMPILE_JOBS", "").strip()
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise ValueError(f"FASTBP_COMPILE_JOBS must be a whole number; got {value!r}") from None
+    if "mpi4py.MPI" in sys.modules or getattr(sys, "frozen", False) or not sys.executable:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:      # not on Linux
+        cpus = os.cpu_count() or 1
+    return min(cpus, COMPILE_JOBS_MAX)
+
+
 # --- cache invalidation -------------------------------------------------------------------
 # numba stamps a cached function with a hash of its own file only, but fastbp's kernels call
 # each other across files: after an edit to dense.py, train.py's cached code would still hold

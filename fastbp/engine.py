@@ -176,13 +176,16 @@ _USES = {"predict": (_PREDICT, (N.FN_POST_FORWARD,)),
          "train": (_GRADIENTS + (N.FN_UPDATE,), (N.FN_POST_FORWARD, N.FN_POST_BACKWARD))}
 
 
-def functions(dtype, st, use):
+def functions(dtype, st, use, ws=None):
     """The function table (``kernels.native``) that the kernels of ``dtype`` take first, with
     what ``use`` ("predict", "evaluate", "gradients" or "train") calls for the network ``st``
     compiled or loaded from the cache on first use: a plain network never compiles the
-    structured passes."""
+    structured passes, a workspace ``ws`` without row blocks never the row-block step."""
     plain, structured = _USES[use]
-    return _TABLES[np.dtype(dtype)].need(plain + structured if st.structured else plain)
+    slots = plain + structured if st.structured else plain
+    if ws is not None and ws.part is not None:
+        slots += (N.FN_BLOCKED_STEP,)
+    return _TABLES[np.dtype(dtype)].need(slots)
 
 
 def _no_weights(dtype):
@@ -229,7 +232,7 @@ def batch_gradients(params, st, codes, X, Yf, Yi, rows, grads, ws, sw=None, alph
         # fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code, alpha,
         # loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop, skips, nst, mode,
         # seed, step
-        return K.batch_gradients(functions(params.dtype, st, "gradients"), readonly(X),
+        return K.batch_gradients(functions(params.dtype, st, "gradients", ws), readonly(X),
                                  readonly(Yf), readonly(Yi), sw, readonly(rows), params, grads,
                                  ws.part, st.layout, codes.out, codes.loss, float(alpha),
                                  float(loss_div), ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss,
@@ -397,7 +400,7 @@ class EpochRunner:
         # skips, nst, seed, bounds, stats_prev).  Positional: a call with
         # keywords costs ~2 µs more, a twentieth of a small network's epoch.
         ws, opt = self.ws, optimizer
-        self.fns = functions(params.dtype, st, "train")
+        self.fns = functions(params.dtype, st, "train", ws)
         self._args = ((self.fns, self.X, self.Yf, self.Yi, self.sw),
                       (params, self.grads, ws.part, opt.state[0], opt.state[1], opt.hyper),
                       (layout, codes.out, codes.loss, opt.code, self.alpha,

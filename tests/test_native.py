@@ -1,7 +1,13 @@
 """kernels/native.py: calls through the function table behave as direct calls (results,
 exceptions), refuse arguments the canonical signature cannot take, and raise on an empty slot."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numba import njit
 from numba.core.errors import TypingError
 
@@ -61,3 +67,66 @@ def test_the_table_fills_slots_on_demand():
     t.need([native.FN_GEMM])
     assert t.fns[native.FN_GEMM] != 0 and (np.delete(t.fns, native.FN_GEMM) == 0).all()
     assert all(n is not None and n.slot == s for s, n in enumerate(native.NATIVES))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.integers(0, 30), st.floats(0.01, 10.0), max_size=12),
+       st.integers(1, 6), st.floats(0.0, 3.0))
+def test_the_slots_are_shared_out_whole_and_balanced(costs, jobs, start):
+    shares = native.share(costs, jobs, start)
+    assert len(shares) == jobs
+    assert sorted(s for part in shares for s in part) == sorted(costs)
+    if costs:       # the most costly slot is compiled here, never waited for
+        assert max(costs, key=lambda s: (costs[s], -s)) in shares[0]
+        # the greedy rule's bound: no process ends later than the mean end plus one slot (a
+        # helper with nothing to do is not started)
+        ends = [sum(costs[s] for s in part) + (start if j else 0.0)
+                for j, part in enumerate(shares) if part]
+        mean = (sum(costs.values()) + start * (jobs - 1)) / jobs
+        assert max(ends) <= mean + max(costs.values()) + 1e-9
+
+
+def test_compile_jobs_from_the_environment(monkeypatch):
+    from fastbp import _config
+    monkeypatch.setenv("FASTBP_COMPILE_JOBS", "3")
+    assert _config.compile_jobs() == 3
+    monkeypatch.setenv("FASTBP_COMPILE_JOBS", "0")
+    assert _config.compile_jobs() == 1
+    monkeypatch.setenv("FASTBP_COMPILE_JOBS", "two")
+    with pytest.raises(ValueError, match="FASTBP_COMPILE_JOBS must be a whole number; got 'two'"):
+        _config.compile_jobs()
+    monkeypatch.delenv("FASTBP_COMPILE_JOBS")
+    assert 1 <= _config.compile_jobs() <= _config.COMPILE_JOBS_MAX
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", object())    # an MPI job: no helpers
+    assert _config.compile_jobs() == 1
+
+
+_HELPERS = """
+import numpy as np
+import fastbp.engine
+from fastbp.kernels import native as N
+N.HELPER_START = 0.0    # the helper takes the second slot however cheap
+slots = [N.FN_FORWARD_ROWS, N.FN_OUTPUT_BATCH]
+def sources(dtype):
+    sig = lambda s: N.canonical(N.NATIVES[s].spec, N.from_dtype(np.dtype(dtype))).args
+    return ["cache" if N.NATIVES[s].dispatcher.stats.cache_hits[sig(s)] else
+            "here" if N.NATIVES[s].dispatcher.stats.cache_misses[sig(s)] else "?"
+            for s in slots]
+t = N.Table(np.float64).need(slots)
+assert all(t[s] != 0 for s in slots)
+print(sources(np.float64))
+N.HELPER = "raise SystemExit(3)"    # a helper that fails: this process compiles its share
+t = N.Table(np.float32).need(slots)
+assert all(t[s] != 0 for s in slots)
+print(sources(np.float32))
+"""
+
+
+def test_missing_slots_compile_side_by_side_in_a_helper(tmp_path):
+    """Cold cache, two jobs: the helper compiles one slot into the cache and this process
+    loads it from there; when the helper fails, this process compiles that slot itself."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), FASTBP_COMPILE_JOBS="2")
+    out = subprocess.run([sys.executable, "-c", _HELPERS], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["['here', 'cache']", "['here', 'here']"]

@@ -22,7 +22,17 @@ numbers below: fixed here, so that every process and every cached caller agree),
 one dtype on demand (:class:`Table`).  The engine passes it first to every kernel that makes
 such calls; a slot a network never uses (the structured passes of a plain network) is never
 compiled, stays 0, and a call through it raises instead of jumping to address 0.
+
+Being independent, the slots compile side by side on a cold start: :meth:`Table.need` hands
+some of the missing ones to helper processes (``python -c``, as many as
+``_config.compile_jobs()`` allows), which compile them into numba's on-disk cache while this
+process compiles the rest, then loads theirs from the cache.  A helper that fails, or whose
+cache this process cannot see, costs only time: what is not in the cache is compiled here.
 """
+import os
+import subprocess
+import sys
+
 import numpy as np
 from numba import from_dtype, types
 from numba.core import cgutils
@@ -30,11 +40,21 @@ from numba.core.errors import TypingError
 from numba.core.typing import signature
 from numba.extending import intrinsic
 
+from .. import _config
+
 # the table's slots
 FN_GEMM, FN_TASK, FN_POST_FORWARD, FN_POST_BACKWARD, FN_OUTPUT_BATCH, FN_OUTPUT_ROWS, \
-    FN_UPDATE, FN_FORWARD_ROWS, FN_BACKWARD_ROWS = range(9)
-SLOTS = 9
+    FN_UPDATE, FN_FORWARD_ROWS, FN_BACKWARD_ROWS, FN_BLOCKED_STEP = range(10)
+SLOTS = 10
 NATIVES = [None] * SLOTS        # the Native of each slot, as the kernel modules define them
+
+# seconds each slot takes to compile cold (float32, 2-vCPU AMD EPYC, numba 0.68): the weights by
+# which the missing slots are shared out, and a helper's start (Python, NumPy, numba, fastbp)
+COMPILE_COST = {FN_GEMM: 1.6, FN_TASK: 3.0, FN_POST_FORWARD: 3.4, FN_POST_BACKWARD: 3.4,
+                FN_OUTPUT_BATCH: 0.3, FN_OUTPUT_ROWS: 1.1, FN_UPDATE: 1.4, FN_FORWARD_ROWS: 0.5,
+                FN_BACKWARD_ROWS: 0.6, FN_BLOCKED_STEP: 3.8}
+HELPER_START = 1.0
+HELPER_TIMEOUT = 900    # seconds; a helper still running then is stopped (this process compiles)
 
 # canonical-signature letters: scalars, and arrays as letter + dimensions (+ "r": read-only).
 # f: the float dtype the callee is compiled for; d: float64; i: int64; b: bool; "none": no
@@ -75,6 +95,21 @@ class Native:
         self.dispatcher.compile(sig.args)
         cres = self.dispatcher.overloads[sig.args]
         return cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+
+    def cached(self, dtype):
+        """Whether :meth:`address` would find the code compiled, in this process or in numba's
+        on-disk cache (True when numba's cache internals cannot tell: nothing is compiled
+        aside then)."""
+        sig = canonical(self.spec, from_dtype(np.dtype(dtype))).args
+        d = self.dispatcher
+        if sig in d.overloads:
+            return True
+        try:
+            cache = d._cache
+            return (not cache._enabled
+                    or cache._index_key(sig, d.targetctx.codegen()) in cache._cache_file._load_index())
+        except Exception:       # numba's internals moved
+            return True
 
     def _make_stub(self):
         spec = self.spec
@@ -120,9 +155,74 @@ class Table:
         self.fns = np.zeros(SLOTS, np.int64)
 
     def need(self, slots):
-        """Fill these slots (compiling their functions if the cache has not got them); returns
-        the table."""
-        for s in slots:
-            if self.fns[s] == 0:
-                self.fns[s] = NATIVES[s].address(self.dtype)
+        """Fill these slots (compiling their functions if the cache has not got them, side by
+        side in helper processes when several are missing); returns the table."""
+        todo = [s for s in slots if self.fns[s] == 0]
+        helpers, aside = _start_helpers(todo, self.dtype) if len(todo) > 1 else ([], ())
+        try:
+            for s in todo:
+                if s not in aside:
+                    self.fns[s] = NATIVES[s].address(self.dtype)
+            for h in helpers:
+                try:
+                    h.wait(HELPER_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:            # interrupted or timed out: no helper outlives the call
+            for h in helpers:
+                if h.poll() is None:
+                    h.kill()
+                    h.wait()
+        for s in aside:     # from the cache (compiled here when a helper did not finish)
+            self.fns[s] = NATIVES[s].address(self.dtype)
         return self.fns
+
+
+def share(costs, jobs, start):
+    """The slots ``costs`` (slot -> seconds) shared out among ``jobs`` processes, this one
+    first: the most costly first, each to the process that would finish it first (a helper
+    starts ``start`` seconds late).  Returns one list of slots per process; a helper's may be
+    empty (it is then not started)."""
+    load = [0.0] + [start] * (jobs - 1)
+    shares = [[] for _ in range(jobs)]
+    for s in sorted(costs, key=lambda s: (-costs[s], s)):
+        j = min(range(jobs), key=lambda j: (load[j], j))
+        load[j] += costs[s]
+        shares[j].append(s)
+    return shares
+
+
+# what a helper runs: python -c HELPER <fastbp's parent directory> <dtype> <slot>...
+HELPER = ("import sys; sys.path.insert(0, sys.argv[1]); "
+          "from fastbp.kernels.native import compile_slots; compile_slots(sys.argv[2], sys.argv[3:])")
+
+
+def _start_helpers(slots, dtype):
+    """Helper processes compiling some of ``slots`` (the ones not in the cache) for ``dtype``;
+    returns ``(processes, the slots they compile)``."""
+    jobs = min(_config.compile_jobs(), len(slots))
+    if jobs < 2:
+        return [], ()
+    missing = {s: COMPILE_COST[s] for s in slots if not NATIVES[s].cached(dtype)}
+    root = os.path.dirname(_config._PKG_DIR)
+    env = dict(os.environ, FASTBP_COMPILE_JOBS="1")
+    helpers, aside = [], set()
+    for part in share(missing, jobs, HELPER_START)[1:]:
+        if not part:
+            continue
+        try:
+            h = subprocess.Popen([sys.executable, "-c", HELPER, root, dtype.name,
+                                  *map(str, part)], env=env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except OSError:         # no processes to be had: compiled here
+            continue
+        helpers.append(h)
+        aside.update(part)
+    return helpers, aside
+
+
+def compile_slots(dtype, slots):
+    """A helper's work: compile these slots' functions for ``dtype`` into numba's cache."""
+    from .. import engine   # noqa: F401  (defines every slot's Native)
+    for s in slots:
+        NATIVES[int(s)].address(dtype)

@@ -33,8 +33,8 @@ from .structure import (ACT, BATCH_NORM, END, EVAL, N_IN, N_OUT, NORM, ROWS, STR
                         W_OFF, WHOLE, _sums_at, post_backward_at, post_forward_at)
 from .dense import backprop, forward, gradient
 from .losses import count_correct, output_batch_at, output_rows_at
-from .native import (FN_BACKWARD_ROWS, FN_FORWARD_ROWS, FN_OUTPUT_BATCH, FN_OUTPUT_ROWS,
-                     FN_POST_BACKWARD, FN_POST_FORWARD, FN_UPDATE, Native)
+from .native import (FN_BACKWARD_ROWS, FN_BLOCKED_STEP, FN_FORWARD_ROWS, FN_OUTPUT_BATCH,
+                     FN_OUTPUT_ROWS, FN_POST_BACKWARD, FN_POST_FORWARD, FN_UPDATE, Native)
 from .optimizers import guarded_update, update_at
 from .unowned import flat, matrix, unowned
 
@@ -343,6 +343,12 @@ def _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_
             grads[i] += part[base + i]
 
 
+BLOCKED_STEP = Native(FN_BLOCKED_STEP, _blocked_step,
+                      "i1 f2r f2r i1r f1r i1r i f1 f1 f1 i2 i i f f1 i1 f1 i1 f1 d1 d1 f1 d1 i2 d1 i i i"
+                      " -> none")
+blocked_step_at = BLOCKED_STEP.stub     # called indirectly (see native.py)
+
+
 @njit(**JIT)
 def batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code,
                     alpha, loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop,
@@ -377,9 +383,10 @@ def batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_c
     if part is not None:    # pruned at compile time when None: no row-block step compiled
         P = row_blocks(B, 1 + part.shape[0] // params.shape[0])
         if P > 1:
-            _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, unowned(part), layout,
-                          out_code, loss_code, scale, acts, aoff, deltas, doff, rowloss, sq, gsq,
-                          stats, drop, skips, nst, mode, seed, step)
+            blocked_step_at(fns[FN_BLOCKED_STEP], fns, X, Yf, Yi, sw, rows, np.int64(P), params,
+                            grads, unowned(part), layout, out_code, loss_code, scale, acts, aoff,
+                            deltas, doff, rowloss, sq, gsq, stats, drop, skips, nst, mode, seed,
+                            step)
             loss = 0.0
             for r in range(B):
                 loss += float(rowloss[r])
