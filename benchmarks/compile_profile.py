@@ -7,6 +7,9 @@ self time of a caller includes the re-emission of everything it calls that is no
 
     NUMBA_CACHE_DIR=$(mktemp -d) python benchmarks/compile_profile.py [script.py] [--top N]
 
+The events are this process's: what helper processes compile side by side (kernels/native.py)
+is not in them; FASTBP_COMPILE_JOBS=1 compiles everything here, for the whole picture.
+
 Not an asv suite (nothing runs on import)."""
 import argparse
 import collections
