@@ -551,8 +551,8 @@ class _R2:
     def __call__(self, y_pred):
         y_pred = np.asarray(y_pred, self.dtype).reshape(len(y_pred), -1)
         numerator = self._weighted_sum((self.y - y_pred) ** 2)
-        if numerator.shape[0] == 1:     # one output: the same score without the masks (a
-            num, den = numerator[0], self.denominator[0]    # third of this call's time)
+        if numerator.shape[0] == 1:     # one output: the same score without the masks below
+            num, den = numerator[0], self.denominator[0]
             return 1.0 if num == 0 else 0.0 if den == 0 else float(1 - num / den)
         nonzero_den, nonzero_num = self.denominator != 0, numerator != 0
         scores = np.ones(self.y.shape[1], dtype=numerator.dtype)

@@ -1,5 +1,6 @@
 """kernels/native.py: calls through the function table behave as direct calls (results,
-exceptions), refuse arguments the canonical signature cannot take, and raise on an empty slot."""
+exceptions), refuse arguments the canonical signature cannot take, and raise on an empty slot;
+missing slots compile side by side in helper processes, and a failed helper's are compiled here."""
 import os
 import subprocess
 import sys
