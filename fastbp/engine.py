@@ -166,6 +166,9 @@ _NO_RATES = np.empty(0, np.float64)     # no per-step rates: the optimizer's own
 
 
 _TABLES = {np.dtype(t): N.Table(t) for t in _config.DTYPES}
+# seconds of compiling an EpochRunner's process does while helpers compile the table's slots
+# (as N.COMPILE_COST): train_epoch 3.0-4.7, a validation pass the caller warms ~0.5
+COMPILE_AHEAD = 4.0
 # the slots each use calls (each runs what the one before it runs), and a structured network's
 _PREDICT = (N.FN_GEMM, N.FN_TASK, N.FN_FORWARD_ROWS)
 _EVALUATE = _PREDICT + (N.FN_OUTPUT_BATCH, N.FN_OUTPUT_ROWS)
@@ -176,16 +179,17 @@ _USES = {"predict": (_PREDICT, (N.FN_POST_FORWARD,)),
          "train": (_GRADIENTS + (N.FN_UPDATE,), (N.FN_POST_FORWARD, N.FN_POST_BACKWARD))}
 
 
-def functions(dtype, st, use, ws=None):
+def functions(dtype, st, use, ws=None, wait=True, ahead=0.0):
     """The function table (``kernels.native``) that the kernels of ``dtype`` take first, with
     what ``use`` ("predict", "evaluate", "gradients" or "train") calls for the network ``st``
     compiled or loaded from the cache on first use: a plain network never compiles the
-    structured passes, a workspace ``ws`` without row blocks never the row-block step."""
+    structured passes, a workspace ``ws`` without row blocks never the row-block step.
+    ``wait``, ``ahead``: as ``Table.need``'s."""
     plain, structured = _USES[use]
     slots = plain + structured if st.structured else plain
     if ws is not None and ws.part is not None:
         slots += (N.FN_BLOCKED_STEP,)
-    return _TABLES[np.dtype(dtype)].need(slots)
+    return _TABLES[np.dtype(dtype)].need(slots, wait, ahead)
 
 
 def _no_weights(dtype):
@@ -200,7 +204,7 @@ def predict(params, st, codes, X, out, ws=None):
     ws = ws or inference_workspace(st, X.shape[0], params.dtype)
     with _config.ready():
         # fns, X, params, layout, out_code, acts, aoff, rows, out, sq, stats, drop, skips, nst
-        K.predict(functions(params.dtype, st, "predict"), readonly(X), params, st.layout,
+        K.predict(functions(params.dtype, st, "predict", wait=X.shape[0] > 0), readonly(X), params, st.layout,
                   codes.out, ws.acts, ws.aoff, ws.rows, out, ws.sq, st.stats, st.drop, st.skips,
                   ws.nst)
     return out
@@ -214,8 +218,9 @@ def evaluate(params, st, codes, X, Yf, Yi, sw=None, out=None, ws=None):
     with _config.ready():
         # fns, X, Yf, Yi, sw, params, layout, out_code, loss_code, acts, aoff, deltas, doff,
         # rowloss, rows, sq, out, stats, drop, skips, nst
-        return K.evaluate(functions(params.dtype, st, "evaluate"), readonly(X), readonly(Yf),
-                          readonly(Yi), sw, params, st.layout, codes.out, codes.loss, ws.acts,
+        return K.evaluate(functions(params.dtype, st, "evaluate", wait=X.shape[0] > 0),
+                          readonly(X), readonly(Yf), readonly(Yi), sw, params, st.layout,
+                          codes.out, codes.loss, ws.acts,
                           ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.rows, ws.sq, out, st.stats,
                           st.drop, st.skips, ws.nst)
 
@@ -400,7 +405,12 @@ class EpochRunner:
         # skips, nst, seed, bounds, stats_prev).  Positional: a call with
         # keywords costs ~2 µs more, a twentieth of a small network's epoch.
         ws, opt = self.ws, optimizer
-        self.fns = functions(params.dtype, st, "train", ws)
+        # the fused path compiles train_epoch (and the caller what else it warms with empty
+        # calls) while helpers compile the table's slots; the first epoch waits for them
+        fused = reducer is None
+        self._table = _TABLES[params.dtype]
+        self.fns = functions(params.dtype, st, "train", ws, wait=not fused,
+                             ahead=COMPILE_AHEAD if fused else 0.0)
         self._args = ((self.fns, self.X, self.Yf, self.Yi, self.sw),
                       (params, self.grads, ws.part, opt.state[0], opt.state[1], opt.hyper),
                       (layout, codes.out, codes.loss, opt.code, self.alpha,
@@ -414,8 +424,12 @@ class EpochRunner:
         """Compile (or load from the cache) what this fit runs, before any epoch is timed: a
         call that runs no step."""
         t0 = time.perf_counter()
-        if self.reducer is None:
-            self._fused(0, 0)
+        if self.reducer is None:    # no step: no call through the table, not yet complete
+            try:
+                self._fused(0, 0)
+            except BaseException:
+                self._table.finish(stop=True)
+                raise
         else:
             if self.st.batch_norm:      # collective: every rank compiles here
                 self._global_batch_norm(self.perm[:0], 1, 1.0, 0, mode=S.GRAD)
@@ -432,6 +446,12 @@ class EpochRunner:
                 count_correct(self.ws.view("acts", self.n_layers, 0), self.Yf, self.Yi,
                               self.perm[:0], self.codes.out, self.codes.loss)
         return time.perf_counter() - t0
+
+    def ready(self):
+        """Wait for the table's slots compiled aside (see __init__; the first :meth:`run`
+        does): a caller that warms other kernels with empty calls after the constructor
+        calls this after them, so that the wait counts as compiling."""
+        self._table.finish()
 
     # -- steps ---------------------------------------------------------------------------
     def _fused(self, first, k):
@@ -565,6 +585,7 @@ class EpochRunner:
         the parameters and optimizer state of the last finite step (with ``rollback``; without
         it, a non-finite update stays)."""
         t0 = time.perf_counter()
+        self.ready()
         opt = self.opt
         if pending is not None:     # checked by the caller: the same n and batch
             self.perm = pending.perm

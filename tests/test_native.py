@@ -72,18 +72,19 @@ def test_the_table_fills_slots_on_demand():
 
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.integers(0, 30), st.floats(0.01, 10.0), max_size=12),
-       st.integers(1, 6), st.floats(0.0, 3.0))
-def test_the_slots_are_shared_out_whole_and_balanced(costs, jobs, start):
-    shares = native.share(costs, jobs, start)
+       st.integers(1, 6), st.floats(0.0, 3.0), st.sampled_from([0.0, 0.5, 4.0]))
+def test_the_slots_are_shared_out_whole_and_balanced(costs, jobs, start, ahead):
+    shares = native.share(costs, jobs, start, ahead)
     assert len(shares) == jobs
     assert sorted(s for part in shares for s in part) == sorted(costs)
-    if costs:       # the most costly slot is compiled here, never waited for
+    if costs and ahead <= start:    # the most costly slot is compiled here, never waited for
         assert max(costs, key=lambda s: (costs[s], -s)) in shares[0]
-        # the greedy rule's bound: no process ends later than the mean end plus one slot (a
-        # helper with nothing to do is not started)
-        ends = [sum(costs[s] for s in part) + (start if j else 0.0)
+    if costs:
+        # the greedy rule's bound: no process that compiles ends later than the mean end
+        # plus one slot (a helper with nothing to do is not started)
+        ends = [sum(costs[s] for s in part) + (start if j else ahead)
                 for j, part in enumerate(shares) if part]
-        mean = (sum(costs.values()) + start * (jobs - 1)) / jobs
+        mean = (sum(costs.values()) + start * (jobs - 1) + ahead) / jobs
         assert max(ends) <= mean + max(costs.values()) + 1e-9
 
 
@@ -103,31 +104,52 @@ def test_compile_jobs_from_the_environment(monkeypatch):
 
 
 _HELPERS = """
+import time
 import numpy as np
 import fastbp.engine
 from fastbp.kernels import native as N
 N.HELPER_START = 0.0    # the helper takes the second slot however cheap
-slots = [N.FN_FORWARD_ROWS, N.FN_OUTPUT_BATCH]
-def sources(dtype):
+slots, later = [N.FN_FORWARD_ROWS, N.FN_OUTPUT_BATCH], [N.FN_BACKWARD_ROWS, N.FN_OUTPUT_ROWS]
+def sources(dtype, slots):
     sig = lambda s: N.canonical(N.NATIVES[s].spec, N.from_dtype(np.dtype(dtype))).args
     return ["cache" if N.NATIVES[s].dispatcher.stats.cache_hits[sig(s)] else
             "here" if N.NATIVES[s].dispatcher.stats.cache_misses[sig(s)] else "?"
             for s in slots]
 t = N.Table(np.float64).need(slots)
 assert all(t[s] != 0 for s in slots)
-print(sources(np.float64))
+print(sources(np.float64, slots))
+# not waiting, with more work of its own than the slots: both aside, loaded by finish()
+table = N.Table(np.float64)
+t = table.need(later, wait=False, ahead=5.0)
+assert all(t[s] == 0 for s in later)
+table.finish()
+assert all(t[s] != 0 for s in later)
+print(sources(np.float64, later))
 N.HELPER = "raise SystemExit(3)"    # a helper that fails: this process compiles its share
 t = N.Table(np.float32).need(slots)
 assert all(t[s] != 0 for s in slots)
-print(sources(np.float32))
+print(sources(np.float32, slots))
+N.HELPER = "import time; time.sleep(120)"   # stopped: nothing loaded, the next need compiles
+table = N.Table(np.float32)
+t0 = time.perf_counter()
+t = table.need(later, wait=False, ahead=5.0)
+table.finish(stop=True)
+assert all(t[s] == 0 for s in later) and time.perf_counter() - t0 < 60
+N.HELPER = "raise SystemExit(3)"
+t = table.need(later)
+assert all(t[s] != 0 for s in later)
+print(sources(np.float32, later))
 """
 
 
 def test_missing_slots_compile_side_by_side_in_a_helper(tmp_path):
     """Cold cache, two jobs: the helper compiles one slot into the cache and this process
-    loads it from there; when the helper fails, this process compiles that slot itself."""
+    loads it from there; not waiting, with work of its own ahead, this process leaves both
+    slots to the helper and loads them when it finishes; when the helper fails, this process
+    compiles that slot itself; a helper stopped leaves its slots for the next need."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), FASTBP_COMPILE_JOBS="2")
     out = subprocess.run([sys.executable, "-c", _HELPERS], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:2] == ["['here', 'cache']", "['here', 'here']"]
+    assert out.stdout.split("\n")[:4] == ["['here', 'cache']", "['cache', 'cache']",
+                                           "['here', 'here']", "['here', 'here']"]

@@ -48,12 +48,13 @@ FN_GEMM, FN_TASK, FN_POST_FORWARD, FN_POST_BACKWARD, FN_OUTPUT_BATCH, FN_OUTPUT_
 SLOTS = 10
 NATIVES = [None] * SLOTS        # the Native of each slot, as the kernel modules define them
 
-# seconds each slot takes to compile cold (float32, 2-vCPU AMD EPYC, numba 0.68): the weights by
-# which the missing slots are shared out, and a helper's start (Python, NumPy, numba, fastbp)
-COMPILE_COST = {FN_GEMM: 1.6, FN_TASK: 3.0, FN_POST_FORWARD: 3.4, FN_POST_BACKWARD: 3.4,
-                FN_OUTPUT_BATCH: 0.3, FN_OUTPUT_ROWS: 1.1, FN_UPDATE: 1.4, FN_FORWARD_ROWS: 0.5,
-                FN_BACKWARD_ROWS: 0.6, FN_BLOCKED_STEP: 3.8}
-HELPER_START = 1.0
+# seconds each slot takes to compile cold (2-vCPU AMD EPYC, numba 0.68, one process, float32
+# and float64 alike; benchmarks/compile_profile.py): the weights by which the missing slots are
+# shared out, and a helper's start (Python, NumPy, numba, fastbp)
+COMPILE_COST = {FN_GEMM: 2.0, FN_TASK: 3.5, FN_POST_FORWARD: 3.4, FN_POST_BACKWARD: 3.4,
+                FN_OUTPUT_BATCH: 0.5, FN_OUTPUT_ROWS: 1.3, FN_UPDATE: 1.6, FN_FORWARD_ROWS: 0.55,
+                FN_BACKWARD_ROWS: 0.75, FN_BLOCKED_STEP: 3.3}
+HELPER_START = 0.5     # measured 0.3 s from the Popen to its first compile
 HELPER_TIMEOUT = 900    # seconds; a helper still running then is stopped (this process compiles)
 
 # canonical-signature letters: scalars, and arrays as letter + dimensions (+ "r": read-only).
@@ -153,19 +154,42 @@ class Table:
     def __init__(self, dtype):
         self.dtype = np.dtype(dtype)
         self.fns = np.zeros(SLOTS, np.int64)
+        self._helpers, self._aside = [], set()     # slots compiling aside, not yet loaded
 
-    def need(self, slots):
+    def need(self, slots, wait=True, ahead=0.0):
         """Fill these slots (compiling their functions if the cache has not got them, side by
-        side in helper processes when several are missing); returns the table."""
-        todo = [s for s in slots if self.fns[s] == 0]
-        helpers, aside = _start_helpers(todo, self.dtype) if len(todo) > 1 else ([], ())
+        side in helper processes when several are missing); returns the table.
+
+        ``wait=False``: the slots given to helpers stay 0 until :meth:`finish`, so that this
+        process can compile something else meanwhile (``ahead``: its seconds, by which this
+        process takes fewer slots); until then no kernel may call through them."""
+        todo = [s for s in slots if self.fns[s] == 0 and s not in self._aside]
+        if len(todo) > 1:
+            helpers, aside = _start_helpers(todo, self.dtype, ahead)
+            self._helpers += helpers
+            self._aside |= aside
         try:
             for s in todo:
-                if s not in aside:
+                if s not in self._aside:
                     self.fns[s] = NATIVES[s].address(self.dtype)
+        except BaseException:
+            self.finish(stop=True)
+            raise
+        if wait:
+            self.finish()
+        return self.fns
+
+    def finish(self, stop=False):
+        """Wait for the helpers (``stop``: stop them) and load their slots (from the cache, or
+        compiled here where a helper did not finish)."""
+        if not self._aside:
+            return
+        helpers, aside = self._helpers, self._aside
+        self._helpers, self._aside = [], set()
+        try:
             for h in helpers:
                 try:
-                    h.wait(HELPER_TIMEOUT)
+                    h.wait(0 if stop else HELPER_TIMEOUT)
                 except subprocess.TimeoutExpired:
                     pass
         finally:            # interrupted or timed out: no helper outlives the call
@@ -173,17 +197,17 @@ class Table:
                 if h.poll() is None:
                     h.kill()
                     h.wait()
-        for s in aside:     # from the cache (compiled here when a helper did not finish)
-            self.fns[s] = NATIVES[s].address(self.dtype)
-        return self.fns
+        if not stop:
+            for s in aside:
+                self.fns[s] = NATIVES[s].address(self.dtype)
 
 
-def share(costs, jobs, start):
+def share(costs, jobs, start, ahead=0.0):
     """The slots ``costs`` (slot -> seconds) shared out among ``jobs`` processes, this one
     first: the most costly first, each to the process that would finish it first (a helper
-    starts ``start`` seconds late).  Returns one list of slots per process; a helper's may be
+    starts ``start`` seconds late, this process has ``ahead`` seconds of other work).  Returns one list of slots per process; a helper's may be
     empty (it is then not started)."""
-    load = [0.0] + [start] * (jobs - 1)
+    load = [ahead] + [start] * (jobs - 1)
     shares = [[] for _ in range(jobs)]
     for s in sorted(costs, key=lambda s: (-costs[s], s)):
         j = min(range(jobs), key=lambda j: (load[j], j))
@@ -197,17 +221,18 @@ HELPER = ("import sys; sys.path.insert(0, sys.argv[1]); "
           "from fastbp.kernels.native import compile_slots; compile_slots(sys.argv[2], sys.argv[3:])")
 
 
-def _start_helpers(slots, dtype):
-    """Helper processes compiling some of ``slots`` (the ones not in the cache) for ``dtype``;
-    returns ``(processes, the slots they compile)``."""
+def _start_helpers(slots, dtype, ahead):
+    """Helper processes compiling some of ``slots`` (the ones not in the cache) for ``dtype``
+    (this process having ``ahead`` seconds of other work); returns ``(processes, the slots
+    they compile)``."""
     jobs = min(_config.compile_jobs(), len(slots))
     if jobs < 2:
-        return [], ()
+        return [], set()
     missing = {s: COMPILE_COST[s] for s in slots if not NATIVES[s].cached(dtype)}
     root = os.path.dirname(_config._PKG_DIR)
     env = dict(os.environ, FASTBP_COMPILE_JOBS="1")
     helpers, aside = [], set()
-    for part in share(missing, jobs, HELPER_START)[1:]:
+    for part in share(missing, jobs, HELPER_START, ahead)[1:]:
         if not part:
             continue
         try:

@@ -395,16 +395,17 @@ class Trainer:
                                     accuracy=accuracy, seed=self.dropout_seed)
         history = History(net.n_layers)
         history.compile_seconds = runner.compile_seconds
+        t0 = time.perf_counter()
         vws = vout = None
-        if val is not None:
-            t0 = time.perf_counter()
+        if val is not None:     # compiled (or loaded) here, not in epoch 1's time
             vws = engine.inference_workspace(net._st, val[0].shape[0], net.dtype)
             vout = np.empty((val[0].shape[0], sizes[-1]), net.dtype) if accuracy else None
             engine.evaluate(net.params, net._st, codes, val[0][:0], val[1][:0], val[2],
                             out=None if vout is None else vout[:0], ws=vws)
-            if accuracy:    # compiled (or loaded) here, not in epoch 1's time
+            if accuracy:
                 engine.accuracy(vout[:0], val[1][:0], val[2][:0], codes)
-            history.compile_seconds += time.perf_counter() - t0
+        runner.ready()
+        history.compile_seconds += time.perf_counter() - t0
         rates = np.empty(n_steps) if per_step else None
         say = self.verbose and (reducer is None or reducer.rank == 0)
         for epoch in range(self.epochs):
