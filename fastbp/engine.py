@@ -204,9 +204,10 @@ def predict(params, st, codes, X, out, ws=None):
     ws = ws or inference_workspace(st, X.shape[0], params.dtype)
     with _config.ready():
         # fns, X, params, layout, out_code, acts, aoff, rows, out, sq, stats, drop, skips, nst
-        K.predict(functions(params.dtype, st, "predict", wait=X.shape[0] > 0), readonly(X), params, st.layout,
-                  codes.out, ws.acts, ws.aoff, ws.rows, out, ws.sq, st.stats, st.drop, st.skips,
-                  ws.nst)
+        # (over no rows it calls nothing through the table: it need not wait for it)
+        K.predict(functions(params.dtype, st, "predict", wait=X.shape[0] > 0), readonly(X),
+                  params, st.layout, codes.out, ws.acts, ws.aoff, ws.rows, out, ws.sq, st.stats,
+                  st.drop, st.skips, ws.nst)
     return out
 
 
@@ -220,9 +221,8 @@ def evaluate(params, st, codes, X, Yf, Yi, sw=None, out=None, ws=None):
         # rowloss, rows, sq, out, stats, drop, skips, nst
         return K.evaluate(functions(params.dtype, st, "evaluate", wait=X.shape[0] > 0),
                           readonly(X), readonly(Yf), readonly(Yi), sw, params, st.layout,
-                          codes.out, codes.loss, ws.acts,
-                          ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.rows, ws.sq, out, st.stats,
-                          st.drop, st.skips, ws.nst)
+                          codes.out, codes.loss, ws.acts, ws.aoff, ws.deltas, ws.doff,
+                          ws.rowloss, ws.rows, ws.sq, out, st.stats, st.drop, st.skips, ws.nst)
 
 
 def batch_gradients(params, st, codes, X, Yf, Yi, rows, grads, ws, sw=None, alpha=0.0,
@@ -422,7 +422,8 @@ class EpochRunner:
 
     def _compile(self):
         """Compile (or load from the cache) what this fit runs, before any epoch is timed: a
-        call that runs no step."""
+        call that runs no step (on the fused path, while helpers may still be compiling the
+        table's slots: see :meth:`ready`)."""
         t0 = time.perf_counter()
         if self.reducer is None:    # no step: no call through the table, not yet complete
             try:

@@ -26,8 +26,10 @@ compiled, stays 0, and a call through it raises instead of jumping to address 0.
 Being independent, the slots compile side by side on a cold start: :meth:`Table.need` hands
 some of the missing ones to helper processes (``python -c``, as many as
 ``_config.compile_jobs()`` allows), which compile them into numba's on-disk cache while this
-process compiles the rest, then loads theirs from the cache.  A helper that fails, or whose
-cache this process cannot see, costs only time: what is not in the cache is compiled here.
+process compiles the rest, then loads theirs from the cache (at once, or, with
+``need(wait=False)``, at :meth:`Table.finish`, after this process has compiled its callers).
+A helper that fails, or whose cache this process cannot see, costs only time: what is not in
+the cache is compiled here.
 """
 import os
 import subprocess
@@ -205,8 +207,8 @@ class Table:
 def share(costs, jobs, start, ahead=0.0):
     """The slots ``costs`` (slot -> seconds) shared out among ``jobs`` processes, this one
     first: the most costly first, each to the process that would finish it first (a helper
-    starts ``start`` seconds late, this process has ``ahead`` seconds of other work).  Returns one list of slots per process; a helper's may be
-    empty (it is then not started)."""
+    starts ``start`` seconds late; this process has ``ahead`` seconds of other work).  Returns
+    one list of slots per process; a helper's may be empty (it is then not started)."""
     load = [ahead] + [start] * (jobs - 1)
     shares = [[] for _ in range(jobs)]
     for s in sorted(costs, key=lambda s: (-costs[s], s)):
