@@ -34,6 +34,7 @@ the cache is compiled here.
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 from numba import from_dtype, types
@@ -157,6 +158,9 @@ class Table:
         self.dtype = np.dtype(dtype)
         self.fns = np.zeros(SLOTS, np.int64)
         self._helpers, self._aside = [], set()     # slots compiling aside, not yet loaded
+        # fits in several threads: a slot is read only after the need or finish that filled
+        # it has returned
+        self._lock = threading.RLock()
 
     def need(self, slots, wait=True, ahead=0.0):
         """Fill these slots (compiling their functions if the cache has not got them, side by
@@ -165,43 +169,45 @@ class Table:
         ``wait=False``: the slots given to helpers stay 0 until :meth:`finish`, so that this
         process can compile something else meanwhile (``ahead``: its seconds, by which this
         process takes fewer slots); until then no kernel may call through them."""
-        todo = [s for s in slots if self.fns[s] == 0 and s not in self._aside]
-        if len(todo) > 1:
-            helpers, aside = _start_helpers(todo, self.dtype, ahead)
-            self._helpers += helpers
-            self._aside |= aside
-        try:
-            for s in todo:
-                if s not in self._aside:
-                    self.fns[s] = NATIVES[s].address(self.dtype)
-        except BaseException:
-            self.finish(stop=True)
-            raise
-        if wait:
-            self.finish()
-        return self.fns
+        with self._lock:
+            todo = [s for s in slots if self.fns[s] == 0 and s not in self._aside]
+            if len(todo) > 1:
+                helpers, aside = _start_helpers(todo, self.dtype, ahead)
+                self._helpers += helpers
+                self._aside |= aside
+            try:
+                for s in todo:
+                    if s not in self._aside:
+                        self.fns[s] = NATIVES[s].address(self.dtype)
+            except BaseException:
+                self.finish(stop=True)
+                raise
+            if wait:
+                self.finish()
+            return self.fns
 
     def finish(self, stop=False):
         """Wait for the helpers (``stop``: stop them) and load their slots (from the cache, or
         compiled here where a helper did not finish)."""
-        if not self._aside:
-            return
-        helpers, aside = self._helpers, self._aside
-        self._helpers, self._aside = [], set()
-        try:
-            for h in helpers:
-                try:
-                    h.wait(0 if stop else HELPER_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    pass
-        finally:            # interrupted or timed out: no helper outlives the call
-            for h in helpers:
-                if h.poll() is None:
-                    h.kill()
-                    h.wait()
-        if not stop:
-            for s in aside:
-                self.fns[s] = NATIVES[s].address(self.dtype)
+        with self._lock:
+            helpers, aside = self._helpers, self._aside
+            if not aside:
+                return
+            self._helpers, self._aside = [], set()
+            try:
+                for h in helpers:
+                    try:
+                        h.wait(0 if stop else HELPER_TIMEOUT)
+                    except subprocess.TimeoutExpired:
+                        pass
+            finally:            # interrupted or timed out: no helper outlives the call
+                for h in helpers:
+                    if h.poll() is None:
+                        h.kill()
+                        h.wait()
+            if not stop:
+                for s in aside:
+                    self.fns[s] = NATIVES[s].address(self.dtype)
 
 
 def share(costs, jobs, start, ahead=0.0):
