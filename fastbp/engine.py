@@ -405,12 +405,8 @@ class EpochRunner:
         # skips, nst, seed, bounds, stats_prev).  Positional: a call with
         # keywords costs ~2 µs more, a twentieth of a small network's epoch.
         ws, opt = self.ws, optimizer
-        # the fused path compiles train_epoch (and the caller what else it warms with empty
-        # calls) while helpers compile the table's slots; the first epoch waits for them
-        fused = reducer is None
         self._table = _TABLES[params.dtype]
-        self.fns = functions(params.dtype, st, "train", ws, wait=not fused,
-                             ahead=COMPILE_AHEAD if fused else 0.0)
+        self.fns = self._table.fns      # filled below, in place
         self._args = ((self.fns, self.X, self.Yf, self.Yi, self.sw),
                       (params, self.grads, ws.part, opt.state[0], opt.state[1], opt.hyper),
                       (layout, codes.out, codes.loss, opt.code, self.alpha,
@@ -418,6 +414,11 @@ class EpochRunner:
                        ws.gsq, opt._consts, opt._flags, self.gnorm, self.clip),
                       (self.correct, st.stats, st.drop, st.skips, ws.nst, self.seed,
                        self._bounds, self._stats_prev))
+        # the fused path compiles train_epoch (and the caller what else it warms with empty
+        # calls) while helpers compile the table's slots; the first epoch waits for them
+        fused = reducer is None
+        functions(params.dtype, st, "train", ws, wait=not fused,
+                  ahead=self._compile_ahead if fused else 0.0)
         self.compile_seconds = self._compile()
 
     def _compile(self):
@@ -457,12 +458,21 @@ class EpochRunner:
     # -- steps ---------------------------------------------------------------------------
     def _fused(self, first, k):
         """Steps ``first .. first + k`` of the epoch in one compiled call."""
+        with _config.ready():
+            return K.train_epoch(*self._fused_args(first, k))
+
+    def _fused_args(self, first, k):
         data, bufs, rest, tail = self._args
         perm = self.perm if first == 0 else self.perm[first * self.batch:]
         rates = self._rates if first == 0 or self._rates.shape[0] == 0 else self._rates[first:]
-        with _config.ready():
-            return K.train_epoch(*data, perm, self.batch, k, *bufs, self.opt.step, *rest, rates,
-                                 *tail)
+        return (*data, perm, self.batch, k, *bufs, self.opt.step, *rest, rates, *tail)
+
+    def _compile_ahead(self):
+        """Seconds of compiling this process does beside the helpers (see __init__): none when
+        train_epoch is compiled for these arguments already (here or in the cache)."""
+        d = K.train_epoch
+        sig = tuple(d.typeof_pyval(a) for a in self._fused_args(0, 0))
+        return 0.0 if N.compiled(d, sig) else COMPILE_AHEAD
 
     def _reduced(self, first, k):
         """Steps ``first .. first + k``, each: this process's share of the batch, the sum

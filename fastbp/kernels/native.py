@@ -104,16 +104,7 @@ class Native:
         """Whether :meth:`address` would find the code compiled, in this process or in numba's
         on-disk cache (True when numba's cache internals cannot tell: nothing is compiled
         aside then)."""
-        sig = canonical(self.spec, from_dtype(np.dtype(dtype))).args
-        d = self.dispatcher
-        if sig in d.overloads:
-            return True
-        try:
-            cache = d._cache
-            return (not cache._enabled
-                    or cache._index_key(sig, d.targetctx.codegen()) in cache._cache_file._load_index())
-        except Exception:       # numba's internals moved
-            return True
+        return compiled(self.dispatcher, canonical(self.spec, from_dtype(np.dtype(dtype))).args)
 
     def _make_stub(self):
         spec = self.spec
@@ -151,6 +142,19 @@ class Native:
         return stub
 
 
+def compiled(dispatcher, sig):
+    """Whether ``dispatcher`` has the argument types ``sig`` compiled, in this process or in
+    numba's on-disk cache (True when numba's cache internals cannot tell)."""
+    if sig in dispatcher.overloads:
+        return True
+    try:
+        cache = dispatcher._cache
+        return (not cache._enabled or cache._index_key(sig, dispatcher.targetctx.codegen())
+                in cache._cache_file._load_index())
+    except Exception:       # numba's internals moved
+        return True
+
+
 class Table:
     """The function table for one dtype; :meth:`need` fills slots."""
 
@@ -168,7 +172,8 @@ class Table:
 
         ``wait=False``: the slots given to helpers stay 0 until :meth:`finish`, so that this
         process can compile something else meanwhile (``ahead``: its seconds, by which this
-        process takes fewer slots); until then no kernel may call through them."""
+        process takes fewer slots, or a function that tells them, called only when helpers
+        start); until then no kernel may call through them."""
         with self._lock:
             todo = [s for s in slots if self.fns[s] == 0 and s not in self._aside]
             if len(todo) > 1:
@@ -237,6 +242,10 @@ def _start_helpers(slots, dtype, ahead):
     if jobs < 2:
         return [], set()
     missing = {s: COMPILE_COST[s] for s in slots if not NATIVES[s].cached(dtype)}
+    if not missing:
+        return [], set()
+    if callable(ahead):
+        ahead = ahead()
     root = os.path.dirname(_config._PKG_DIR)
     env = dict(os.environ, FASTBP_COMPILE_JOBS="1")
     helpers, aside = [], set()
