@@ -72,3 +72,27 @@ def test_compile_refuses_an_unknown_dtype(capsys):
     from fastbp.cli import main
     assert main(["compile", "--dtype", "float16"]) == 2
     assert "float16" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("helper_fails", [False, True])
+def test_compile_runs_the_other_dtype_side_by_side(monkeypatch, capsys, helper_fails):
+    """Two dtypes and two jobs: float64 in a process of its own (one job each), float32 here;
+    a process that fails leaves its dtype to this one.  The environment is as it was."""
+    from fastbp.cli import compile as C, main
+    done, started = [], []
+    monkeypatch.setattr(C, "_exercise",
+                        lambda d: done.append((d.name, os.environ.get("FASTBP_COMPILE_JOBS"))))
+
+    def start(dtypes, jobs):
+        started.append((dtypes, jobs))
+        code = "raise SystemExit(3)" if helper_fails else "pass"
+        return {d: subprocess.Popen([sys.executable, "-c", code]) for d in dtypes}
+
+    monkeypatch.setattr(C, "_start", start)
+    monkeypatch.setenv("FASTBP_COMPILE_JOBS", "2")
+    assert main(["compile", "--dtype", "float32,float64"]) == 0
+    assert started == [(["float64"], 1)]
+    assert done == [("float32", "1")] + ([("float64", "2")] if helper_fails else [])
+    assert os.environ["FASTBP_COMPILE_JOBS"] == "2"
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out] == ["float32", "float64"]
