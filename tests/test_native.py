@@ -155,12 +155,9 @@ def test_missing_slots_compile_side_by_side_in_a_helper(tmp_path):
                                            "['here', 'here']", "['here', 'here']"]
 
 
-_COLD_FIT = """
-import sys
+_FIT = """
 import numpy as np
 import fastbp
-from fastbp import engine
-from fastbp.kernels import native as N
 rng = np.random.default_rng(0)
 X = rng.standard_normal((96, 5)).astype(np.float32)
 y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
@@ -168,10 +165,15 @@ net = fastbp.Network([5, 8, 2], output_activation="softmax", dtype=np.float32, s
 tr = fastbp.Trainer(net, loss="cross_entropy", optimizer="adam", learning_rate=0.01,
                     batch_size=16, epochs=3, seed=0, verbose=False)
 h = tr.fit(X[:64], y[:64], validation_data=(X[64:], y[64:]))
+result = np.concatenate([net.params, np.array(h.val_loss, np.float32)])
+"""
+_COLD_FIT = _FIT + """
+import sys
+from fastbp import engine
 table = engine._TABLES[np.dtype(np.float32)]
 assert not table._aside and not table._helpers, "the fit left helpers behind"
 assert h.compile_seconds > 0
-np.save(sys.argv[1], np.concatenate([net.params, np.array(h.val_loss, np.float32)]))
+np.save(sys.argv[1], result)
 """
 
 
@@ -179,17 +181,10 @@ def test_a_cold_fit_compiles_its_loop_beside_the_helpers(tmp_path):
     """An empty cache and two jobs: the fit compiles train_epoch and the validation pass while
     a helper compiles the table's slots (EpochRunner asks without waiting); it trains exactly
     as a fit with a warm cache in this process does."""
-    import fastbp
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTBP_COMPILE_JOBS="2")
     out = subprocess.run([sys.executable, "-c", _COLD_FIT, str(tmp_path / "p.npy")], env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((96, 5)).astype(np.float32)
-    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
-    net = fastbp.Network([5, 8, 2], output_activation="softmax", dtype=np.float32, seed=0)
-    tr = fastbp.Trainer(net, loss="cross_entropy", optimizer="adam", learning_rate=0.01,
-                        batch_size=16, epochs=3, seed=0, verbose=False)
-    h = tr.fit(X[:64], y[:64], validation_data=(X[64:], y[64:]))
-    np.testing.assert_array_equal(
-        np.load(tmp_path / "p.npy"), np.concatenate([net.params, np.array(h.val_loss, np.float32)]))
+    here = {}
+    exec(_FIT, here)
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), here["result"])
