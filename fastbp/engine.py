@@ -407,6 +407,7 @@ class EpochRunner:
         ws, opt = self.ws, optimizer
         self._table = _TABLES[params.dtype]
         self.fns = self._table.fns      # filled below, in place
+        self._ready = False
         self._args = ((self.fns, self.X, self.Yf, self.Yi, self.sw),
                       (params, self.grads, ws.part, opt.state[0], opt.state[1], opt.hyper),
                       (layout, codes.out, codes.loss, opt.code, self.alpha,
@@ -452,8 +453,11 @@ class EpochRunner:
     def ready(self):
         """Wait for the table's slots compiled aside (see __init__; the first :meth:`run`
         does): a caller that warms other kernels with empty calls after the constructor
-        calls this after them, so that the wait counts as compiling."""
-        self._table.finish()
+        calls this after them, so that the wait counts as compiling.  Once they are filled
+        they stay (a later need of another fit only takes empty slots aside)."""
+        if not self._ready:
+            self._table.finish()
+            self._ready = True
 
     # -- steps ---------------------------------------------------------------------------
     def _fused(self, first, k):
