@@ -72,6 +72,8 @@ def test_compile_refuses_an_unknown_dtype(capsys):
     from fastbp.cli import main
     assert main(["compile", "--dtype", "float16"]) == 2
     assert "float16" in capsys.readouterr().err
+    assert main(["compile", "--dtype", ","]) == 2      # no dtype at all
+    assert "got ','" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("helper_fails", [False, True])

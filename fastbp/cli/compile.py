@@ -53,22 +53,22 @@ def _exercise(dtype):
 
 
 def compile_kernels(args):
-    dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
-    for d in dtypes:
+    dtypes = list(dict.fromkeys(d.strip() for d in args.dtype.split(",") if d.strip()))
+    for d in dtypes or [args.dtype]:
         if d not in ("float32", "float64"):
             from . import UsageError
             raise UsageError(f"--dtype takes float32, float64 or both (comma-separated); "
                              f"got {d!r}")
-    dtypes = list(dict.fromkeys(dtypes))
     # the dtypes' kernels are independent: the others compile side by side in processes of
-    # their own (their share of the compile jobs each), this one's here
+    # their own, this one's here, each with its share of the compile jobs
     jobs = _config.compile_jobs()
-    aside = _start(dtypes[1:], max(1, jobs // len(dtypes))) if jobs > 1 else {}
+    share = max(1, jobs // len(dtypes))
+    aside = _start(dtypes[1:], share) if jobs > 1 else {}
     env_jobs = os.environ.get("FASTBP_COMPILE_JOBS")
     t = time.perf_counter()
     try:
         if aside:
-            os.environ["FASTBP_COMPILE_JOBS"] = str(max(1, jobs // len(dtypes)))
+            os.environ["FASTBP_COMPILE_JOBS"] = str(share)
         try:
             _exercise(np.dtype(dtypes[0]))
         finally:
