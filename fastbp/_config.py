@@ -22,6 +22,7 @@ import ctypes
 import glob
 import hashlib
 import os
+import subprocess
 import sys
 import threading
 
@@ -82,6 +83,21 @@ def compile_jobs():
     except AttributeError:      # not on Linux
         cpus = os.cpu_count() or 1
     return min(cpus, COMPILE_JOBS_MAX)
+
+
+def compile_child(code, args, jobs):
+    """A Python process that compiles for this fastbp (its parent directory first on
+    ``sys.path``): runs ``code`` with ``args`` as ``sys.argv[2:]`` and ``FASTBP_COMPILE_JOBS``
+    = ``jobs``, its output discarded; None when no process can be had (the caller compiles
+    instead)."""
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); " + code,
+             os.path.dirname(_PKG_DIR), *map(str, args)],
+            env=dict(os.environ, FASTBP_COMPILE_JOBS=str(jobs)), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
 
 
 # --- cache invalidation -------------------------------------------------------------------

@@ -12,8 +12,6 @@ scikit-learn is installed.  With two dtypes and more than one compile job
 each taking its share of the jobs (empty cache, 2 cores: 61-65 s -> 47 s for both).
 """
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -88,20 +86,10 @@ def compile_kernels(args):
 
 def _start(dtypes, jobs):
     """A process compiling each of ``dtypes`` (``jobs``: its FASTBP_COMPILE_JOBS)."""
-    env = dict(os.environ, FASTBP_COMPILE_JOBS=str(jobs))
-    root = os.path.dirname(_config._PKG_DIR)
-    procs = {}
-    for d in dtypes:
-        try:
-            procs[d] = subprocess.Popen(
-                [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                 "import numpy; from fastbp.cli.compile import _exercise; "
-                 "_exercise(numpy.dtype(sys.argv[2]))", root, d],
-                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL)
-        except OSError:     # compiled here instead
-            pass
-    return procs
+    procs = {d: _config.compile_child("import numpy; from fastbp.cli.compile import _exercise; "
+                                      "_exercise(numpy.dtype(sys.argv[2]))", [d], jobs)
+             for d in dtypes}
+    return {d: p for d, p in procs.items() if p is not None}     # the others: here
 
 
 def _restore(name, value):

@@ -31,9 +31,7 @@ process compiles the rest, then loads theirs from the cache (at once, or, with
 A helper that fails, or whose cache this process cannot see, costs only time: what is not in
 the cache is compiled here.
 """
-import os
 import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -229,9 +227,9 @@ def share(costs, jobs, start, ahead=0.0):
     return shares
 
 
-# what a helper runs: python -c HELPER <fastbp's parent directory> <dtype> <slot>...
-HELPER = ("import sys; sys.path.insert(0, sys.argv[1]); "
-          "from fastbp.kernels.native import compile_slots; compile_slots(sys.argv[2], sys.argv[3:])")
+# what a helper runs (_config.compile_child), with the arguments <dtype> <slot>...
+HELPER = ("from fastbp.kernels.native import compile_slots; "
+          "compile_slots(sys.argv[2], sys.argv[3:])")
 
 
 def _start_helpers(slots, dtype, ahead):
@@ -246,20 +244,12 @@ def _start_helpers(slots, dtype, ahead):
         return [], set()
     if callable(ahead):
         ahead = ahead()
-    root = os.path.dirname(_config._PKG_DIR)
-    env = dict(os.environ, FASTBP_COMPILE_JOBS="1")
     helpers, aside = [], set()
     for part in share(missing, jobs, HELPER_START, ahead)[1:]:
-        if not part:
-            continue
-        try:
-            h = subprocess.Popen([sys.executable, "-c", HELPER, root, dtype.name,
-                                  *map(str, part)], env=env, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        except OSError:         # no processes to be had: compiled here
-            continue
-        helpers.append(h)
-        aside.update(part)
+        h = _config.compile_child(HELPER, [dtype.name, *part], 1) if part else None
+        if h is not None:       # (none to be had: compiled here)
+            helpers.append(h)
+            aside.update(part)
     return helpers, aside
 
 
