@@ -3,6 +3,8 @@ not all finite leaves the parameters and the optimizer state as they were, witho
 per epoch; the bounds that decide when a step needs a copy first are never below the truth."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastbp
 from fastbp import engine
@@ -72,10 +74,50 @@ def test_bound_of_adam_holds_without_eps():
         g = rng.standard_normal(500) * rng.choice([1e-6, 1, 1e6])
         m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g * g
-        assert O.adam_ratio(m, v) <= C
+        assert O.adam_within(m, v, C)
     hyper = np.array([1e-3, 0.9, 0.9, 0.999, 1e-8, 0.1])
     p, _, _ = O.step_bound(O.ADAM, hyper, 10, np.array([1.0, 1.0, 1.0, C]), 1.0)
     assert p < 1.0 + 1e-3 * C * 2
+
+
+SPECIALS = [np.nan, -np.nan, np.inf, -np.inf, -0.0, 0.0, 5e-324, -1.7976931348623157e308,
+            3.4028234663852886e38, -1.401298464324817e-45]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([np.float32, np.float64]), st.integers(0, 70),
+       st.lists(st.tuples(st.integers(0, 69), st.sampled_from(SPECIALS)), max_size=3),
+       st.integers(0, 2**32 - 1))
+def test_max_abs_is_numpys_with_nan_anywhere(dtype, n, specials, seed):
+    """max|buf| on the bit patterns equals NumPy's ``abs(buf).max()``, whatever the length (the
+    vectorised body and its remainder) and wherever a NaN, an inf, a signed zero or a denormal
+    sits (a NaN before the last element was lost by the branchy loop this replaced)."""
+    with np.errstate(over="ignore"):
+        buf = (np.random.default_rng(seed).standard_normal(n) * 1e3).astype(dtype)
+        for i, v in specials:
+            if i < n:
+                buf[i] = dtype(v)
+    want = float(np.abs(buf).max()) if n else 0.0
+    got = O.max_abs(buf)
+    assert (np.isnan(got) and np.isnan(want)) or got == want
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([np.float32, np.float64]), st.integers(0, 40), st.integers(0, 39),
+       st.sampled_from([0.0, np.nan, np.inf, 1e300, -3.0]), st.integers(0, 2**32 - 1))
+def test_adam_within_is_the_elementwise_test(dtype, n, at, special, seed):
+    """``adam_within(m, v, C)`` is ``all(|m| <= C·√v)`` (NaN: not within), with zeros in v,
+    moments on the edge and values whose square would overflow."""
+    rng = np.random.default_rng(seed)
+    v = (rng.standard_normal(n) ** 2).astype(dtype)
+    m = (np.sqrt(v.astype(np.float64)) * rng.uniform(-8, 8, n)).astype(dtype)
+    with np.errstate(over="ignore"):
+        if at < n:
+            (m if seed % 2 else v)[at] = dtype(special)
+    C = 7.3
+    with np.errstate(invalid="ignore"):
+        want = bool(np.all(np.abs(m.astype(np.float64)) <= C * np.sqrt(v.astype(np.float64))))
+    assert O.adam_within(m, v, C) == want
 
 
 def test_a_failed_step_puts_the_running_statistics_back():
