@@ -5,6 +5,7 @@ import numbers
 import numpy as np
 
 from ._config import DTYPES
+from .engine import all_finite
 
 
 class BadInput(Exception):
@@ -83,9 +84,9 @@ def _numeric(name, value):
 
 
 def _check_finite(name, arr):
-    # min and max propagate NaN and expose ±inf without a temporary the size of the data
-    # (np.isfinite(arr).all() would allocate one byte per element); details only on failure
-    if arr.dtype.kind == "f" and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
+    # one pass without a temporary the size of the data (np.isfinite(arr).all() would allocate
+    # one byte per element); details only on failure
+    if arr.dtype.kind == "f" and arr.size and not all_finite(arr):
         bad = ~np.isfinite(arr)
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         what = "NaN" if np.isnan(arr[first]) else "inf"

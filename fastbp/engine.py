@@ -272,6 +272,23 @@ def layer_norms(params, st):
         return [math.sqrt(K.sumsq(params, lo, hi)) for lo, hi in st.layout[:, [S.W_OFF, S.END]]]
 
 
+# elements from which all_finite runs a compiled pass: below it NumPy's min and max cost
+# microseconds, and a small fit's first call compiles nothing for it
+FINITE_PASS_MIN = 1 << 20
+
+
+def all_finite(a):
+    """Whether the float array ``a`` holds no NaN and no inf.  A large C-contiguous float32 or
+    float64 array in one compiled pass (``max|a|`` on its bit patterns: 6 ms over MNIST's
+    47 M float32 values, against 15 ms for NumPy's ``min`` and ``max``, two passes); anything
+    else with NumPy's ``min`` and ``max`` (they propagate NaN and show ±inf, without a
+    temporary the size of the data)."""
+    if (a.size >= FINITE_PASS_MIN and a.dtype in _NO_WEIGHTS and a.flags.c_contiguous):
+        with _config.ready():
+            return math.isfinite(O.max_abs(readonly(a.reshape(-1))))
+    return bool(np.isfinite(a.min()) and np.isfinite(a.max()))
+
+
 def needs_compiling():
     """True when the training kernel has no entry in numba's on-disk cache yet: the first fit
     in this environment will compile (tens of seconds; cached afterwards)."""

@@ -1,6 +1,8 @@
 """Bad input at the door: a clear error naming the problem, and nothing changed."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastbp
 
@@ -39,6 +41,37 @@ def test_bad_data_is_refused_and_nothing_changes(net, X, y, exc, match):
         tr.fit(X, y)
     np.testing.assert_array_equal(net.params, before)
     assert tr.step == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from([np.float32, np.float64, np.float16]), st.integers(1, 300),
+       st.sampled_from(["C", "F", "strided"]),
+       st.lists(st.tuples(st.one_of(st.sampled_from([0, -1]), st.integers(0, 10**6)),
+                          st.sampled_from([np.nan, np.inf, -np.inf])),
+                max_size=2), st.integers(0, 2**32 - 1))
+def test_all_finite_is_numpys(dtype, n, order, bad, seed):
+    """The finiteness check of X (a compiled pass over large C-contiguous float32/float64
+    arrays, NumPy's min and max otherwise) agrees with ``np.isfinite(a).all()``: a NaN or an
+    inf anywhere, every dtype and memory order (the pass taken from 1 element here)."""
+    from fastbp import engine
+    a = np.random.default_rng(seed).standard_normal((n, 7)).astype(dtype) * 100
+    a = {"C": a, "F": np.asfortranarray(a), "strided": a[::2]}[order]
+    for i, v in bad:
+        a[np.unravel_index(i % a.size, a.shape)] = v
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine, "FINITE_PASS_MIN", 1)
+        assert engine.all_finite(a) == bool(np.isfinite(a).all())
+
+
+@pytest.mark.parametrize("at", [0, 1000, -1])
+def test_a_large_X_with_one_nan_is_refused(net, at):
+    """Above the size from which the compiled pass checks X, a single NaN is still found."""
+    from fastbp import engine
+    X = np.zeros((engine.FINITE_PASS_MIN // 3 + 1, 3), np.float32)
+    X.reshape(-1)[at] = np.nan
+    y = np.zeros(X.shape[0], np.int64)
+    with pytest.raises(ValueError, match=r"X contains 1 non-finite value\(s\).*NaN at index"):
+        fastbp.Trainer(net, epochs=1).fit(X, y)
 
 
 def test_bad_validation_data(net):
