@@ -43,6 +43,10 @@ for net, loss, opt, batch in [
     net.predict(X)
     net.loss(X, target, loss=loss)
     net.gradients(X[:7], target[:7], loss=loss)
+big = np.zeros((1 << 18, 5), np.float32)    # X's finiteness pass (large X), writable and not
+net.predict(big)
+big.flags.writeable = False
+net.predict(big)
 try:
     from sklearn.exceptions import ConvergenceWarning
 except ImportError:

@@ -39,6 +39,10 @@ def _exercise(dtype):
     big = fastbp.Network([8, 1 << 14, 2], output_activation="softmax", dtype=dtype, seed=0)
     fastbp.Trainer(big, loss="cross_entropy", batch_size=128, epochs=1, seed=0).fit(X[:128],
                                                                                     y[:128])
+    # the finiteness pass over a large read-only X (memory-mapped data; a writable one shares
+    # the divergence guard's signature, compiled by the fits above)
+    from .. import engine
+    engine.all_finite(engine.readonly(np.zeros(engine.FINITE_PASS_MIN, dtype)))
     try:            # the scikit-learn estimators, when scikit-learn is installed
         import warnings
         from sklearn.exceptions import ConvergenceWarning
