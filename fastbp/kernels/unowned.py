@@ -51,7 +51,8 @@ def unowned(typingctx, *arrays):
 
 def _view(context, builder, src_ty, src, dst_ty, shape):
     """A view of C-contiguous ``src`` with ``shape`` (LLVM values) and C strides: the same data
-    and owner (a borrowed reference, as numba's own views)."""
+    (read as ``dst_ty``'s elements, of the same size) and owner (a borrowed reference, as
+    numba's own views)."""
     from numba.core.imputils import impl_ret_borrowed
     a = context.make_array(src_ty)(context, builder, src)
     v = context.make_array(dst_ty)(context, builder)
@@ -60,7 +61,8 @@ def _view(context, builder, src_ty, src, dst_ty, shape):
     for s in reversed(shape):
         strides.insert(0, step)
         step = builder.mul(step, s)
-    context.populate_array(v, data=a.data, shape=shape, strides=strides, itemsize=itemsize,
+    data = builder.bitcast(a.data, context.get_value_type(dst_ty.dtype).as_pointer())
+    context.populate_array(v, data=data, shape=shape, strides=strides, itemsize=itemsize,
                            meminfo=a.meminfo, parent=a.parent)
     return impl_ret_borrowed(context, builder, dst_ty, v._getvalue())
 
@@ -105,18 +107,13 @@ def float_bits(typingctx, a):
     """A 1-D C-contiguous float32/float64 array's memory as uint32/uint64 (a view: same
     data, owner and shape)."""
     if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
-            and isinstance(a.dtype, types.Float)):
+            and isinstance(a.dtype, types.Float) and a.dtype.bitwidth in _UINT):
         return None
     ty = a.copy(dtype=_UINT[a.dtype.bitwidth])
 
     def codegen(context, builder, sig, args):
-        from numba.core.imputils import impl_ret_borrowed
-        src = context.make_array(a)(context, builder, args[0])
-        v = context.make_array(ty)(context, builder)
-        data = builder.bitcast(src.data, context.get_value_type(ty.dtype).as_pointer())
-        context.populate_array(v, data=data, shape=src.shape, strides=src.strides,
-                               itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent)
-        return impl_ret_borrowed(context, builder, ty, v._getvalue())
+        n = context.make_array(a)(context, builder, args[0]).nitems
+        return _view(context, builder, a, args[0], ty, [n])
     return signature(ty, a), codegen
 
 
