@@ -289,7 +289,7 @@ def all_finite(a):
     transpose: the same memory."""
     if a.flags.f_contiguous:
         a = a.T
-    if (a.size >= FINITE_PASS_MIN and a.dtype in _NO_WEIGHTS and a.flags.c_contiguous):
+    if a.size >= FINITE_PASS_MIN and a.dtype.type in _config.DTYPES and a.flags.c_contiguous:
         with _config.ready():
             return math.isfinite(O.max_abs(a.reshape(-1)))
     return bool(np.isfinite(a.min()) and np.isfinite(a.max()))
