@@ -167,7 +167,8 @@ _NO_RATES = np.empty(0, np.float64)     # no per-step rates: the optimizer's own
 
 _TABLES = {np.dtype(t): N.Table(t) for t in _config.DTYPES}
 # seconds of compiling an EpochRunner's process does while helpers compile the table's slots
-# (as N.COMPILE_COST): train_epoch 3.0-4.7, a validation pass the caller warms ~0.5
+# (as N.COMPILE_COST): train_epoch, 3.0-5.1 (a validation pass named with expect_calls compiles
+# in a helper)
 COMPILE_AHEAD = 4.0
 # the slots each use calls (each runs what the one before it runs), and a structured network's
 _PREDICT = (N.FN_GEMM, N.FN_TASK, N.FN_FORWARD_ROWS)
@@ -198,31 +199,82 @@ def _no_weights(dtype):
 
 
 # -- wrappers: the one call site of each compiled entry point --------------------------------
+def _predict_args(params, st, codes, X, out, ws, fns):
+    # fns, X, params, layout, out_code, acts, aoff, rows, out, sq, stats, drop, skips, nst
+    return (fns, readonly(X), params, st.layout, codes.out, ws.acts, ws.aoff, ws.rows, out, ws.sq,
+            st.stats, st.drop, st.skips, ws.nst)
+
+
 def predict(params, st, codes, X, out, ws=None):
     """``out[...] = network(X)`` (the output activation applied; inference mode); returns
     ``out``."""
     ws = ws or inference_workspace(st, X.shape[0], params.dtype)
+    # (over no rows it calls nothing through the table: it need not wait for it)
+    fns = functions(params.dtype, st, "predict", wait=X.shape[0] > 0)
     with _config.ready():
-        # fns, X, params, layout, out_code, acts, aoff, rows, out, sq, stats, drop, skips, nst
-        # (over no rows it calls nothing through the table: it need not wait for it)
-        K.predict(functions(params.dtype, st, "predict", wait=X.shape[0] > 0), readonly(X),
-                  params, st.layout, codes.out, ws.acts, ws.aoff, ws.rows, out, ws.sq, st.stats,
-                  st.drop, st.skips, ws.nst)
+        K.predict(*_predict_args(params, st, codes, X, out, ws, fns))
     return out
+
+
+def _evaluate_args(params, st, codes, X, Yf, Yi, sw, out, ws, fns):
+    # fns, X, Yf, Yi, sw, params, layout, out_code, loss_code, acts, aoff, deltas, doff,
+    # rowloss, rows, sq, out, stats, drop, skips, nst
+    sw = _no_weights(params.dtype) if sw is None else readonly(sw)
+    return (fns, readonly(X), readonly(Yf), readonly(Yi), sw, params, st.layout, codes.out,
+            codes.loss, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.rows, ws.sq, out,
+            st.stats, st.drop, st.skips, ws.nst)
 
 
 def evaluate(params, st, codes, X, Yf, Yi, sw=None, out=None, ws=None):
     """Σ per-sample loss over X (weighted by ``sw``; inference mode); the outputs into ``out``
     when given."""
     ws = ws or inference_workspace(st, X.shape[0], params.dtype)
-    sw = _no_weights(params.dtype) if sw is None else readonly(sw)
+    fns = functions(params.dtype, st, "evaluate", wait=X.shape[0] > 0)
     with _config.ready():
-        # fns, X, Yf, Yi, sw, params, layout, out_code, loss_code, acts, aoff, deltas, doff,
-        # rowloss, rows, sq, out, stats, drop, skips, nst
-        return K.evaluate(functions(params.dtype, st, "evaluate", wait=X.shape[0] > 0),
-                          readonly(X), readonly(Yf), readonly(Yi), sw, params, st.layout,
-                          codes.out, codes.loss, ws.acts, ws.aoff, ws.deltas, ws.doff,
-                          ws.rowloss, ws.rows, ws.sq, out, st.stats, st.drop, st.skips, ws.nst)
+        return K.evaluate(*_evaluate_args(params, st, codes, X, Yf, Yi, sw, out, ws, fns))
+
+
+class _Entry:
+    """An entry point that a fit's helpers may compile aside (``kernels.native.EXTRAS``, see
+    :func:`expect_calls`): compiled by its call over no rows of a one-layer network of the
+    dtype with an empty table.  A network's arrays have the same types whatever its sizes and
+    structure, so this is the signature of every call with C-contiguous data."""
+
+    def __init__(self, name, kernel, args, cost):
+        self.kernel, self._args, self.cost = kernel, args, cost
+        N.EXTRAS[name] = self
+
+    def _call(self, dtype):
+        dtype = np.dtype(dtype)
+        st = Structure([1, 1], 0, dtype=dtype)
+        one = np.empty((0, 1), dtype)
+        return self._args(np.zeros(st.n_params, dtype), st, Codes(0), one, one,
+                          inference_workspace(st, 0, dtype), np.zeros(N.SLOTS, np.int64))
+
+    def cached(self, dtype):
+        args = self._call(dtype)
+        return N.compiled(self.kernel, tuple(self.kernel.typeof_pyval(a) for a in args))
+
+    def compile(self, dtype):
+        with _config.ready():
+            self.kernel(*self._call(dtype))
+
+
+# seconds to compile each cold (as N.COMPILE_COST; benchmarks/compile_profile.py); in the
+# loss passes the template's (0, 1) array stands for the targets Yf too
+_Entry("predict", K.predict, _predict_args, 0.8)
+_Entry("evaluate", K.evaluate, lambda p, st, c, X, out, ws, fns: _evaluate_args(
+    p, st, c, X, X, np.empty(0, np.int64), None, None, ws, fns), 0.7)
+_Entry("evaluate_out", K.evaluate, lambda p, st, c, X, out, ws, fns: _evaluate_args(
+    p, st, c, X, X, np.empty(0, np.int64), None, out, ws, fns), 0.7)
+
+
+def expect_calls(dtype, *names):
+    """Entry points this process will call after its next fit in ``dtype``: ``"predict"``,
+    ``"evaluate"`` (a loss pass), ``"evaluate_out"`` (a loss pass keeping the outputs).  When
+    that fit starts helper processes to compile its kernels (a cold cache), they compile these
+    too, beside them, instead of this process compiling each at its first call afterwards."""
+    _TABLES[np.dtype(dtype)].expect(*names)
 
 
 def batch_gradients(params, st, codes, X, Yf, Yi, rows, grads, ws, sw=None, alpha=0.0,

@@ -340,6 +340,8 @@ class _BaseMLP(BaseEstimator):
         Yf, Yi, codes, loss_div = self._targets(y_train, dtype)
         sw = None if sw_train is None else np.ascontiguousarray(sw_train, dtype)
         opt = self._optimizer
+        if early_stopping:      # its validation pass compiled aside too, on a cold start
+            engine.expect_calls(dtype, "evaluate_out")
         runner = engine.EpochRunner(params, st, codes, opt.engine, X_train, Yf, Yi,
                                     batch_size, sw=sw, alpha=self.alpha, loss_div=loss_div,
                                     rollback=False)   # scikit-learn keeps the failed update

@@ -46,6 +46,18 @@ def test_default_train_reaches_95_percent(tmp_path, capsys):
     assert info["epoch"] == 30 and np.array_equal(arrays["params"], net.params)
 
 
+def test_train_asks_for_its_final_prediction_to_compile_aside(tmp_path, capsys, monkeypatch):
+    """The final metric's prediction is named before the first fit (engine.expect_calls), so
+    that on a cold cache the fit's helpers compile it beside the kernels."""
+    from fastbp import engine
+    asked = []
+    monkeypatch.setattr(engine, "expect_calls", lambda dtype, *names: asked.append(
+        (np.dtype(dtype), names)))
+    assert main(["train", "--epochs", "1", "--dtype", "float64", "--out", str(tmp_path),
+                 "--quiet", "--no-plot"]) == 0
+    assert (np.dtype(np.float64), ("predict",)) in asked
+
+
 def _regression_files(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((200, 3))

@@ -88,6 +88,57 @@ def test_the_slots_are_shared_out_whole_and_balanced(costs, jobs, start, ahead):
         assert max(ends) <= mean + max(costs.values()) + 1e-9
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.integers(0, 30), st.floats(0.01, 10.0), max_size=10),
+       st.dictionaries(st.sampled_from("abcdef"), st.floats(0.01, 10.0), max_size=4),
+       st.integers(1, 5), st.floats(0.0, 3.0), st.sampled_from([0.0, 0.5, 4.0]))
+def test_entry_points_go_to_helpers_and_the_slots_fill_in(slots, names, jobs, start, ahead):
+    costs = {**slots, **names}
+    shares = native.share(costs, jobs, start, ahead, aside=set(names))
+    placed = costs if jobs > 1 else slots       # (no helper: the entry points left out)
+    assert sorted(map(str, (s for part in shares for s in part))) == sorted(map(str, placed))
+    assert not any(s in names for s in shares[0])       # never this process's
+    ends = [sum(costs[s] for s in part) + (start if j else ahead)
+            for j, part in enumerate(shares)]
+    for j, part in enumerate(shares):
+        # each slot went to a process that would finish it first: the last one a process took
+        # started no later than any other process's end (loads only grow)
+        if part and part[-1] in slots:
+            assert ends[j] - costs[part[-1]] <= min(ends) + 1e-9
+
+
+def test_the_named_entry_points_are_compiled_for_the_types_of_real_calls(monkeypatch):
+    """Each entry point a helper may compile aside (native.EXTRAS, by the engine's template
+    call) has the argument types of the calls that fits, predictions and scikit-learn's early
+    stopping make, so that this process finds it in the cache (else the helper's work is
+    lost, silently)."""
+    import fastbp
+    from fastbp.kernels import train as K
+    seen = {"predict": [], "evaluate": []}
+    for name in seen:
+        kernel = getattr(K, name)
+        monkeypatch.setattr(K, name, lambda *a, _k=kernel, _n=name: (
+            seen[_n].append(tuple(_k.typeof_pyval(x) for x in a)), _k(*a))[1])
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        X = rng.standard_normal((40, 5)).astype(dtype)
+        y = (X[:, 0] > 0).astype(int)
+        net = fastbp.Network([5, 6, 2], output_activation="softmax", dtype=dtype,
+                             normalization="batch", dropout=0.1, seed=0)
+        fastbp.Trainer(net, loss="cross_entropy", epochs=1).fit(
+            X[:30], y[:30], validation_data=(X[30:], y[30:]))
+        net.predict(X)
+        reg = fastbp.Network([5, 6, 1], dtype=dtype, seed=0)
+        fastbp.Trainer(reg, loss="squared_error", epochs=1).fit(
+            X[:30], X[:30, 0], validation_data=(X[30:], X[30:, 0]))
+        fastbp.MLPClassifier(hidden_layer_sizes=(4,), early_stopping=True, max_iter=2,
+                             random_state=0).fit(X.astype(np.float64), y)
+        for name, entry in native.EXTRAS.items():
+            sig = tuple(entry.kernel.typeof_pyval(a) for a in entry._call(dtype))
+            calls = seen["predict" if name == "predict" else "evaluate"]
+            assert sig in calls, (name, dtype)
+
+
 def test_compile_jobs_from_the_environment(monkeypatch):
     from fastbp import _config
     monkeypatch.setenv("FASTBP_COMPILE_JOBS", "3")
@@ -170,17 +221,21 @@ result = np.concatenate([net.params, np.array(h.val_loss, np.float32)])
 _COLD_FIT = _FIT + """
 import sys
 from fastbp import engine
+from fastbp.kernels import train as K
 table = engine._TABLES[np.dtype(np.float32)]
 assert not table._aside and not table._helpers, "the fit left helpers behind"
 assert h.compile_seconds > 0
+# the validation pass (a loss pass keeping the outputs): compiled by the helper, loaded here
+assert not K.evaluate.stats.cache_misses and K.evaluate.stats.cache_hits
 np.save(sys.argv[1], result)
 """
 
 
 def test_a_cold_fit_compiles_its_loop_beside_the_helpers(tmp_path):
-    """An empty cache and two jobs: the fit compiles train_epoch and the validation pass while
-    a helper compiles the table's slots (EpochRunner asks without waiting); it trains exactly
-    as a fit with a warm cache in this process does."""
+    """An empty cache and two jobs: the fit compiles train_epoch while a helper compiles the
+    table's slots (EpochRunner asks without waiting) and the validation pass (asked for with
+    engine.expect_calls), which this process loads from the cache; it trains exactly as a fit
+    with a warm cache in this process does."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), FASTBP_COMPILE_JOBS="2")
     out = subprocess.run([sys.executable, "-c", _COLD_FIT, str(tmp_path / "p.npy")], env=env,
                          capture_output=True, text=True, timeout=600)

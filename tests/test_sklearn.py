@@ -130,6 +130,20 @@ def test_early_stopping_same_scores_and_best_weights(kind, weighted):
     assert np.all(np.isfinite(a.validation_loss_curve_)) and a.best_loss_ is None
 
 
+def test_early_stopping_asks_for_its_validation_pass_to_compile_aside(monkeypatch):
+    """Named before the fit (engine.expect_calls), so that on a cold cache the fit's helpers
+    compile it beside the kernels; a fit without early stopping asks for nothing."""
+    from fastbp import engine
+    asked = []
+    monkeypatch.setattr(engine, "expect_calls", lambda dtype, *names: asked.append(names))
+    X, y = _data("multiclass")
+    MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, y)
+    assert asked == []
+    MLPClassifier(hidden_layer_sizes=(4,), early_stopping=True, max_iter=2,
+                  random_state=0).fit(X, y)
+    assert asked == [("evaluate_out",)]
+
+
 @pytest.mark.parametrize("outputs", [1, 3])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("case", ["random", "perfect", "constant_target", "constant_and_perfect"])

@@ -906,6 +906,8 @@ class Run:
         if engine.needs_compiling():
             self.progress.note("fastbp: compiling the kernels (first use only, cached "
                                "afterwards) ...")
+        # the final metric's prediction (write_output), compiled aside with the kernels
+        engine.expect_calls(self.net.dtype, "predict")
         main = threading.current_thread() is threading.main_thread()
         previous = {sig: signal.signal(sig, lambda signum, frame: self._signals.append(signum))
                     for sig in EXIT_SIGNAL} if main else {}

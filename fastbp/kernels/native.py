@@ -30,6 +30,11 @@ process compiles the rest, then loads theirs from the cache (at once, or, with
 ``need(wait=False)``, at :meth:`Table.finish`, after this process has compiled its callers).
 A helper that fails, or whose cache this process cannot see, costs only time: what is not in
 the cache is compiled here.
+
+The helpers can also compile entry points that this process will call later (:data:`EXTRAS`,
+registered by the engine: a validation pass, a prediction), named beforehand with
+:meth:`Table.expect`; those go only to helpers, shared out with the slots, and this process
+loads them from the cache when it first calls them.
 """
 import subprocess
 import threading
@@ -48,6 +53,10 @@ FN_GEMM, FN_TASK, FN_POST_FORWARD, FN_POST_BACKWARD, FN_OUTPUT_BATCH, FN_OUTPUT_
     FN_UPDATE, FN_FORWARD_ROWS, FN_BACKWARD_ROWS, FN_BLOCKED_STEP = range(10)
 SLOTS = 10
 NATIVES = [None] * SLOTS        # the Native of each slot, as the kernel modules define them
+# entry points a helper may compile aside (Table.expect), by name, as the engine registers
+# them: objects with ``cost`` (seconds, as COMPILE_COST), ``cached(dtype)`` and
+# ``compile(dtype)`` (into numba's cache)
+EXTRAS = {}
 
 # seconds each slot takes to compile cold (2-vCPU AMD EPYC, numba 0.68, one process, float32
 # and float64 alike; benchmarks/compile_profile.py): the weights by which the missing slots are
@@ -160,6 +169,7 @@ class Table:
         self.dtype = np.dtype(dtype)
         self.fns = np.zeros(SLOTS, np.int64)
         self._helpers, self._aside = [], set()     # slots compiling aside, not yet loaded
+        self._expected = set()      # EXTRAS names the next helpers compile too (expect)
         # fits in several threads: a slot is read only after the need or finish that filled
         # it has returned
         self._lock = threading.RLock()
@@ -175,7 +185,9 @@ class Table:
         with self._lock:
             todo = [s for s in slots if self.fns[s] == 0 and s not in self._aside]
             if len(todo) > 1:
-                helpers, aside = _start_helpers(todo, self.dtype, ahead)
+                helpers, aside = _start_helpers(todo, self.dtype, ahead, self._expected)
+                if helpers:
+                    self._expected = set()
                 self._helpers += helpers
                 self._aside |= aside
             try:
@@ -188,6 +200,14 @@ class Table:
             if wait:
                 self.finish()
             return self.fns
+
+    def expect(self, *names):
+        """Entry points (:data:`EXTRAS` names) that this process will call after the next
+        :meth:`need` that starts helpers: those helpers compile them too, beside the slots
+        (only helpers: this process would compile them when it first calls them anyway).
+        Without helpers (a warm cache, one compile job) nothing changes."""
+        with self._lock:
+            self._expected.update(names)
 
     def finish(self, stop=False):
         """Wait for the helpers (``stop``: stop them) and load their slots (from the cache, or
@@ -213,48 +233,59 @@ class Table:
                     self.fns[s] = NATIVES[s].address(self.dtype)
 
 
-def share(costs, jobs, start, ahead=0.0):
+def share(costs, jobs, start, ahead=0.0, aside=()):
     """The slots ``costs`` (slot -> seconds) shared out among ``jobs`` processes, this one
-    first: the most costly first, each to the process that would finish it first (a helper
-    starts ``start`` seconds late; this process has ``ahead`` seconds of other work).  Returns
-    one list of slots per process; a helper's may be empty (it is then not started)."""
+    first: each to the process that would finish it first (a helper starts ``start`` seconds
+    late; this process has ``ahead`` seconds of other work), the most costly first — but the
+    jobs in ``aside`` (entry points, named by strings), which only helpers take, before the
+    slots, which then fill in around them (with no helper, they are left out).  Returns one
+    list per process; a helper's may be empty (it is then not started)."""
     load = [ahead] + [start] * (jobs - 1)
     shares = [[] for _ in range(jobs)]
-    for s in sorted(costs, key=lambda s: (-costs[s], s)):
-        j = min(range(jobs), key=lambda j: (load[j], j))
+    for s in sorted(costs, key=lambda s: (s not in aside, -costs[s], s)):
+        if s in aside and jobs < 2:
+            continue
+        j = min(range(1 if s in aside else 0, jobs), key=lambda j: (load[j], j))
         load[j] += costs[s]
         shares[j].append(s)
     return shares
 
 
-# what a helper runs (_config.compile_child), with the arguments <dtype> <slot>...
-HELPER = ("from fastbp.kernels.native import compile_slots; "
-          "compile_slots(sys.argv[2], sys.argv[3:])")
+# what a helper runs (_config.compile_child), with the arguments <dtype> <slot>...; it ends
+# without the interpreter's teardown (~0.35 s with numba loaded, measured), which this process
+# would wait for: its work is in the cache files, written and closed as each compile ends
+HELPER = ("import os; from fastbp.kernels.native import compile_slots; "
+          "compile_slots(sys.argv[2], sys.argv[3:]); os._exit(0)")
 
 
-def _start_helpers(slots, dtype, ahead):
+def _start_helpers(slots, dtype, ahead, expected=()):
     """Helper processes compiling some of ``slots`` (the ones not in the cache) for ``dtype``
-    (this process having ``ahead`` seconds of other work); returns ``(processes, the slots
-    they compile)``."""
+    (this process having ``ahead`` seconds of other work), and the ``expected`` entry points
+    (EXTRAS names) not in the cache; returns ``(processes, the slots they compile)``."""
     jobs = min(_config.compile_jobs(), len(slots))
     if jobs < 2:
         return [], set()
     missing = {s: COMPILE_COST[s] for s in slots if not NATIVES[s].cached(dtype)}
     if not missing:
         return [], set()
+    extra = {e: EXTRAS[e].cost for e in sorted(expected) if not EXTRAS[e].cached(dtype)}
     if callable(ahead):
         ahead = ahead()
     helpers, aside = [], set()
-    for part in share(missing, jobs, HELPER_START, ahead)[1:]:
-        h = _config.compile_child(HELPER, [dtype.name, *part], 1) if part else None
+    for part in share({**missing, **extra}, jobs, HELPER_START, ahead, extra)[1:]:
+        h = _config.compile_child(HELPER, [dtype.name, *map(str, part)], 1) if part else None
         if h is not None:       # (none to be had: compiled here)
             helpers.append(h)
-            aside.update(part)
+            aside.update(s for s in part if s not in extra)
     return helpers, aside
 
 
 def compile_slots(dtype, slots):
-    """A helper's work: compile these slots' functions for ``dtype`` into numba's cache."""
-    from .. import engine   # noqa: F401  (defines every slot's Native)
+    """A helper's work: compile these slots' functions (numbers) and entry points (EXTRAS
+    names) for ``dtype`` into numba's cache."""
+    from .. import engine   # noqa: F401  (defines every slot's Native and the EXTRAS)
     for s in slots:
-        NATIVES[int(s)].address(dtype)
+        if s in EXTRAS:
+            EXTRAS[s].compile(dtype)
+        else:
+            NATIVES[int(s)].address(dtype)

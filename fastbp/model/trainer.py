@@ -390,6 +390,8 @@ class Trainer:
             self.schedule._resolve(self.epochs * n_steps)
         codes = Codes(net._out, LOSSES[self.loss])
         accuracy = self.loss in ("cross_entropy", "binary_cross_entropy")
+        if val is not None:     # compiled aside with the kernels, on a cold start
+            engine.expect_calls(net.dtype, "evaluate_out" if accuracy else "evaluate")
         runner = engine.EpochRunner(net.params, net._st, codes, self._opt, X, Yf, Yi, batch,
                                     sw=sw, reducer=reducer, clip=self.clip_norm or 0.0,
                                     accuracy=accuracy, seed=self.dropout_seed)
@@ -397,6 +399,7 @@ class Trainer:
         history.compile_seconds = runner.compile_seconds
         t0 = time.perf_counter()
         vws = vout = None
+        runner.ready()          # (the helpers done: their validation pass is in the cache)
         if val is not None:     # compiled (or loaded) here, not in epoch 1's time
             vws = engine.inference_workspace(net._st, val[0].shape[0], net.dtype)
             vout = np.empty((val[0].shape[0], sizes[-1]), net.dtype) if accuracy else None
@@ -404,7 +407,6 @@ class Trainer:
                             out=None if vout is None else vout[:0], ws=vws)
             if accuracy:
                 engine.accuracy(vout[:0], val[1][:0], val[2][:0], codes)
-        runner.ready()
         history.compile_seconds += time.perf_counter() - t0
         rates = np.empty(n_steps) if per_step else None
         say = self.verbose and (reducer is None or reducer.rank == 0)
