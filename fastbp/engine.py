@@ -260,13 +260,17 @@ class _Entry:
             self.kernel(*self._call(dtype))
 
 
-# seconds to compile each cold (as N.COMPILE_COST; benchmarks/compile_profile.py); in the
-# loss passes the template's (0, 1) array stands for the targets Yf too
+def _loss_pass(keep):
+    """A template loss pass's arguments, keeping the outputs or not (the template's (0, 1) array
+    stands for the targets Yf too)."""
+    return lambda p, st, c, X, out, ws, fns: _evaluate_args(
+        p, st, c, X, X, np.empty(0, np.int64), None, out if keep else None, ws, fns)
+
+
+# seconds to compile each cold (as N.COMPILE_COST; benchmarks/compile_profile.py)
 _Entry("predict", K.predict, _predict_args, 0.8)
-_Entry("evaluate", K.evaluate, lambda p, st, c, X, out, ws, fns: _evaluate_args(
-    p, st, c, X, X, np.empty(0, np.int64), None, None, ws, fns), 0.7)
-_Entry("evaluate_out", K.evaluate, lambda p, st, c, X, out, ws, fns: _evaluate_args(
-    p, st, c, X, X, np.empty(0, np.int64), None, out, ws, fns), 0.7)
+_Entry("evaluate", K.evaluate, _loss_pass(False), 0.7)
+_Entry("evaluate_out", K.evaluate, _loss_pass(True), 0.7)
 
 
 def expect_calls(dtype, *names):

@@ -120,7 +120,7 @@ def float_bits(typingctx, a):
 @intrinsic
 def bits_float(typingctx, u):
     """The float32/float64 whose bits are the uint32/uint64 ``u``."""
-    if not (isinstance(u, types.Integer) and not u.signed and u.bitwidth in (32, 64)):
+    if not (isinstance(u, types.Integer) and not u.signed and u.bitwidth in _UINT):
         return None
     ty = types.float32 if u.bitwidth == 32 else types.float64
 
