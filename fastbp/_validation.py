@@ -117,6 +117,14 @@ def check_targets(Y, loss, n_out, n_samples, dtype, name="y"):
     """Targets for ``loss``; returns ``(Yf, Yi)`` where exactly one is used by the kernels:
     ``Yi`` int64 class labels (cross-entropy with 1-D integer labels), else ``Yf`` float targets
     ``(n, n_out)``.  The unused one is a placeholder (empty labels, or one zero row)."""
+    labels = np.asarray(Y) if isinstance(Y, (list, tuple, np.ndarray)) else None
+    if labels is not None and labels.dtype.kind in "USO" and labels.ndim == 1 and labels.size:
+        shown = ", ".join(repr(v) for v in list(dict.fromkeys(labels.tolist()))[:3])
+        raise InputTypeError(
+            f"{name} holds labels ({shown}, ...), not numbers: the Trainer takes class indices "
+            f"0..n_classes-1 for cross_entropy (np.unique({name}, return_inverse=True) gives "
+            f"them), or 0/1 for binary_cross_entropy. fastbp.MLPClassifier and `fastbp train` "
+            f"(or fastbp.data.prepare) take labels of any type and map them back.")
     arr = _numeric(name, Y)
     if arr.ndim == 0 or arr.ndim > 2:
         raise InputError(f"{name} must be 1-D or 2-D; got shape {arr.shape}")

@@ -19,7 +19,15 @@ CMD = [sys.executable, "-m", "fastbp.cli"]
 
 
 def _params(d):
-    return fastbp.load(os.path.join(d, "model.npz")).params
+    return fastbp.load(os.path.join(d, "model.npz")).network.params
+
+
+def _final(out):
+    """The metrics of the final line ``validation: accuracy 0.97, ...`` as a dict."""
+    line = out.strip().splitlines()[-1]
+    where, _, rest = line.partition(": ")
+    pairs = rest.split("  (")[0].split(", ")
+    return where, {k: float(v) for k, v in (p.split() for p in pairs)}
 
 
 def test_embedded_digits():
@@ -30,11 +38,15 @@ def test_embedded_digits():
 
 def test_default_train_reaches_95_percent(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path), "--quiet", "--no-plot"]) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    acc = float(line.split()[2])
-    assert line.startswith("validation accuracy") and acc >= 0.95, line
-    net = fastbp.load(tmp_path / "model.npz")
-    assert net.layer_sizes == [64, 64, 10]
+    where, scores = _final(capsys.readouterr().out)
+    acc = scores["accuracy"]
+    assert where == "validation" and acc >= 0.95, scores
+    assert {"balanced_accuracy", "f1_macro", "log_loss", "roc_auc"} <= set(scores)
+    model = fastbp.load(tmp_path / "model.npz")
+    net = model.network
+    # the digits' pixels that are 0 in every image are dropped (constant columns)
+    assert net.layer_sizes == [61, 64, 10] and len(model.feature_names_in_) == 61
+    assert model.classes_ == list(range(10))
     lines = (tmp_path / "history.jsonl").read_text().splitlines()
     assert len(lines) == 30
     rec = json.loads(lines[-1])
@@ -77,8 +89,8 @@ def test_train_from_files(tmp_path, capsys, files):
     args = ["train", "--data", str(tmp_path / files[0]), *[str(tmp_path / f) if f.endswith(".npy") else f for f in files[1:]],
             "--epochs", "40", "--layers", "16", "--lr", "0.01", "--quiet"]
     assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "validation mse" in out and float(out.split()[2]) < 0.5
+    where, scores = _final(capsys.readouterr().out)
+    assert where == "validation" and scores["mse"] < 0.5 and scores["r2"] > 0.9, scores
 
 
 def test_train_from_parquet(tmp_path, capsys):
@@ -88,7 +100,7 @@ def test_train_from_parquet(tmp_path, capsys):
     pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "t": y}), tmp_path / "d.parquet")
     assert main(["train", "--data", str(tmp_path / "d.parquet"), "--target", "t", "--epochs", "40",
                  "--layers", "16", "--lr", "0.01", "--quiet"]) == 0
-    assert float(capsys.readouterr().out.split()[2]) < 0.5
+    assert _final(capsys.readouterr().out)[1]["mse"] < 0.5
 
 
 def test_config_file_and_flags_override(tmp_path, capsys):
@@ -96,7 +108,7 @@ def test_config_file_and_flags_override(tmp_path, capsys):
     conf.write_text('layers = [8, 8]\nepochs = 2\nbatch-size = 64\noptimizer = "sgd"\nlr = 0.05\n')
     out = tmp_path / "o"
     assert main(["train", "--config", str(conf), "--epochs", "3", "--out", str(out), "--quiet", "--no-plot"]) == 0
-    assert fastbp.load(out / "model.npz").layer_sizes == [64, 8, 8, 10]
+    assert fastbp.load(out / "model.npz").network.layer_sizes == [61, 8, 8, 10]
     assert len((out / "history.jsonl").read_text().splitlines()) == 3          # the flag won
     _, info = load_checkpoint(out / "checkpoint.npz")
     assert info["settings"]["batch_size"] == 64 and info["settings"]["optimizer"] == "sgd"
@@ -117,22 +129,26 @@ def test_bad_input_gives_one_line_exit_2_and_no_model(tmp_path, capsys):
     _run_fails(["train", "--data", str(tmp_path / "missing.npz"), "--out", str(out)], capsys, "no such file")
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b,c\n1,2,3\n4,x,6\n")
-    _run_fails(["train", "--data", str(bad)], capsys, "'x' is not a number")
+    _run_fails(["train", "--data", str(bad), "--numeric", "b"], capsys, "'x' is not a number")
     ragged = tmp_path / "ragged.csv"
     ragged.write_text("1,2,3\n4,5\n")
     _run_fails(["train", "--data", str(ragged)], capsys, "ragged")
     good = tmp_path / "good.csv"
     good.write_text("a,b,c\n1,2,3\n4,5,6\n")
     _run_fails(["train", "--data", str(good), "--target", "zz"], capsys, "no column 'zz'")
-    nan = tmp_path / "nan.npz"
-    np.savez(nan, X=np.array([[np.nan, 1.0]] * 10), y=np.zeros(10))
-    _run_fails(["train", "--data", str(nan), "--out", str(out)], capsys, "non-finite")
+    inf = tmp_path / "inf.npz"
+    np.savez(inf, X=np.array([[np.inf, 1.0], [2.0, 3.0]] * 10), y=np.arange(20.0))
+    _run_fails(["train", "--data", str(inf), "--out", str(out)], capsys, "infinite")
+    nothing = tmp_path / "nothing.npz"      # missing values are imputed; no column is left here
+    np.savez(nothing, X=np.array([[np.nan, 1.0]] * 10), y=np.arange(10.0))
+    _run_fails(["train", "--data", str(nothing), "--out", str(out)], capsys,
+               "no feature columns are left")
     blocker = tmp_path / "file"
     blocker.write_text("")
     _run_fails(["train", "--out", str(blocker / "sub")], capsys, "not a writable directory")
     _run_fails(["train", "--resume", "--out", str(tmp_path / "nothing")], capsys, "no checkpoint")
     _run_fails(["train", "--validation-split", "1.5"], capsys, "validation_split")
-    assert not (out / "model.npz").exists()
+    assert not out.exists()         # a refused run writes nothing, not even --out
 
 
 def test_resume_is_bitwise_and_refuses_changed_settings(tmp_path, capsys):
@@ -217,7 +233,8 @@ def test_predict_and_evaluate(tmp_path, capsys):
                  "--out", str(run), "--quiet", "--no-plot"]) == 0
     capsys.readouterr()
     assert main(["predict", "--model", str(run), "--data", str(tmp_path / "d.npz")]) == 0
-    pred = capsys.readouterr().out.split()
+    head, *pred = capsys.readouterr().out.split()
+    assert head == "y"          # a header: the target's name
     assert len(pred) == 300 and set(pred) <= {"pos", "neg"} and np.mean(np.array(pred) == labels) > 0.9
     assert main(["predict", "--model", str(run / "model.npz"), "--data", str(tmp_path / "d.npz"),
                  "--out", str(tmp_path / "p.npy")]) == 0
@@ -225,6 +242,7 @@ def test_predict_and_evaluate(tmp_path, capsys):
     assert main(["evaluate", "--model", str(run), "--data", str(tmp_path / "d.npz")]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["accuracy"] > 0.9 and res["samples"] == 300 and res["loss"] > 0
+    assert res["n"] == 300 and np.sum(res["confusion_matrix"]) == 300
 
 
 def test_plot(tmp_path, capsys):

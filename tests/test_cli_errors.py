@@ -43,7 +43,7 @@ def test_usage_error_is_bad_input():
 def test_a_bug_is_exit_1_with_its_traceback(tmp_path, capsys, monkeypatch):
     def boom(*args, **kw):
         raise ValueError("boom")
-    monkeypatch.setattr("fastbp.cli.train._metric", boom)
+    monkeypatch.setattr("fastbp.data.model.evaluate_outputs", boom)
     _bug(["train", *QUICK], capsys, "ValueError: boom")
     monkeypatch.undo()
 
@@ -55,7 +55,7 @@ def test_a_bug_is_exit_1_with_its_traceback(tmp_path, capsys, monkeypatch):
 
     def read(*args, **kw):
         raise OSError("not the user's file")
-    monkeypatch.setattr("fastbp.cli.datafiles._csv", read)
+    monkeypatch.setattr("fastbp.data.tables.read_csv", read)
     (tmp_path / "d.csv").write_text("1,2\n3,4\n")
     _bug(["train", "--data", str(tmp_path / "d.csv"), *QUICK], capsys, "OSError: not the user's")
 
@@ -63,8 +63,8 @@ def test_a_bug_is_exit_1_with_its_traceback(tmp_path, capsys, monkeypatch):
 def test_input_the_user_can_fix_is_exit_2_in_one_line(tmp_path, capsys):
     _fails(["train", "--data", str(tmp_path / "missing.csv")], capsys, "no such file")
     bad = tmp_path / "bad.csv"
-    bad.write_text("a,b\n1,2\n3,oops\n")
-    _fails(["train", "--data", str(bad)], capsys, "'oops' is not a number")
+    bad.write_text("a,b,c\n1,2,3\n3,oops,5\n")
+    _fails(["train", "--data", str(bad), "--numeric", "b"], capsys, "'oops' is not a number")
     one = tmp_path / "one.csv"
     one.write_text("1\n2\n3\n")
     _fails(["train", "--data", str(one)], capsys, "one column")
@@ -74,7 +74,7 @@ def test_input_the_user_can_fix_is_exit_2_in_one_line(tmp_path, capsys):
     (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not really a zip")
     _fails(["train", "--data", str(tmp_path / "junk.npz")], capsys, "junk.npz")
     np.savez(tmp_path / "s.npz", X=np.zeros((10, 2)), y=np.zeros(()))
-    _fails(["train", "--data", str(tmp_path / "s.npz")], capsys, "y must be 1-D")
+    _fails(["train", "--data", str(tmp_path / "s.npz")], capsys, "X has 10 rows but y has 0")
     _fails(["train", "--activation", "swish", *QUICK], capsys, "activation")
     _fails(["train", "--optimizer", "lion", *QUICK], capsys, "optimizer")
     _fails(["train", "--loss", "hinge", *QUICK], capsys, "unknown loss 'hinge'")
@@ -173,8 +173,8 @@ def test_resume_of_an_unfinished_epoch_says_where(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert f"resuming epoch 2 at step {pending['done']}/85" in err, err
     assert "resuming after" not in err
-    assert np.array_equal(fastbp.load(out / "model.npz").params,
-                          fastbp.load(ref / "model.npz").params)
+    assert np.array_equal(fastbp.load(out / "model.npz").network.params,
+                          fastbp.load(ref / "model.npz").network.params)
     # resumed between epochs: the old wording
     assert main(["train", "--out", str(out), "--resume", *ARGS[2:], "--epochs", "4"]) == 0
     assert "resuming after epoch 3" in capsys.readouterr().err
@@ -267,6 +267,6 @@ def test_single_process_checkpoint_mid_epoch_resumes_under_mpiexec(tmp_path, cap
                           *args], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("resuming epoch 2 at step") == 1, res.stderr
-    a = fastbp.load(out / "model.npz").params
-    b = fastbp.load(ref / "model.npz").params
+    a = fastbp.load(out / "model.npz").network.params
+    b = fastbp.load(ref / "model.npz").network.params
     assert np.abs(a - b).max() / np.abs(b).max() < 1e-10

@@ -46,17 +46,28 @@ def test_batch_norm_uses_the_global_batchs_statistics():
         assert r["loss"] < 1e-12 and r["val_loss"] < 1e-12 and r["same_on_ranks"], (case, r)
 
 
-def test_cli_under_mpiexec_matches_single_process(tmp_path):
+@pytest.mark.parametrize("data", ["digits", "messy"])
+def test_cli_under_mpiexec_matches_single_process(tmp_path, data):
+    """Every rank reads the table, splits it and fits the preprocessing on the same training
+    rows: two ranks train the one process's model."""
     args = ["-m", "fastbp.cli", "train", "--dtype", "float64", "--epochs", "3", "--batch-size", "64",
             "--quiet", "--no-plot"]
+    if data == "messy":
+        sys.path.insert(0, HERE)
+        from messy import messy_frame
+        messy_frame(300, seed=2).to_csv(tmp_path / "m.csv", index=False)
+        args += ["--data", str(tmp_path / "m.csv"), "--target", "label", "--max-onehot", "4"]
     single = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], capture_output=True,
                             text=True, timeout=300)
     assert single.returncode == 0, single.stderr
     two = _mpiexec([*args, "--out", str(tmp_path / "two")])
     assert two.returncode == 0, two.stderr
-    assert two.stdout.count("validation accuracy") == 1          # rank 0 alone prints
-    a = fastbp.load(tmp_path / "one" / "model.npz").params
-    b = fastbp.load(tmp_path / "two" / "model.npz").params
+    assert two.stdout.count("validation: accuracy") == 1          # rank 0 alone prints
+    one, two_ = fastbp.load(tmp_path / "one"), fastbp.load(tmp_path / "two")
+    assert one.preprocessor.to_json() == two_.preprocessor.to_json()
+    if data == "messy":
+        assert one.network.embeddings           # the high-cardinality columns are embedded
+    a, b = one.network.params, two_.network.params
     assert np.abs(a - b).max() / np.abs(a).max() < 1e-10
     assert len((tmp_path / "two" / "history.jsonl").read_text().splitlines()) == 3   # written once
 

@@ -70,9 +70,24 @@ def build_parser():
         "train", formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=S,
         help="train a network (with no --data: the 8x8 digits shipped with fastbp)",
         description=TRAIN_DOC)
-    t.add_argument("--data", metavar="FILE", help=".npz (arrays X, y), .npy (X; --target y.npy), "
-                   ".csv or .parquet (--target COLUMN, default the last)")
-    t.add_argument("--target", metavar="COLUMN", help="target column (CSV/Parquet) or y.npy")
+    t.add_argument("--data", metavar="FILE", help="a table: .csv (also .tsv, compressed .gz, "
+                   ".bz2, .xz, .zst), .parquet, .feather/.arrow, .npz (arrays X, y) or .npy (X; "
+                   "--target y.npy)")
+    t.add_argument("--target", metavar="COLUMN", help="the target column (default: the last; "
+                   "rows without one are left out), or y.npy for .npy data")
+    d = t.add_argument_group("table columns",
+                             "each column's role is inferred and shown before training;\n"
+                             "these override it (also keys of the --config file)")
+    d.add_argument("--categorical", metavar="A,B", help="columns to treat as categories (e.g. "
+                   "integer codes): one-hot, or an embedding when they have many levels")
+    d.add_argument("--numeric", metavar="A,B", help="columns to treat as numbers")
+    d.add_argument("--drop", metavar="A,B", help="columns to leave out")
+    d.add_argument("--delimiter", metavar="CHAR", help="the CSV's delimiter (default: detected; "
+                   "'tab' for a tab)")
+    d.add_argument("--max-onehot", type=int, metavar="N", help="a categorical column with at "
+                   "most N levels is one-hot encoded, one with more is embedded (default 16)")
+    d.add_argument("--min-frequency", type=int, metavar="N", help="categorical levels seen "
+                   "fewer than N times in training are pooled into one 'other' level (default 5)")
     t.add_argument("--layers", type=_layers, metavar="64,64", help="hidden layer sizes (default 64)")
     t.add_argument("--activation", metavar="NAME[,NAME...]",
                    help="hidden activation: relu, leaky_relu, sigmoid, tanh, identity (default "
@@ -141,20 +156,35 @@ def build_parser():
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
 
     pr = sub.add_parser("predict", help="predictions of a saved model",
-                        description="Write the model's predictions for the rows of --data: class "
-                                    "labels for a classifier trained by `fastbp train`, else the "
-                                    "output values.")
-    pr.add_argument("--model", required=True, metavar="FILE", help="model.npz (or its directory)")
+                        description="Write the model's predictions for the rows of --data, its "
+                                    "columns found by name (any order; other columns, the "
+                                    "target among them, are ignored): class labels as in the "
+                                    "training data for a classifier, values in the target's "
+                                    "units for a regressor, with a header.")
+    pr.add_argument("--model", required=True, metavar="DIR|FILE",
+                    help="a run directory of fastbp train (or its model.npz)")
     pr.add_argument("--data", required=True, metavar="FILE")
-    pr.add_argument("--target", metavar="COLUMN", help="a column to drop from a CSV/Parquet")
-    pr.add_argument("--out", metavar="FILE", help=".npy or .csv (default: CSV on stdout)")
+    pr.add_argument("--out", metavar="FILE", help=".csv or .parquet (a header; the labels in "
+                    "their own type), or .npy (default: CSV on stdout)")
+    pr.add_argument("--proba", action="store_true", help="also one column of probabilities "
+                    "per class (proba_LABEL)")
+    pr.add_argument("--id", metavar="COLUMN", help="copy this column of --data through, first")
+    pr.add_argument("--target", metavar="COLUMN", help=argparse.SUPPRESS)
+    pr.add_argument("--delimiter", metavar="CHAR", help="the CSV's delimiter (default: detected)")
 
-    ev = sub.add_parser("evaluate", help="loss and accuracy/MSE of a saved model on data",
-                        description="Print the model's mean loss and accuracy (classifier) or "
-                                    "mean squared error on --data as JSON.")
-    ev.add_argument("--model", required=True, metavar="FILE", help="model.npz (or its directory)")
+    ev = sub.add_parser("evaluate", help="metrics of a saved model on data",
+                        description="Print the model's metrics on --data (which holds the "
+                                    "target column; rows without one are left out) as JSON: "
+                                    "accuracy, balanced_accuracy, f1_macro, log_loss, roc_auc "
+                                    "(one-vs-rest macro for several classes) and "
+                                    "confusion_matrix for a classifier; mse, rmse, mae, r2 in "
+                                    "the target's units for a regressor; loss and n.")
+    ev.add_argument("--model", required=True, metavar="DIR|FILE",
+                    help="a run directory of fastbp train (or its model.npz)")
     ev.add_argument("--data", required=True, metavar="FILE")
-    ev.add_argument("--target", metavar="COLUMN")
+    ev.add_argument("--target", metavar="COLUMN", help="the target column, when it is named "
+                    "differently than in training")
+    ev.add_argument("--delimiter", metavar="CHAR", help="the CSV's delimiter (default: detected)")
 
     pl = sub.add_parser("plot", help="draw a run's loss, gradient norms, accuracy and learning "
                                      "rate (needs matplotlib)",

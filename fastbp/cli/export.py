@@ -7,7 +7,7 @@ from . import EXIT_OK, UsageError
 def export(args):
     """Write ``args.model`` (model.npz or its run directory) to ``args.onnx``."""
     from .predict import _load_model
-    net, _ = _load_model(args.model)
+    net = _load_model(args.model)     # a Model (or a bare Network): both have to_onnx
     out = os.fspath(args.onnx)
     if os.path.isdir(out):
         raise UsageError(f"--onnx {out} is a directory; name the .onnx file to write")

@@ -1,64 +1,79 @@
-"""``fastbp predict`` and ``fastbp evaluate``: a saved model applied to a data file."""
+"""``fastbp predict`` and ``fastbp evaluate``: a saved model applied to a table, its columns
+found by name (see :class:`fastbp.data.Model`)."""
 import json
 import os
 import sys
 
 import numpy as np
 
-from . import EXIT_OK, METRICS, MODEL, UsageError
+from . import EXIT_OK, UsageError
 
 
 def _load_model(path):
-    """``(network, class labels or None)`` from model.npz (or the run directory holding it);
-    the labels come from the metrics.json next to it."""
-    import fastbp
-    if os.path.isdir(path):
-        path = os.path.join(path, MODEL)
-    if not os.path.exists(path):
-        raise UsageError(f"--model {path}: no such file")
+    """The :class:`fastbp.data.Model` of ``path`` (a run directory or its model.npz); a bare
+    network file (``Network.save``) gives its Network."""
+    from ..data.model import load
     try:
-        net = fastbp.load(path)          # InputError for a file that is not a fastbp model
+        return load(path)       # InputError for a file that is not a fastbp model
     except OSError as e:
         raise UsageError(f"--model {path}: unreadable ({e.strerror or e})") from None
-    classes = None
-    metrics = os.path.join(os.path.dirname(os.path.abspath(path)), METRICS)
-    if os.path.exists(metrics):
-        try:
-            with open(metrics) as f:
-                classes = json.load(f).get("classes")
-        except (OSError, ValueError, AttributeError):
-            classes = None
-    if classes is not None and (not isinstance(classes, list)
-                                or len(classes) != net.layer_sizes[-1]):
-        raise UsageError(f"{metrics}: its classes do not match the {net.layer_sizes[-1]} outputs "
-                         f"of {path}")
-    return net, classes
 
 
-def _write(path, write):
-    from ..model.modelfile import atomic_write
-    try:
-        atomic_write(path, write)
-    except OSError as e:
-        raise UsageError(f"--out {path}: cannot write ({e.strerror or e})") from None
+def _bare(net, table, target):
+    """The input matrix of a bare network (no preprocessor): the table's columns by position,
+    less ``target``."""
+    cols = [c for c in table.columns if c.name != target]
+    if any(c.kind == "text" for c in cols):
+        bad = next(c.name for c in cols if c.kind == "text")
+        raise UsageError(f"{table.source}: column {bad!r} is not numeric, and the model has no "
+                         f"preprocessing (it was saved by Network.save)")
+    return np.column_stack([c.values for c in cols]) if cols else np.empty((table.n_rows, 0))
 
 
 def predict(args):
-    from .datafiles import read_data
-    net, classes = _load_model(args.model)
-    X, _ = read_data(args.data, args.target, need_target=False)
-    out = net.predict(X)
-    if net.output_activation == "softmax":
-        idx = out.argmax(1)
-        out = np.asarray(classes)[idx] if classes is not None else idx
-    if args.out and args.out.endswith(".npy"):
-        _write(args.out, lambda f: np.save(f, out))
+    from ..data.tables import read_file, write_table
+    from ..data.model import Model
+    model = _load_model(args.model)
+    table = read_file(args.data, getattr(args, "delimiter", None))
+    ident = getattr(args, "id", None)
+    if ident is not None and ident not in table:
+        raise UsageError(f"--id {ident}: {args.data} has no such column; the columns are "
+                         f"{table.names}")
+    columns = {}
+    if ident is not None:
+        columns[ident] = table[ident].objects()
+    if isinstance(model, Model):
+        pre = model.preprocessor
+        out = model.network.predict(pre.transform(table, model.network.dtype))
+        name = pre.target["name"] if pre.target else "prediction"
+        columns[name if name != ident else f"{name}_predicted"] = pre.decode(out)
+        if getattr(args, "proba", False):
+            if model.task != "classification":
+                raise UsageError("--proba needs a classifier; this model is a regressor")
+            p = pre.probabilities(out).astype(out.dtype)
+            for j, c in enumerate(pre.classes):
+                columns[f"proba_{c}"] = p[:, j]
+    else:
+        if getattr(args, "proba", False):
+            raise UsageError("--proba needs a model trained by fastbp train (this file holds a "
+                             "bare network)")
+        out = model.predict(_bare(model, table, args.target))
+        for j in range(out.shape[1]):
+            columns["prediction" if out.shape[1] == 1 else f"output_{j}"] = out[:, j]
+    path = args.out
+    if path and path.lower().endswith(".npy"):
+        from ..data.model import _typed
+        from ..model.modelfile import atomic_write
+        values = [v for k, v in columns.items() if k != ident]
+        arr = _typed(np.asarray(values[0] if len(values) == 1 else np.column_stack(values)))
+        if arr.dtype == object:
+            raise UsageError(f"--out {path}: these labels mix types; write .csv or .parquet")
+        _write(path, lambda: atomic_write(path, lambda f: np.save(f, arr)))
         return EXIT_OK
-    rows = out.reshape(len(out), -1)
-    text = "".join(",".join(str(v) for v in r) + "\n" for r in rows.tolist())
-    if args.out:
-        _write(args.out, lambda f: f.write(text.encode()))
+    if path:
+        _write(path, lambda: write_table(path, columns))
         return EXIT_OK
+    text = _csv_text(columns)
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -68,25 +83,78 @@ def predict(args):
     return EXIT_OK
 
 
+def _csv_text(columns):
+    import io
+    import csv
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(list(columns))
+    for row in zip(*[_cells(v) for v in columns.values()]):
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def _cells(values):
+    values = np.asarray(values)
+    if values.dtype == np.float32:      # its own shortest repr, not float64's 17 digits
+        return ["" if v != v else str(v) for v in values]
+    out = []
+    for v in values.astype(object).tolist():
+        if v is None or (isinstance(v, float) and v != v):
+            out.append("")
+        elif isinstance(v, float):
+            out.append(repr(v) if not v.is_integer() else str(int(v)) if abs(v) < 1e15
+                       else repr(v))
+        else:
+            out.append(str(v))
+    return out
+
+
+def _write(path, write):
+    try:
+        write()
+    except OSError as e:
+        raise UsageError(f"--out {path}: cannot write ({e.strerror or e})") from None
+
+
 def evaluate(args):
-    from .datafiles import read_data
-    from .train import _metric
-    net, classes = _load_model(args.model)
-    X, y = read_data(args.data, args.target)
-    y = np.asarray(y)
-    if net.output_activation == "softmax":
-        if classes is not None:
-            lookup = {c: i for i, c in enumerate(classes)}
-            try:
-                y = np.array([lookup[v] for v in y.tolist()])
-            except (KeyError, TypeError) as e:
-                raise UsageError(f"{args.data}: label {e.args[0]!r} is not one of the model's "
-                                 f"classes {classes}") from None
-        loss = "cross_entropy"
+    from ..data.tables import read_file
+    from ..data.model import Model
+    model = _load_model(args.model)
+    table = read_file(args.data, getattr(args, "delimiter", None))
+    if isinstance(model, Model):
+        if args.target is not None and args.target != model.target:
+            if args.target not in table:
+                raise UsageError(f"--target {args.target}: {args.data} has no such column")
+            from ..data.tables import Table
+            col = table[args.target]
+            col.name = model.target
+            table = Table([c for c in table.columns if c.name not in (args.target, model.target)]
+                          + [col], table.source)
+        result = model.evaluate(table)
     else:
-        loss = None
-    result = {"loss": float(net.loss(X, y, loss=loss)), "samples": len(X)}
-    name, value = _metric(net, X, y, classes if net.output_activation == "softmax" else None)
-    result[name] = value
+        result = _evaluate_bare(model, table, args)
+    result["samples"] = result.get("n")
     print(json.dumps(result))
     return EXIT_OK
+
+
+def _evaluate_bare(net, table, args):
+    """A bare network's loss and accuracy (softmax outputs) or mse on a numeric table whose
+    last column (or ``--target``) is the target."""
+    target = args.target or table.names[-1]
+    if target not in table:
+        raise UsageError(f"{args.data}: no column {target!r}")
+    X = _bare(net, table, target)
+    y = table[target].values
+    if net.output_activation == "softmax":
+        loss = "cross_entropy"
+        out = net.predict(X)
+        result = {"accuracy": float((out.argmax(1) == y).mean())}
+    else:
+        loss = None
+        out = net.predict(X)
+        result = {"mse": float(((out - y.reshape(out.shape)) ** 2).mean())}
+    result["loss"] = float(net.loss(X, y.astype(np.int64) if loss else y, loss=loss))
+    result["n"] = int(len(y))
+    return result

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validation import BadInput
+from ..data.model import build_network
 from ..model.trainer import check_batches
 from . import CHECKPOINT, EXIT_OK, EXIT_SIGNAL, HISTORY, METRICS, MODEL, PLOT, \
     Stopped, UsageError, _layers
@@ -31,9 +32,12 @@ DEFAULTS = dict(data=None, target=None, layers=[64], activation="relu", loss=Non
                 validation_split=0.25, threads=None, out=None, checkpoint_every=1, plot=True,
                 quiet=False, clip_norm=None, schedule=None, early_stopping=None, min_delta=0.0,
                 class_weight=None, sample_weight=None, skips=None, normalization=None,
-                dropout=0.0)
+                dropout=0.0, categorical=None, numeric=None, drop=None, delimiter=None,
+                max_onehot=16, min_frequency=5)
 # settings a resumed run may change; the others must match the checkpoint (bitwise resume)
 RESUMABLE = {"epochs", "threads", "out", "checkpoint_every", "plot", "quiet"}
+# ... of which these describe this process, not the run: never taken from the checkpoint
+CURRENT = {"threads", "out"}
 # what fastbp train records in a checkpoint besides the trainer's state (and, optionally,
 # "early_stopping": {"best_epoch": ..., "stopped": ...})
 CHECKPOINT_KEYS = ("settings", "trainer", "epoch", "history", "data_sha256")
@@ -54,13 +58,18 @@ def train(args, comm=None):
     if checkpoint:
         s = checkpoint.settings
     if s["out"]:
-        _prepare_out(s["out"])      # on every rank: all refuse together, none waits for the others
+        _check_out(s["out"])        # on every rank: all refuse together, none waits for the others
     _set_threads(s["threads"])
     data = load_data(s)
     if checkpoint and checkpoint.info["data_sha256"] != data.fingerprint:
-        raise UsageError("--resume: the data differ from the checkpointed run's")
+        raise UsageError("--resume: the data differ from the checkpointed run's (or so does "
+                         "their fitted preprocessing)")
     check_network(s, data)
     run = Run(s, data, checkpoint, comm)
+    if run.rank == 0 and not s["quiet"]:
+        print("\n".join(data.prepared.summary(data.source)), file=sys.stderr, flush=True)
+    if s["out"]:
+        _prepare_out(s["out"])      # only now: a refused run writes nothing
     seconds = run.epochs()
     if run.rank == 0:
         write_output(s, data, run, seconds)
@@ -123,9 +132,14 @@ def settings(args):
         raise UsageError(f"lr must be a positive number; got {s['lr']!r}")
     if s["dtype"] not in ("float32", "float64"):
         raise UsageError(f"dtype must be float32 or float64; got {s['dtype']!r}")
-    for name in ("data", "target", "out", "loss"):
+    for name in ("data", "target", "out", "loss", "delimiter"):
         if s[name] is not None and not isinstance(s[name], str):
             raise UsageError(f"{name} must be a string; got {s[name]!r}")
+    for name in ("categorical", "numeric", "drop"):
+        s[name] = _column_names(name, s[name])
+    for name, low in (("max_onehot", 0), ("min_frequency", 1)):
+        if not _is_int(s[name]) or s[name] < low:
+            raise UsageError(f"{name} must be an integer >= {low}; got {s[name]!r}")
     if not isinstance(s["optimizer"], str):
         raise UsageError(f"optimizer must be a string; got {s['optimizer']!r}")
     for name in ("plot", "quiet"):
@@ -135,6 +149,20 @@ def settings(args):
         _check_structure(s)
     _check_controls(s)
     return s, set(given) | set(conf)
+
+
+def _column_names(name, value):
+    """The canonical list of column names of --categorical, --numeric, --drop (None: none):
+    from the flag's comma-separated text or a TOML list."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        names = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        names = list(value)
+    else:
+        raise UsageError(f"{name} takes column names (a,b or a TOML list); got {value!r}")
+    return names or None
 
 
 # -- the network's structure: --activation, --skips, --normalization, --dropout -----------------
@@ -558,11 +586,14 @@ def resume(s, given):
         raise UsageError(f"--resume: {', '.join(clash)} differ from the checkpointed run; "
                          f"only {', '.join(sorted(RESUMABLE))} may change")
     kind = (saved["schedule"] or "").partition(":")[0]
-    if kind in EPOCH_SCHEDULES and s["epochs"] != saved["epochs"]:
+    if kind in EPOCH_SCHEDULES and "epochs" in given and s["epochs"] != saved["epochs"]:
         raise UsageError(f"--resume: epochs cannot change with schedule {saved['schedule']} (it "
                          f"is laid out over the run's {saved['epochs']} epochs); resume with "
                          f"--epochs {saved['epochs']}")
-    return Checkpoint(arrays, info, {**saved, **{k: s[k] for k in RESUMABLE}})
+    # what may change keeps the run's own value unless given again (a resumed --epochs 5000 run
+    # goes on to 5000); where this process runs (threads, out) is always this invocation's
+    here = {k: s[k] for k in RESUMABLE if k in given or k in CURRENT}
+    return Checkpoint(arrays, info, {**saved, **here})
 
 
 def _same_setting(name, new, saved, sizes):
@@ -576,6 +607,20 @@ def _same_setting(name, new, saved, sizes):
         except (TypeError, ValueError, IndexError):
             return False
     return False
+
+
+def _check_out(out):
+    """Refuse an ``--out`` that cannot become a writable directory, creating nothing: an
+    existing directory must be writable, else its nearest existing parent."""
+    path = os.path.abspath(out)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+        why = "not a directory" if not os.path.isdir(path) else "permission denied"
+        raise UsageError(f"--out {out}: not a writable directory ({path}: {why})")
 
 
 def _prepare_out(out):
@@ -598,123 +643,104 @@ def _set_threads(threads):
 
 
 # -- data ---------------------------------------------------------------------------------------
-@dataclass
 class Data:
-    """The training set (``Xtr``, ``ytr``), the validation pair or None, and the task: the
-    targets as the trainer takes them, ``n_out``, ``loss``, the output activation, the class
-    labels (None for a regressor); ``fingerprint``: the SHA-256 of all the data (the sample
-    weights included); ``wtr``: the training samples' weights (None: unweighted)."""
-    Xtr: np.ndarray
-    ytr: np.ndarray
-    val: tuple
-    n_in: int
-    n_out: int
-    loss: str
-    out_act: str
-    classes: list
-    fingerprint: str
-    wtr: np.ndarray = None
+    """A run's data (:class:`fastbp.data.Prepared`) as the run uses it: the training matrix and
+    targets (``Xtr``, ``ytr``, ``wtr``), the validation pair or None, the network's input and
+    output widths, the loss, output activation and class labels (None for a regressor), the
+    fitted preprocessor and the fingerprint a resume checks."""
+
+    def __init__(self, prepared, source):
+        self.prepared, self.source = prepared, source
+        pre = self.preprocessor = prepared.preprocessor
+        self.Xtr, self.ytr, self.val, self.wtr = (prepared.Xtr, prepared.ytr, prepared.val,
+                                                  prepared.wtr)
+        self.n_in, self.n_out = pre.n_features, pre.n_outputs
+        self.loss, self.out_act, self.classes = (pre.target["loss"], pre.output_activation,
+                                                 pre.classes)
+        self.fingerprint = prepared.fingerprint
 
 
 def load_data(s):
-    from .._validation import check_X
-    from ..datasets import load_digits, train_test_split
-    from .datafiles import read_training_data, read_weights
-
+    """The run's data: ``--data`` (or the embedded digits) through the data layer: the target
+    (``--target``: a column, default the last; for ``.npy`` data a ``y.npy`` file), the columns'
+    roles, rows without a target dropped, the split, the preprocessor fitted on the training
+    rows."""
+    from ..data import prepare
+    from ..data.tables import Table, _array_column, _array_columns, load_npy, read_file
     dtype = np.dtype(s["dtype"])
-    w = None
+    target, weight = s["target"], s["sample_weight"]
     if s["data"]:
-        X, y, w = read_training_data(s["data"], s["target"], s["sample_weight"])
+        source = s["data"]
+        table = read_file(source, s["delimiter"])
+        if target is not None and target not in table and target.lower().endswith(".npy"):
+            if not os.path.exists(target):
+                raise UsageError(f"--target {target}: no such file")
+            table = _with_column(table, _array_column("y", _one_column(load_npy(target), target),
+                                                      target))
+            target = "y"
+        elif source.lower().endswith(".npy") and target is None:
+            raise UsageError(f"{source}: a .npy holds X only; pass the targets with "
+                             f"--target y.npy")
+        elif source.lower().endswith(".npz") and target is None:
+            if "y" not in table:
+                raise UsageError(f"{source}: needs arrays X and y; found no y")
+            target = "y"
     else:
+        from ..datasets import load_digits
+        source = "digits (embedded)"
         X, y = load_digits(dtype)
-        if s["sample_weight"] is not None:
-            w = read_weights(s["sample_weight"])
-    X, y = np.asarray(X), np.asarray(y)
-    if X.ndim != 2:
-        raise UsageError(f"X must be 2-D (samples, features); got shape {X.shape}")
-    if X.dtype.kind not in "biuf":
-        raise UsageError(f"X must be numeric; got dtype {X.dtype}")
-    if y.ndim not in (1, 2):
-        raise UsageError(f"y must be 1-D (or 2-D for several outputs); got shape {y.shape}")
-    if len(y) != len(X):
-        raise UsageError(f"X has {len(X)} rows but y has {len(y)}")
-    if w is not None:
-        w = _check_sample_weight(w, len(X), s["sample_weight"])
-    y, n_out, loss, out_act, classes = _task(y, s["loss"])
-    X = check_X(X, dtype)
-    fingerprint = _fingerprint(X, np.asarray(y), *([] if w is None else [w]))
-    wtr = w
-    if s["validation_split"] > 0:
-        Xtr, Xva, ytr, yva = train_test_split(X, y, s["validation_split"], s["seed"])
-        if len(Xva) == 0 or len(Xtr) == 0:
-            raise UsageError(f"validation_split {s['validation_split']} leaves an empty set of "
-                             f"{len(X)} samples")
-        val = (Xva, yva)
-        if w is not None:       # the same split (it depends on the length and the seed only)
-            wtr = train_test_split(w, w, s["validation_split"], s["seed"])[0]
-    else:
-        Xtr, ytr, val = X, y, None
-    return Data(Xtr, ytr, val, X.shape[1], n_out, loss, out_act, classes, fingerprint, wtr)
+        table = Table(_array_columns(X, source) + [_array_column("y", y, source)], source)
+        target = "y"
+    if weight is not None and weight not in table:
+        if not weight.lower().endswith(".npy"):
+            raise UsageError(f"--sample-weight {weight}: {source} has no such column (its "
+                             f"columns: {_clip_names(table.names)}), and it is not a .npy file")
+        if not os.path.exists(weight):
+            raise UsageError(f"--sample-weight {weight}: no such file")
+        weight = _one_column(load_npy(weight), weight)
+        if weight.ndim != 1 or len(weight) != table.n_rows:
+            raise UsageError(f"--sample-weight {s['sample_weight']}: {table.n_rows} weights "
+                             f"needed (one per row); got shape {weight.shape}")
+    if target is not None and target not in table:
+        raise UsageError(f"{source}: no column {target!r}; the columns are "
+                         f"{_clip_names(table.names)}")
+    if target is None:
+        target = table.names[-1]
+        if isinstance(weight, str) and weight == target:
+            raise UsageError(f"{source}: the sample weights are column {weight!r}, the last "
+                             f"one, which is the target unless --target names another (a "
+                             f"column cannot be both the target and the sample weights)")
+    if table.n_rows and len(table.columns) < 2:
+        raise UsageError(f"{source}: one column: nothing is left for the features besides the "
+                         f"target")
+    prepared = prepare(table, target, categorical=s["categorical"], numeric=s["numeric"],
+                       drop=s["drop"], loss=s["loss"], validation_split=s["validation_split"],
+                       seed=s["seed"], dtype=dtype, sample_weight=weight,
+                       max_onehot=s["max_onehot"], min_frequency=s["min_frequency"])
+    return Data(prepared, source)
 
 
-def _check_sample_weight(w, n, source):
-    """The sample weights as float64, checked: one finite number >= 0 per sample."""
-    w = np.asarray(w)
-    if w.ndim == 2 and w.shape[1] == 1:
-        w = w[:, 0]
-    if w.dtype.kind not in "biuf":
-        raise UsageError(f"--sample-weight {source}: the weights must be numbers; got dtype "
-                         f"{w.dtype}")
-    if w.ndim != 1 or len(w) != n:
-        raise UsageError(f"--sample-weight {source}: {n} weights needed (one per sample); got "
-                         f"shape {w.shape}")
-    w = w.astype(np.float64)
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise UsageError(f"--sample-weight {source}: the weights must be finite and >= 0")
-    if not w.any():
-        raise UsageError(f"--sample-weight {source}: every weight is zero")
-    return w
+def _one_column(a, source):
+    """A 1-D array from a ``.npy`` of one column."""
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1:
+        raise UsageError(f"{source}: one value per row needed; got shape {a.shape} (fastbp train "
+                         f"takes one target column)")
+    return a
 
 
-def _fingerprint(*arrays):
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(str((a.dtype.str, a.shape)).encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
+def _with_column(table, col):
+    from ..data.tables import Table
+    if col.name in table:
+        table = table.without([col.name])
+    if len(col) != table.n_rows:
+        raise UsageError(f"X has {table.n_rows} rows but y has {len(col)}")
+    return Table(table.columns + [col], table.source)
 
 
-def _task(y, loss):
-    """``(y for the trainer, n_out, loss, output activation, classes or None)``."""
-    y = np.asarray(y)
-    if y.dtype.kind == "b":
-        y = y.astype(np.int64)
-    if y.dtype.kind not in "biuf":
-        if y.ndim != 1:
-            raise UsageError(f"non-numeric targets must be one label per sample; got shape "
-                             f"{y.shape}")
-        try:
-            classes, idx = np.unique(y, return_inverse=True)    # string labels
-        except TypeError:
-            raise UsageError("the targets mix values of different types (strings and numbers, "
-                             "or missing values)") from None
-        if loss not in (None, "cross_entropy"):
-            raise UsageError(f"non-numeric targets need loss cross_entropy, not {loss!r}")
-        return idx, len(classes), "cross_entropy", "softmax", classes.tolist()
-    if loss is None:
-        few = y.ndim == 1 and len(np.unique(y)) <= max(2, len(y) // 5)
-        loss = "cross_entropy" if few and np.all(np.isfinite(y)) and np.all(y == np.round(y)) \
-            else "squared_error"
-    if loss == "cross_entropy" and y.ndim == 1:
-        classes, idx = np.unique(y, return_inverse=True)
-        return idx, len(classes), loss, "softmax", classes.tolist()
-    n_out = 1 if y.ndim == 1 else y.shape[1]
-    out = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid", "squared_error": "identity",
-           "poisson": "exp"}.get(loss)
-    if out is None:
-        raise UsageError(f"unknown loss {loss!r}; expected cross_entropy, binary_cross_entropy, "
-                         f"squared_error or poisson")
-    return y, n_out, loss, out, None
+def _clip_names(names, n=20):
+    return names if len(names) <= n else names[:n] + [f"... ({len(names) - n} more)"]
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -789,11 +815,9 @@ class Run:
         self.rank = 0 if comm is None else comm.Get_rank()
         self.out = s["out"] if self.rank == 0 else None       # where this rank writes
         dtype = np.dtype(s["dtype"])
-        self.net = fastbp.Network([data.n_in, *s["layers"], data.n_out],
-                                  activation=s["activation"], output_activation=data.out_act,
-                                  dtype=dtype, seed=s["seed"],
-                                  skips=_network_skips(s["skips"]),
-                                  normalization=s["normalization"], dropout=s["dropout"])
+        self.net = build_network(data.preprocessor, s["layers"], activation=s["activation"],
+                                 dtype=dtype, seed=s["seed"], skips=_network_skips(s["skips"]),
+                                 normalization=s["normalization"], dropout=s["dropout"])
         # the training controls, passed only when set (a trainer without them is the default)
         steps = -(-len(data.Xtr) // min(s["batch_size"], len(data.Xtr)))
         controls = {"schedule": make_schedule(s["schedule"], s["lr"], s["epochs"], steps),
@@ -861,7 +885,8 @@ class Run:
         from ..model.modelfile import save_checkpoint
         arrays, tinfo = self.trainer.state()
         info = {"settings": self.s, "trainer": tinfo, "epoch": epoch, "history": self.records,
-                "data_sha256": self.data.fingerprint}
+                "data_sha256": self.data.fingerprint,
+                "preprocessor": self.data.preprocessor.to_json()}
         if self.s["early_stopping"] is not None:
             info["early_stopping"] = {"best_epoch": self.best_epoch, "stopped": self.stopped_early}
         path = os.path.join(self.out, CHECKPOINT)
@@ -974,28 +999,30 @@ def _record(epoch, h):
 
 
 # -- output -------------------------------------------------------------------------------------
-def _metric(net, X, y, classes):
-    out = net.predict(X)
-    if classes is not None:
-        return "accuracy", float((out.argmax(1) == y).mean())
-    return "mse", float(((out - np.asarray(y, out.dtype).reshape(out.shape)) ** 2).mean())
+def metrics_line(metrics):
+    """The metrics of a run or an evaluation in one line (the names of metrics.json)."""
+    keys = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc", "r2", "rmse",
+            "mae", "mse")
+    return ", ".join(f"{k} {metrics[k]:.4g}" for k in keys if metrics.get(k) is not None)
 
 
 def write_output(s, data, run, seconds):
-    """The final metric on stdout; metrics.json, model.npz and training.png in --out."""
+    """The final metrics on stdout; metrics.json, model.npz and training.png in --out."""
+    from ..data.model import Model, evaluate_outputs
     net, records = run.net, run.records
-    name, value = _metric(net, *(data.val if data.val else (data.Xtr, data.ytr)), data.classes)
     where = "validation" if data.val else "training"
+    scores = evaluate_outputs(net, data.preprocessor, *(data.val or (data.Xtr, data.ytr)))
     last = records[-1] if records else {}
     metrics = {"loss": last.get("loss"), "val_loss": last.get("val_loss")}
     for key in ("accuracy", "val_accuracy"):    # the last epoch's, for a classifier's loss
         if key in last:
             metrics[key] = last[key]
-    metrics.update({f"{where}_{name}": value, "epochs": s["epochs"],
-                    "epochs_trained": len(records), "train_samples": len(data.Xtr),
-                    "seconds_this_run": seconds, "compile_seconds": run.compile_seconds,
-                    "classes": data.classes, "loss_function": data.loss,
-                    "layer_sizes": net.layer_sizes})
+    metrics.update({f"{where}_{k}": v for k, v in scores.items() if k not in ("loss", "n")})
+    metrics.update({"epochs": s["epochs"], "epochs_trained": len(records),
+                    "train_samples": len(data.Xtr), "seconds_this_run": seconds,
+                    "compile_seconds": run.compile_seconds, "classes": data.classes,
+                    "target": data.preprocessor.target["name"], "task": data.preprocessor.task,
+                    "loss_function": data.loss, "layer_sizes": net.layer_sizes})
     if s["early_stopping"] is not None:
         best = run.best_epoch
         metrics.update(best_epoch=best, stopped_early=run.stopped_early,
@@ -1003,13 +1030,13 @@ def write_output(s, data, run, seconds):
     metrics["settings"] = {k: v for k, v in s.items() if k not in ("quiet", "plot")}
     early = (f"; stopped early, the model is epoch {run.best_epoch}'s" if run.stopped_early
              and run.best_epoch else "")
-    print(f"{where} {name}: {value:.4f}  ({len(records) - run.start} epochs in {seconds:.2f} s"
-          f"{early})")
+    print(f"{where}: {metrics_line(scores)}  ({len(records) - run.start} epochs in "
+          f"{seconds:.2f} s{early})")
     out = s["out"]
     if not out:
         return
     try:
-        net.save(os.path.join(out, MODEL))
+        Model(net, data.preprocessor).save(os.path.join(out, MODEL))
     except OSError as e:
         raise UsageError(f"--out {out}: cannot write {MODEL} ({e.strerror or e})") from None
     _write_out(out, METRICS, lambda f: f.write(json.dumps(metrics, indent=2).encode()))

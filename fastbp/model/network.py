@@ -375,11 +375,12 @@ class Network:
         return {"layer_sizes": self.layer_sizes, **self._structure_meta(),
                 "output_activation": self.output_activation, "dtype": self._dtype.name}
 
-    def save(self, path):
+    def save(self, path, extra=None):
         """Write the network to ``path`` (.npz, no pickle; see :func:`fastbp.load`): the
-        parameters followed by the running statistics, and the structure."""
+        parameters followed by the running statistics, and the structure.  ``extra``: more
+        JSON metadata to keep beside it (a model's preprocessor), under the same checksum."""
         modelfile.write_model(path, np.concatenate([self._params, self._st.stats]),
-                              self._meta())
+                              {**self._meta(), **(extra or {})})
 
     def to_onnx(self, path):
         """Write the network to ``path`` as an ONNX model (opset 17), for deployment.
@@ -404,6 +405,12 @@ def load(path):
 
     Raises ValueError for a truncated, altered or foreign file, or one holding pickled objects;
     nothing in the file is executed."""
+    return read(path)[0]
+
+
+def read(path):
+    """``(network, metadata)`` of a file written by :meth:`Network.save` (the metadata holds
+    the ``extra`` it was given)."""
     meta, params = modelfile.read_model(path)
     try:
         skips = meta.get("skips")
@@ -422,7 +429,7 @@ def load(path):
         raise InputError(f"{os.fspath(path)}: a running variance is not positive")
     net._params[...] = params[:n]
     net._st.stats[...] = params[n:]
-    return net
+    return net, meta
 
 
 def _var_mask(net):

@@ -316,8 +316,9 @@ _HEADS = {None: lambda g, y, n_out: (y, [BATCH, n_out]), "binary_proba": _binary
           "squeeze": _squeeze}
 
 
-def _build_model(layers, *, head=None, name="fastbp", doc=""):
-    """The ModelProto of ``layers`` (a list of :class:`Layer`) followed by ``head``."""
+def _build_model(layers, *, head=None, name="fastbp", doc="", input_name=INPUT):
+    """The ModelProto of ``layers`` (a list of :class:`Layer`) followed by ``head``, reading
+    the tensor ``input_name``."""
     onnx = _onnx()
     dtype = _check_layers(layers)
     size = sum(np.asarray(arr).nbytes for l, x in enumerate(layers) for _, arr in x.arrays(l))
@@ -325,7 +326,7 @@ def _build_model(layers, *, head=None, name="fastbp", doc=""):
         raise InputError(f"the network's parameters take {size / 2 ** 30:.1f} GiB: more than "
                          f"one ONNX file holds (protobuf's 2 GiB limit)")
     g = _Graph(onnx, dtype)
-    outputs = [INPUT]       # outputs[k]: the tensor of a_k (after its skips)
+    outputs = [input_name]      # outputs[k]: the tensor of a_k (after its skips)
     for l, layer in enumerate(layers):
         p = f"layers.{l}"
         W = g.initializer(f"{p}.weight", layer.weight)
@@ -346,7 +347,7 @@ def _build_model(layers, *, head=None, name="fastbp", doc=""):
     elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
     n_in = np.shape(layers[0].weight)[0]
     graph = onnx.helper.make_graph(
-        g.nodes, name, [onnx.helper.make_tensor_value_info(INPUT, elem, [BATCH, n_in])],
+        g.nodes, name, [onnx.helper.make_tensor_value_info(input_name, elem, [BATCH, n_in])],
         [onnx.helper.make_tensor_value_info(OUTPUT, elem, shape)], initializer=g.initializers)
     from .. import __version__
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
@@ -409,8 +410,14 @@ def to_onnx(network, path):
     if not isinstance(network, Network):
         raise InputTypeError(f"network must be a fastbp.Network; got {type(network).__name__}")
     path = _check_path(path)
-    model = _build_model(network_layers(network), name="fastbp.Network", doc=repr(network))
-    return _write(model, path)
+    return _write(network_model(network), path)
+
+
+def network_model(network, input_name=INPUT):
+    """The ModelProto of a :class:`~fastbp.Network` (see :func:`to_onnx`), its input named
+    ``input_name``."""
+    return _build_model(network_layers(network), name="fastbp.Network", doc=repr(network),
+                        input_name=input_name)
 
 
 def estimator_to_onnx(estimator, path):

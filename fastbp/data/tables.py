@@ -1,0 +1,563 @@
+"""Reading tables: files (CSV, Parquet, Arrow IPC/Feather, ``.npz``/``.npy``) and Python objects
+(pandas DataFrames, Arrow tables, dicts of columns, 2-D arrays) into a :class:`Table` of typed
+columns, through pyarrow's readers.
+
+A :class:`Table` holds each column in one of three forms, whatever its source:
+
+* ``"number"``: float64 values, NaN where missing (integers, floats, decimals; dates as days
+  since 1970-01-01, times as seconds);
+* ``"bool"``: float64 0/1, NaN where missing (Arrow booleans: Parquet, or ``True``/``False`` in
+  a CSV);
+* ``"text"``: int32 codes into ``levels`` (a list of distinct strings, surrounding whitespace
+  stripped), -1 where missing.
+
+Missing values are a null in the source, NaN, or in a CSV an empty field or one of
+:data:`NULL_VALUES`.  Every problem with the user's data (a missing file, a malformed CSV, two
+columns of the same name) is an :class:`~fastbp._validation.InputError` naming the file and
+what is wrong.
+"""
+import bz2
+import csv
+import gzip
+import io
+import lzma
+import os
+
+import numpy as np
+
+from .._validation import InputError, InputTypeError
+
+# CSV fields read as missing (besides an empty field): pandas' defaults, and "?" (UCI files)
+NULL_VALUES = ["", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "None",
+               "none", "#N/A", "#NA", "<NA>", "?", "NA_character_", "-1.#IND", "1.#QNAN"]
+DELIMITERS = ",;\t|"
+CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".dat")
+COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": None}
+PARQUET_SUFFIXES = (".parquet", ".pq")
+ARROW_SUFFIXES = (".feather", ".arrow", ".ipc")
+SNIFF_BYTES = 1 << 16
+
+
+class Column:
+    """One column of a :class:`Table`: ``kind`` "number", "bool" or "text" (see the module's
+    docstring), ``values`` (float64, or int32 codes for text), ``levels`` (text only) and
+    ``source`` (the type it was read as, for messages: ``int64``, ``string``, ...)."""
+
+    __slots__ = ("name", "kind", "values", "levels", "source")
+
+    def __init__(self, name, kind, values, levels=None, source=""):
+        self.name, self.kind, self.values, self.levels, self.source = (
+            name, kind, values, levels, source)
+
+    def __len__(self):
+        return self.values.shape[0]
+
+    @property
+    def missing(self):
+        """A boolean mask of the missing rows."""
+        return self.values < 0 if self.kind == "text" else np.isnan(self.values)
+
+    @property
+    def integral(self):
+        """A number column whose values (missing aside) are all whole numbers."""
+        if self.kind != "number":
+            return False
+        v = self.values[~np.isnan(self.values)]
+        return bool(v.size) and bool(np.all(np.isfinite(v))) and bool(np.all(v == np.round(v)))
+
+    def take(self, rows):
+        """The column's ``rows`` (an index array), the same levels."""
+        return Column(self.name, self.kind, self.values[rows], self.levels, self.source)
+
+    def objects(self):
+        """The values as a Python-typed object array (str, float, bool; None where missing)."""
+        out = np.empty(len(self), object)
+        miss = self.missing
+        if self.kind == "text":
+            lv = np.array(self.levels + [None], object)
+            out[:] = lv[np.where(miss, len(self.levels), self.values)]
+        elif self.kind == "bool":
+            out[:] = [None if m else bool(v) for v, m in zip(self.values, miss)]
+        else:
+            out[:] = self.values
+            out[miss] = None
+        return out
+
+
+class Table:
+    """Named columns of equal length, in order (see the module's docstring); ``source``: where
+    they came from, for messages."""
+
+    def __init__(self, columns, source="data"):
+        names = [c.name for c in columns]
+        seen = set()
+        for n in names:
+            if n in seen:
+                raise InputError(f"{source}: column {n!r} appears twice; column names must be "
+                                 f"unique")
+            seen.add(n)
+        lengths = {len(c) for c in columns}
+        if len(lengths) > 1:
+            raise InputError(f"{source}: the columns have different lengths {sorted(lengths)}")
+        self.columns, self.source = list(columns), source
+        self._index = {c.name: i for i, c in enumerate(columns)}
+
+    @property
+    def names(self):
+        return [c.name for c in self.columns]
+
+    @property
+    def n_rows(self):
+        return len(self.columns[0]) if self.columns else 0
+
+    def __len__(self):
+        return self.n_rows
+
+    def __contains__(self, name):
+        return name in self._index
+
+    def __getitem__(self, name):
+        return self.columns[self._index[name]]
+
+    def take(self, rows):
+        return Table([c.take(rows) for c in self.columns], self.source)
+
+    def without(self, names):
+        drop = set(names)
+        return Table([c for c in self.columns if c.name not in drop], self.source)
+
+    def __repr__(self):
+        return f"Table({self.n_rows} rows: {', '.join(self.names[:8])}" + (
+            ", ...)" if len(self.columns) > 8 else ")")
+
+
+# -- from Arrow ----------------------------------------------------------------------------------
+def _pa():
+    try:
+        import pyarrow
+        import pyarrow.compute  # noqa: F401
+    except ImportError:    # pragma: no cover - a dependency of fastbp
+        raise InputError("reading tables needs pyarrow (pip install pyarrow)") from None
+    return pyarrow
+
+
+def _number(chunked, pa):
+    """float64 values of a numeric Arrow column, NaN where null (no copy when there is none
+    to make)."""
+    pc = pa.compute
+    arr = chunked.cast(pa.float64()) if chunked.type != pa.float64() else chunked
+    if arr.null_count:
+        arr = pc.fill_null(arr, np.nan)
+    return arr.to_numpy()       # read-only when it is Arrow's own memory: never written
+
+
+def _text(chunked, pa):
+    """``(codes int32, levels)`` of a string column; the levels stripped of surrounding
+    whitespace, empty strings missing, equal stripped levels merged."""
+    pc = pa.compute
+    if pa.types.is_dictionary(chunked.type):
+        chunked = chunked.cast(chunked.type.value_type)
+    if not (pa.types.is_string(chunked.type) or pa.types.is_large_string(chunked.type)):
+        chunked = chunked.cast(pa.string())
+    enc = pc.dictionary_encode(chunked).combine_chunks()
+    raw = enc.dictionary.to_pylist()
+    idx = enc.indices
+    codes = pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    stripped = [s.strip() for s in raw]
+    if stripped == raw and "" not in raw:
+        return codes, raw
+    levels, remap = [], np.empty(len(raw) + 1, np.int32)
+    where = {}
+    for i, s in enumerate(stripped):
+        if s == "":
+            remap[i] = -1
+        else:
+            remap[i] = where.setdefault(s, len(levels))
+            if remap[i] == len(levels):
+                levels.append(s)
+    remap[-1] = -1
+    return remap[codes], levels
+
+
+def from_arrow(table, source="data"):
+    """A :class:`Table` from a ``pyarrow.Table``."""
+    return _convert([table], source)
+
+
+def _convert(holder, source):
+    """A :class:`Table` from the ``pyarrow.Table`` in the list ``holder``, which it empties:
+    each column's Arrow memory is let go as soon as it is converted, when nothing else holds
+    the table (a reader's freshly read one), so the peak is the table and one column."""
+    pa = _pa()
+    table = holder.pop()
+    cols = []
+    names = [str(n) for n in table.column_names]
+    for name in names:
+        chunked = table.column(0)
+        table = table.remove_column(0)
+        t = chunked.type
+        src = str(t)
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        if pa.types.is_boolean(t):
+            v = _number(chunked.cast(pa.float64()), pa)
+            cols.append(Column(name, "bool", v, source=src))
+        elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+            cols.append(Column(name, "number", _number(chunked, pa), source=src))
+        elif pa.types.is_date(t) or pa.types.is_timestamp(t):     # days since 1970-01-01
+            if pa.types.is_date(t):
+                v = _number(chunked.cast(pa.date32()).cast(pa.int32()), pa)
+            else:
+                seconds = chunked.cast(pa.timestamp("s"), safe=False).cast(pa.int64())
+                v = _number(seconds, pa) / 86400.0
+            cols.append(Column(name, "number", v, source=src))
+        elif pa.types.is_string(t) or pa.types.is_large_string(t):
+            codes, levels = _text(chunked, pa)
+            cols.append(Column(name, "text", codes, levels, source=src))
+        elif pa.types.is_null(t):
+            cols.append(Column(name, "number", np.full(len(chunked), np.nan), source=src))
+        else:
+            raise InputError(f"{source}: column {name!r} has type {src}, which fastbp cannot "
+                             f"use (numbers, booleans, strings and dates only); drop it first")
+        del chunked
+    return Table(cols, source)
+
+
+# -- files ---------------------------------------------------------------------------------------
+def _suffixes(path):
+    """``(format suffix, compression suffix or "")`` of a path, lower case."""
+    base = os.path.basename(path).lower()
+    stem, ext = os.path.splitext(base)
+    if ext in COMPRESSED:
+        return os.path.splitext(stem)[1], ext
+    return ext, ""
+
+
+def _open_text(path, compression):
+    """A binary file object of ``path``'s decompressed bytes."""
+    if compression == ".zst":
+        pa = _pa()
+        return pa.input_stream(path, compression="zstd")
+    if compression:
+        return COMPRESSED[compression](path, "rb")
+    return open(path, "rb")
+
+
+def sniff_delimiter(sample):
+    """The delimiter of a CSV sample (text): the one of ``,;<tab>|`` that splits its lines into
+    the same number (> 1) of fields most consistently; ``,`` when none does."""
+    lines = [ln for ln in sample.splitlines()[:50] if ln.strip()]
+    if len(lines) > 1 and not sample.endswith(("\n", "\r")):
+        lines = lines[:-1]      # a line cut by the sample's end
+    best, score = ",", 0
+    for d in DELIMITERS:
+        try:
+            counts = [len(r) for r in csv.reader(lines, delimiter=d)]
+        except csv.Error:
+            continue
+        if not counts or counts[0] < 2:
+            continue
+        s = sum(c == counts[0] for c in counts) * counts[0]
+        if s > score:
+            best, score = d, s
+    return best
+
+
+def _has_header(first):
+    """A first row all of whose fields are numbers is data, not a header (a headerless CSV)."""
+    try:
+        for field in first:
+            float(field)
+    except ValueError:
+        return True
+    return not first
+
+
+def read_csv(path, delimiter=None):
+    """A :class:`Table` from a CSV file (optionally ``.gz``, ``.bz2``, ``.xz``, ``.zst``): the
+    delimiter detected unless given, a header row unless the first row is all numbers (then
+    the columns are named ``0``, ``1``, ...), quoting as RFC 4180, :data:`NULL_VALUES` and empty
+    fields missing."""
+    pa = _pa()
+    import pyarrow.csv as pcsv
+    _, compression = _suffixes(path)
+    try:
+        with _open_text(path, compression) as f:
+            head = f.read(SNIFF_BYTES)
+    except (OSError, EOFError, lzma.LZMAError) as e:
+        raise InputError(f"{path}: unreadable ({getattr(e, 'strerror', None) or e})") from None
+    except Exception as e:      # pyarrow's own errors for a damaged .zst
+        raise InputError(f"{path}: unreadable ({e})") from None
+    if isinstance(head, memoryview):
+        head = bytes(head)
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
+    if not text.strip():
+        raise InputError(f"{path}: empty file")
+    if delimiter is None:
+        delimiter = sniff_delimiter(text)
+    elif len(delimiter) != 1:
+        delimiter = {"tab": "\t", "\\t": "\t"}.get(delimiter.lower(), delimiter)
+        if len(delimiter) != 1:
+            raise InputError(f"--delimiter must be one character (or 'tab'); got {delimiter!r}")
+    first = next(csv.reader([text.splitlines()[0]], delimiter=delimiter), [])
+    header = _has_header(first)
+    read = pcsv.ReadOptions(use_threads=True, block_size=1 << 24,
+                            autogenerate_column_names=not header)
+    parse = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=False)
+    convert = pcsv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True,
+                                  quoted_strings_can_be_null=True)
+    try:
+        if compression == ".xz":        # Arrow has no xz codec: Python decompresses
+            with _open_text(path, compression) as f:
+                table = pcsv.read_csv(f, read_options=read, parse_options=parse,
+                                      convert_options=convert)
+        else:                           # by path: Arrow reads (and decompresses) in C++
+            table = pcsv.read_csv(path, read_options=read, parse_options=parse,
+                                  convert_options=convert)
+    except pa.ArrowInvalid as e:
+        msg = str(e).split("\n")[0]
+        raise InputError(f"{path}: not a readable CSV ({msg})") from None
+    except (OSError, EOFError, lzma.LZMAError) as e:
+        raise InputError(f"{path}: unreadable ({getattr(e, 'strerror', None) or e})") from None
+    if not header:      # pyarrow names them f0, f1, ...: positions, as for arrays
+        table = table.rename_columns([str(i) for i in range(table.num_columns)])
+    if table.num_rows == 0:
+        raise InputError(f"{path}: a header row and no data" if header else f"{path}: no data")
+    holder = [table]
+    del table
+    return _convert(holder, path)
+
+
+def _read_arrow_file(path, kind):
+    pa = _pa()
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+            table = pq.read_table(path)
+        else:
+            import pyarrow.feather as feather
+            table = feather.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        what = "Parquet" if kind == "parquet" else "Arrow IPC/Feather"
+        raise InputError(f"{path}: not a readable {what} file "
+                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if table.num_rows == 0:
+        raise InputError(f"{path}: no rows")
+    holder = [table]
+    del table
+    return _convert(holder, path)
+
+
+def _array_columns(X, source, prefix=""):
+    X = np.asarray(X)
+    if X.ndim == 1:
+        X = X.reshape(-1, 1)
+    if X.ndim != 2:
+        raise InputError(f"{source}: an array of features must be 2-D (rows, columns); got shape "
+                         f"{X.shape}")
+    cols = []
+    for j in range(X.shape[1]):
+        cols.append(_array_column(f"{prefix}{j}", X[:, j], source))
+    return cols
+
+
+def _array_column(name, a, source):
+    a = np.asarray(a)
+    if a.dtype.kind == "b":
+        return Column(name, "bool", a.astype(np.float64), source=str(a.dtype))
+    if a.dtype.kind in "iuf":
+        return Column(name, "number", a.astype(np.float64), source=str(a.dtype))
+    if a.dtype.kind in "USO":
+        pa = _pa()
+        return from_arrow(pa.table({name: _arrow_array(a, name, source, pa)}), source).columns[0]
+    raise InputError(f"{source}: column {name!r} has dtype {a.dtype}, which fastbp cannot use")
+
+
+def _arrow_array(values, name, source, pa):
+    """An Arrow array of a column of Python objects: mixed types (numbers among strings) are
+    read as their text."""
+    try:
+        return pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        texts = [None if _is_missing(v) else str(v) for v in values]
+        return pa.array(texts, type=pa.string())
+
+
+def _is_missing(v):
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def read_npz(path, target="y"):
+    """A :class:`Table` from an ``.npz`` with array ``X`` (columns ``0``, ``1``, ...) and,
+    optionally, ``y`` (a column named ``y``; several columns ``y0``, ``y1``, ...) and any other
+    1-D array of the same length (e.g. sample weights), each a column of its name."""
+    import zipfile
+    try:
+        z = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise InputError(f"{path}: not a readable .npz of numeric arrays ({e})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(f"{path}: unreadable .npz file ({e})") from None
+    if not hasattr(z, "files"):
+        raise InputError(f"{path}: needs arrays X and y; found a bare array (a .npy)")
+    try:
+        with z:
+            if "X" not in z.files:
+                raise InputError(f"{path}: needs an array X (and y); found {z.files}")
+            X = z["X"]
+            cols = _array_columns(X, path)
+            for name in z.files:
+                if name == "X":
+                    continue
+                a = z[name]
+                if a.ndim == 2 and a.shape[1] == 1:
+                    a = a[:, 0]
+                if a.shape[:1] != X.shape[:1]:
+                    if name == "y":
+                        raise InputError(f"{path}: X has {len(X)} rows but y has "
+                                         f"{a.shape[0] if a.ndim else 0}")
+                    continue
+                if a.ndim == 1:
+                    cols.append(_array_column(name, a, path))
+                elif a.ndim == 2:
+                    cols += _array_columns(a, path, prefix=name)
+    except ValueError as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"{path}: not a readable .npz of numeric arrays ({e})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(f"{path}: unreadable .npz file ({e})") from None
+    return Table(cols, path)
+
+
+def load_npy(path):
+    """The array of a ``.npy`` file (numbers only; no pickle)."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise InputError(f"{path}: not a numeric .npy array ({e})") from None
+    except (OSError, EOFError) as e:
+        raise InputError(f"{path}: unreadable .npy file ({e})") from None
+    if not isinstance(arr, np.ndarray):
+        arr.close()
+        raise InputError(f"{path}: an .npz archive, not a .npy array")
+    return arr
+
+
+def read_file(path, delimiter=None):
+    """A :class:`Table` from the file ``path``, its format by its suffix: ``.csv`` (also
+    ``.tsv``, ``.txt``; compressed ``.gz``, ``.bz2``, ``.xz``, ``.zst``), ``.parquet``/``.pq``,
+    ``.feather``/``.arrow``/``.ipc``, ``.npz`` (array X, columns ``0``, ``1``, ..., and y),
+    ``.npy`` (a 2-D array: columns ``0``, ``1``, ...)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path} is a directory, not a data file")
+    ext, compression = _suffixes(path)
+    if ext in CSV_SUFFIXES or (compression and ext in CSV_SUFFIXES + ("",)):
+        return read_csv(path, delimiter)
+    if compression:
+        raise InputError(f"{path}: only CSV files can be read compressed")
+    if ext in PARQUET_SUFFIXES:
+        return _read_arrow_file(path, "parquet")
+    if ext in ARROW_SUFFIXES:
+        return _read_arrow_file(path, "arrow")
+    if ext == ".npz":
+        return read_npz(path)
+    if ext == ".npy":
+        arr = load_npy(path)
+        return Table(_array_columns(arr, path), path)
+    raise InputError(f"{path}: unknown data format {ext or '(no suffix)'!r}; use .csv (or .tsv, "
+                     f"compressed .gz/.bz2/.xz/.zst), .parquet, .feather/.arrow, .npz (arrays "
+                     f"X, y) or .npy")
+
+
+def read_table(data, delimiter=None):
+    """A :class:`Table` from ``data``: a path (see :func:`read_file`), a pandas DataFrame, a
+    pyarrow Table or RecordBatch (or anything with the Arrow PyCapsule stream interface, e.g.
+    polars), a dict of columns, a 2-D NumPy array (columns ``0``, ``1``, ...) or a Table."""
+    if isinstance(data, Table):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return read_file(data, delimiter)
+    pa = _pa()
+    if isinstance(data, pa.RecordBatch):
+        data = pa.Table.from_batches([data])
+    if isinstance(data, pa.Table):
+        return from_arrow(data, "table")
+    if _is_dataframe(data):
+        return _from_pandas(data, pa)
+    if isinstance(data, dict):
+        cols = []
+        for name, values in data.items():
+            cols.append(_array_column(str(name), _column_values(values), "dict"))
+        if not cols:
+            raise InputError("the dict of columns is empty")
+        return Table(cols, "dict")
+    if hasattr(data, "__arrow_c_stream__"):
+        return from_arrow(pa.table(data), "table")
+    if isinstance(data, (np.ndarray, list, tuple)):
+        arr = np.asarray(data)
+        if arr.dtype == object and arr.ndim == 2:
+            return Table([_array_column(str(j), arr[:, j], "array")
+                          for j in range(arr.shape[1])], "array")
+        return Table(_array_columns(arr, "array"), "array")
+    raise InputTypeError(f"cannot read a table from {type(data).__name__}: give a file path, a "
+                         f"pandas DataFrame, a pyarrow Table, a dict of columns or a 2-D array")
+
+
+def _column_values(values):
+    if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):
+        try:
+            return values.to_numpy()
+        except TypeError:
+            pass
+    return np.asarray(values)
+
+
+def _is_dataframe(obj):
+    return type(obj).__name__ == "DataFrame" and hasattr(obj, "columns") and hasattr(obj, "iloc")
+
+
+def _from_pandas(df, pa):
+    """A DataFrame's columns by name (the index is not a column); object columns that mix types
+    are read as their text."""
+    names = [str(c) for c in df.columns]
+    arrays = []
+    for j, name in enumerate(names):
+        s = df.iloc[:, j]
+        try:
+            arrays.append(pa.Array.from_pandas(s))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            arrays.append(_arrow_array(list(s), name, "DataFrame", pa))
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise InputError(f"DataFrame: column {dup!r} appears twice; column names must be unique")
+    return from_arrow(pa.Table.from_arrays(arrays, names=names), "DataFrame")
+
+
+def write_table(path, columns):
+    """Write ``columns`` (a dict name -> 1-D array or list, in order) to ``path``: CSV (with a
+    header; missing values as empty fields) or Parquet, by its suffix; atomically."""
+    pa = _pa()
+    from ..model.modelfile import atomic_write
+    table = pa.table({k: _arrow_array(v, k, path, pa) if np.asarray(v).dtype == object
+                      else pa.array(v) for k, v in columns.items()})
+    ext, compression = _suffixes(os.fspath(path))
+    if ext in PARQUET_SUFFIXES and not compression:
+        import pyarrow.parquet as pq
+
+        def write(f):
+            pq.write_table(table, f)
+    elif ext in CSV_SUFFIXES and not compression:
+        import pyarrow.csv as pcsv
+
+        def write(f):
+            buf = io.BytesIO()
+            pcsv.write_csv(table, buf, pcsv.WriteOptions(include_header=True,
+                                                         quoting_style="needed"))
+            f.write(buf.getvalue())
+    else:
+        raise InputError(f"{path}: predictions are written as .csv or .parquet")
+    atomic_write(path, write)
