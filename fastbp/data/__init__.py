@@ -1,0 +1,1 @@
+"""The data layer: tables, column roles, the fitted preprocessor and evaluation metrics."""
