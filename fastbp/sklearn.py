@@ -539,7 +539,11 @@ class _R2:
     stopping scores every epoch).  ``pred_dtype``: the predictions' dtype."""
 
     def __init__(self, y_true, sample_weight, pred_dtype):
-        dtype = np.result_type(y_true.dtype, pred_dtype, np.float32)
+        # scikit-learn's dtype: the widest floating one among the arrays (integer targets do
+        # not count: a float32 model's score of integer targets is float32's)
+        arrays = (y_true, sample_weight, np.empty(0, pred_dtype))
+        dtype = np.result_type(*[a.dtype for a in arrays
+                                 if a is not None and np.issubdtype(a.dtype, np.floating)])
         self.dtype = dtype
         self.y = np.asarray(y_true, dtype).reshape(len(y_true), -1)
         self.weight = None if sample_weight is None else sample_weight[:, None]

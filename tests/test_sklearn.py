@@ -166,6 +166,23 @@ def test_early_stopping_scorers_are_scikit_learns(outputs, weighted, case):
     assert _accuracy(labels, pred, w) == accuracy_score(labels, pred, sample_weight=w)
 
 
+@pytest.mark.parametrize("pred_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_early_stopping_r2_takes_scikit_learns_dtype(pred_dtype, weighted):
+    """r2_score computes in the widest floating dtype of its arrays, integer targets not
+    counting: a float32 model's score of integer targets (iris) is a float32 computation."""
+    from sklearn.metrics import r2_score
+
+    from fastbp.sklearn import _R2
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 40)
+    p = (y + rng.standard_normal(40) / 3).astype(pred_dtype)
+    w = rng.uniform(0.2, 3.0, 40).astype(pred_dtype) if weighted else None
+    scorer = _R2(y, w, pred_dtype)
+    assert scorer.dtype == pred_dtype
+    assert scorer(p) == r2_score(y, p, sample_weight=w)
+
+
 def test_tol_stopping_and_adaptive_learning_rate():
     X, y = _data("multiclass")
     a, b = _pair("multiclass", solver="sgd", learning_rate="adaptive", max_iter=80,
