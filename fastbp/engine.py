@@ -365,10 +365,12 @@ class Diverged(FloatingPointError):
     :meth:`EpochRunner.run` with the parameters, optimizer state and running statistics of
     the last finite step (a failed update stays when the runner has no ``rollback``);
     ``steps``: the epoch's steps that completed before the failing one; ``what``: which
-    quantity."""
+    quantity; ``loss_sum``: the epoch's loss sum over those steps (as :attr:`Epoch.loss`
+    times the rows counts it)."""
 
-    def __init__(self, status, steps):
+    def __init__(self, status, steps, loss_sum=math.nan):
         self.status, self.steps, self.what = status, steps, _WHAT[status]
+        self.loss_sum = loss_sum
         super().__init__(f"{self.what} became non-finite at step {steps + 1}")
 
 
@@ -705,7 +707,7 @@ class EpochRunner:
             part, steps, status = self._steps(done, k)
             if status != K.OK:
                 opt.step += steps
-                raise Diverged(status, done + steps)
+                raise Diverged(status, done + steps, total + part)
             opt.step += steps
             done += steps
             total += part
@@ -716,6 +718,50 @@ class EpochRunner:
         accuracy = float(self.correct[0]) / self.n if self.correct.shape[0] else math.nan
         return Epoch(loss=total / self.n, seconds=time.perf_counter() - t0, gnorm=self.gnorm,
                      steps=self.n_steps, accuracy=accuracy)
+
+    def finish_unchecked(self, diverged):
+        """The rest of the epoch that :meth:`run` stopped with ``diverged``, every update
+        applied whatever its values, as scikit-learn's estimators go on (they check nothing
+        until the fit ends): a diverged scikit-learn fit with early stopping runs its remaining
+        epochs, on weights that are no longer finite, and keeps its best epoch's.  Returns the
+        epoch's :class:`Epoch`, its loss the mean over every step (inf or NaN once a step's is;
+        NaN when the failed step's update was applied by the kernel, whose loss is then not
+        known).  One compiled call per step, and its gradient norms are NaN: only a diverged
+        fit comes here, the same runner's :meth:`run` takes the next epoch.  Only for a runner
+        without ``rollback``, reducer or clipping, as scikit-learn's."""
+        if self.rollback or self.reducer is not None or self.clip > 0:
+            raise ValueError("finish_unchecked: a runner without rollback, reducer or clipping")
+        t0 = time.perf_counter()
+        opt, n, batch = self.opt, self.n, self.batch
+        first, total = diverged.steps, diverged.loss_sum
+        if diverged.status == K.PARAMS_NOT_FINITE:
+            # the kernel applied this step's update (no rollback) but counted neither the step
+            # nor its loss
+            opt.step += 1
+            first += 1
+            total = math.nan
+        empty = self.st.stats[:0]
+        for s in range(first, self.n_steps):
+            rows = self.perm[s * batch:min(n, s * batch + batch)]
+            B = rows.shape[0]
+            loss, wsum = batch_gradients(self.params, self.st, self.codes, self.X, self.Yf,
+                                         self.Yi, rows, self.grads, self.ws, self.sw,
+                                         alpha=self.alpha, loss_div=self.loss_div, mode=S.TRAIN,
+                                         seed=self.seed, step=opt.step + 1)
+            # the update, unchecked: finish_step's checks read the loss and the squared norm
+            # given, finite zeros here (nothing else reads them without clipping and bounds)
+            with _config.ready():
+                K.finish_step(self.fns, 0.0, 0.0, self.params, self.grads, *opt.state,
+                              opt.hyper, opt.code, opt.step + 1, opt._consts, opt._flags, 0.0,
+                              self._rates, s, self._bounds, empty, empty)
+            opt.step += 1
+            if wsum == B:       # as train_epoch sums the steps
+                total += loss
+            elif wsum > 0:
+                total += loss / wsum * B
+        gnorm = np.full(self.n_layers, math.nan)
+        return Epoch(loss=total / n, seconds=time.perf_counter() - t0, gnorm=gnorm,
+                     steps=self.n_steps)
 
     def agree(self, flag):
         """``flag`` as every process sees it (any process's True is everyone's)."""

@@ -16,9 +16,19 @@ Differences a user may notice:
 * Prediction runs in the model's dtype (float32 models predict float32 even for float64 input).
 * The log-loss is computed from the logits (log-sum-exp, softplus) rather than from probabilities
   clipped at machine epsilon: identical except where a probability is below epsilon.
-* A training run whose loss, gradient or weights become non-finite stops at once with
-  scikit-learn's ``ValueError`` ("Solver produced non-finite parameter weights ...") instead of
-  running its remaining epochs on NaN.
+* Without early stopping, a training run whose loss, gradient or weights become non-finite
+  stops at once with scikit-learn's ``ValueError`` ("Solver produced non-finite parameter
+  weights ...") instead of running its remaining epochs on NaN and raising it at the end.
+  With ``early_stopping=True`` it goes on as scikit-learn's does (scikit-learn issue 29504):
+  every update is applied whatever its values, ``loss_curve_`` turns inf or NaN, the
+  validation scores NaN (never counted as "no improvement"), and the best epoch's weights are
+  restored at the end, so the fit succeeds unless NaN weights scored best (a classifier's NaN
+  outputs still predict a class).  Past the first overflow the epochs run one compiled call
+  per mini-batch.  Two traces of the record may differ: a float32 model's squared error is
+  summed in float32 (scikit-learn's in the targets' float64), so it may overflow an epoch
+  earlier; and when the first overflow is an update of an epoch's last mini-batch whose loss
+  and gradient are finite (an extreme learning rate), that epoch's ``loss_curve_`` entry is
+  NaN where scikit-learn records the finite loss.
 * With ``early_stopping=True``, ``validation_loss_curve_`` holds the mean validation loss of every
   epoch (the data term of the loss, without the L2 term).
 
@@ -361,9 +371,15 @@ class _BaseMLP(BaseEstimator):
                     sample_idx = sample_idx[self._random_state.permutation(n_samples)]
                 try:
                     epoch = runner.run(sample_idx)
-                except engine.Diverged:     # as in scikit-learn, the failed update stays
-                    raise ValueError("Solver produced non-finite parameter weights. The input "
-                                     "data may contain large values and need to be preprocessed.") from None
+                except engine.Diverged as e:    # as in scikit-learn, the failed update stays
+                    if not early_stopping:
+                        raise ValueError("Solver produced non-finite parameter weights. The "
+                                         "input data may contain large values and need to be "
+                                         "preprocessed.") from None
+                    # scikit-learn goes on: its losses become inf or NaN, its validation
+                    # scores NaN (never "no improvement": the epochs run out), and the best
+                    # epoch's weights are restored at the end (scikit-learn issue 29504)
+                    epoch = runner.finish_unchecked(e)
                 self.n_iter_ += 1
                 self.loss_ = epoch.loss
                 self.t_ += n_samples
@@ -539,7 +555,11 @@ class _R2:
     stopping scores every epoch).  ``pred_dtype``: the predictions' dtype."""
 
     def __init__(self, y_true, sample_weight, pred_dtype):
-        dtype = np.result_type(y_true.dtype, pred_dtype, np.float32)
+        # scikit-learn's dtype: the widest floating one among the arrays (integer targets do
+        # not count: a float32 model's score of integer targets is float32's)
+        arrays = (y_true, sample_weight, np.empty(0, pred_dtype))
+        dtype = np.result_type(*[a.dtype for a in arrays
+                                 if a is not None and np.issubdtype(a.dtype, np.floating)])
         self.dtype = dtype
         self.y = np.asarray(y_true, dtype).reshape(len(y_true), -1)
         self.weight = None if sample_weight is None else sample_weight[:, None]

@@ -180,3 +180,59 @@ def test_cold_processes_compiling_into_one_empty_cache_at_once(tmp_path):
                            timeout=300)
     assert again.returncode == 0, again.stderr
     assert len(digests) == 1 and again.stdout.strip() in digests
+
+
+@pytest.mark.parametrize("overflow", ["gradient", "update"])
+def test_finish_unchecked_goes_on_as_scikit_learn(overflow):
+    """EpochRunner.finish_unchecked, scikit-learn's loop after a divergence: the rest of the
+    epoch with every update applied whatever its values, the epoch's loss summed over all its
+    steps; against the same steps computed one by one (engine.batch_gradients and scikit-learn's
+    momentum update in NumPy).  The last batch holds the only row whose third input is not 0,
+    a huge one, its weight 0: the loss stays finite while the gradient's squared norm overflows
+    ("gradient"), or the update does ("update": the kernel applied it, its loss is lost)."""
+    from fastbp.kernels import structure as S
+    from fastbp.kernels.optimizers import SK_SGD
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12, 3))
+    X[:, 2] = 0.0       # the third weight stays 0 until the last batch
+    X[11, 2] = 1e160 if overflow == "gradient" else 1e150
+    y = rng.standard_normal(12)
+    lr, momentum = (0.1, 0.9) if overflow == "gradient" else (1e160, 0.9)
+    net = fastbp.Network([3, 1], dtype=np.float64, seed=0)
+    net.weights[0][2, 0] = 0.0
+    if overflow == "update":    # the first two batches exact: no step before the last moves
+        y[:8] = net.forward(X[:8]).ravel()
+    start = net.params.copy()
+    Yf, Yi = check_targets(y, "squared_error", 1, 12, net.dtype)
+    codes = net._codes("squared_error")
+    opt = engine.Optimizer(SK_SGD, net.params.shape[0], net.dtype, lr, momentum)
+    runner = engine.EpochRunner(net.params, net._st, codes, opt, X, Yf, Yi, 4, rollback=False)
+    with pytest.raises(engine.Diverged) as e:
+        runner.run(np.arange(12))
+    assert (e.value.what, e.value.steps) == (
+        ("the gradient" if overflow == "gradient" else "the updated parameters"), 2)
+    epoch = runner.finish_unchecked(e.value)
+
+    params, velocity, grads = start.copy(), np.zeros_like(start), np.empty_like(start)
+    ws = engine.Workspace(net._st, 4, net.dtype, train=True)
+    total = 0.0
+    for s in range(3):
+        loss, wsum = engine.batch_gradients(params, net._st, codes, X, Yf, Yi,
+                                            np.arange(4 * s, 4 * s + 4), grads, ws, mode=S.TRAIN)
+        assert np.isfinite(loss) and wsum == 4
+        total += loss
+        with np.errstate(over="ignore", invalid="ignore"):
+            velocity = momentum * velocity - lr * grads
+            params = params + velocity
+    assert opt.step == 3
+    np.testing.assert_allclose(net.params, params, rtol=1e-12)
+    np.testing.assert_allclose(opt.state[0], velocity, rtol=1e-12)
+    if overflow == "gradient":      # applied: the third weight jumps to ~1e158
+        assert np.abs(net.params).max() > 1e150
+        assert epoch.loss == pytest.approx(total / 12, rel=1e-12)
+    else:
+        assert not np.isfinite(net.params).all() and np.isnan(epoch.loss)
+    # a runner that rolls failed steps back (the Trainer's) does not go on unchecked
+    guarded = engine.EpochRunner(net.params, net._st, codes, opt, X, Yf, Yi, 4)
+    with pytest.raises(ValueError, match="rollback"):
+        guarded.finish_unchecked(e.value)

@@ -166,6 +166,23 @@ def test_early_stopping_scorers_are_scikit_learns(outputs, weighted, case):
     assert _accuracy(labels, pred, w) == accuracy_score(labels, pred, sample_weight=w)
 
 
+@pytest.mark.parametrize("pred_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_early_stopping_r2_takes_scikit_learns_dtype(pred_dtype, weighted):
+    """r2_score computes in the widest floating dtype of its arrays, integer targets not
+    counting: a float32 model's score of integer targets (iris) is a float32 computation."""
+    from sklearn.metrics import r2_score
+
+    from fastbp.sklearn import _R2
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 40)
+    p = (y + rng.standard_normal(40) / 3).astype(pred_dtype)
+    w = rng.uniform(0.2, 3.0, 40).astype(pred_dtype) if weighted else None
+    scorer = _R2(y, w, pred_dtype)
+    assert scorer.dtype == pred_dtype
+    assert scorer(p) == r2_score(y, p, sample_weight=w)
+
+
 def test_tol_stopping_and_adaptive_learning_rate():
     X, y = _data("multiclass")
     a, b = _pair("multiclass", solver="sgd", learning_rate="adaptive", max_iter=80,
@@ -285,9 +302,183 @@ def test_bad_input_is_refused_and_changes_nothing():
 
 
 def test_divergence_raises_scikit_learn_error():
+    """Without early stopping a diverged fit raises scikit-learn's error (fastbp at once,
+    scikit-learn after its remaining epochs on NaN)."""
     X, y = _data("regression")
-    with pytest.raises(ValueError, match="non-finite parameter weights"):
-        MLPRegressor(solver="sgd", learning_rate_init=1e6, max_iter=50, random_state=0).fit(X * 1e3, y * 1e6)
+    params = dict(solver="sgd", learning_rate_init=1e6, max_iter=50, random_state=0)
+    for cls in (MLPRegressor, sk.MLPRegressor):
+        with pytest.raises(ValueError, match="non-finite parameter weights"), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cls(**params).fit(X * 1e3, y * 1e6)
+
+
+def _iris():
+    from sklearn.datasets import load_iris
+    iris = load_iris()
+    return iris.data, iris.target
+
+
+def test_mlp_diverging_loss():
+    """scikit-learn's own test_mlp_diverging_loss (sklearn/neural_network/tests/test_mlp.py,
+    the non-regression test of scikit-learn issue 29504), run on fastbp's MLPRegressor: a
+    diverging fit with early stopping raises nothing, and its last validation score is a NaN
+    Python float."""
+    X_iris, y_iris = _iris()
+    mlp = MLPRegressor(
+        hidden_layer_sizes=100,
+        activation="identity",
+        solver="sgd",
+        alpha=0.0001,
+        learning_rate="constant",
+        learning_rate_init=1,
+        shuffle=True,
+        max_iter=20,
+        early_stopping=True,
+        n_iter_no_change=10,
+        random_state=0,
+    )
+
+    with warnings.catch_warnings():
+        # RuntimeWarning: overflow encountered in matmul
+        # ConvergenceWarning: Stochastic Optimizer: Maximum iteration
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp.fit(X_iris, y_iris)
+
+    # In python, float("nan") != float("nan")
+    assert str(mlp.validation_scores_[-1]) == str(np.nan)
+    assert isinstance(mlp.validation_scores_[-1], float)
+
+
+_DIVERGING = dict(hidden_layer_sizes=100, activation="identity", solver="sgd", alpha=0.0001,
+                  learning_rate="constant", learning_rate_init=1, max_iter=20,
+                  early_stopping=True, n_iter_no_change=10, random_state=0)
+# scikit-learn's case (the first overflow: the gradient's squared norm in epoch 5, whose loss
+# is still finite), the first overflow part-way through an epoch, a best epoch after the first,
+# the adaptive rate's cuts, sample weights, float32, a Nesterov-free momentum, an update that
+# overflows part-way through an epoch, Adam (the gradient's squared norm overflows at the
+# epoch's second step, its loss still finite: the continuation's sum and Adam's step count;
+# scikit-learn's fit stays finite)
+_DIVERGING_CASES = {
+    "scikit-learn's": ("iris", {}),
+    "mid-epoch": ("regression", dict(hidden_layer_sizes=(7, 5), batch_size=16,
+                                     learning_rate_init=0.12)),
+    "later best epoch": ("regression", dict(hidden_layer_sizes=(7, 5), learning_rate_init=0.25,
+                                            random_state=3)),
+    "adaptive": ("iris", dict(learning_rate="adaptive", n_iter_no_change=2, max_iter=30)),
+    "sample weights": ("iris", dict(batch_size=50)),
+    "float32": ("iris32", {}),
+    "momentum": ("regression", dict(hidden_layer_sizes=(7, 5), nesterovs_momentum=False,
+                                    batch_size=16, learning_rate_init=0.1)),
+    "update overflows": ("regression", dict(hidden_layer_sizes=(7, 5), batch_size=16,
+                                            learning_rate_init=1e308)),
+    "adam": ("iris", dict(solver="adam", learning_rate_init=1e60, batch_size=45)),
+}
+
+
+def _diverging_fit(case, cls):
+    data, params = _DIVERGING_CASES[case]
+    X, y = _iris() if data.startswith("iris") else _data("regression")
+    if data == "iris32":
+        X = X.astype(np.float32)
+    sw = np.linspace(0.2, 3.0, len(X)) if case == "sample weights" else None
+    est = cls(**{**_DIVERGING, **params})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y, sample_weight=sw)
+    return est
+
+
+@pytest.mark.parametrize("case", list(_DIVERGING_CASES))
+def test_diverged_fit_with_early_stopping_follows_scikit_learn(case, monkeypatch):
+    """With early stopping a fit whose loss overflows goes on as scikit-learn's: every epoch
+    runs (a NaN validation score is never "no improvement"), the losses and scores turn inf
+    and NaN where scikit-learn's do, and the best epoch's weights come back at the end."""
+    from fastbp import engine
+    finish, continued = engine.EpochRunner.finish_unchecked, []
+
+    def spy(runner, diverged):
+        continued.append(diverged.what)
+        return finish(runner, diverged)
+
+    monkeypatch.setattr(engine.EpochRunner, "finish_unchecked", spy)
+    a = _diverging_fit(case, MLPRegressor)
+    b = _diverging_fit(case, sk.MLPRegressor)
+    assert continued        # the engine's guard tripped: the case takes the diverged path
+    if case == "adam":      # Adam's bounded steps: the loss stays finite (~1e244) ...
+        assert continued[0] == "the gradient" and np.isfinite(b.loss_curve_).all()
+    else:
+        assert not np.isfinite(b.loss_curve_[-1]) and np.isnan(b.validation_scores_[-1])
+    float32 = case == "float32"
+    rtol = 1e-5 if float32 else 1e-9
+    # rounding differences grow with the weights in the epochs that blow up (~1e-8 at 1e152)
+    curve_rtol = 1e-5 if float32 else 1e-6
+    assert a.n_iter_ == b.n_iter_ and a.t_ == b.t_
+    curve_a, curve_b = np.array(a.loss_curve_), np.array(b.loss_curve_)
+    if float32:
+        # a float32 model's squared error: fastbp's in float32, scikit-learn's in float64 (the
+        # targets' dtype), so fastbp's loss may overflow an epoch before scikit-learn's
+        finite_a, finite_b = np.isfinite(curve_a), np.isfinite(curve_b)
+        assert (finite_a <= finite_b).all() and finite_a[:3].all()
+        curve_a, curve_b = curve_a[finite_a], curve_b[finite_a]
+    np.testing.assert_allclose(curve_a, curve_b, rtol=curve_rtol, equal_nan=True)
+    np.testing.assert_allclose(a.validation_scores_, b.validation_scores_, rtol=curve_rtol,
+                               equal_nan=True)
+    assert all(type(s) is float for s in a.validation_scores_)
+    assert a.best_validation_score_ == pytest.approx(b.best_validation_score_, rel=rtol)
+    assert a.best_loss_ is None and (np.isnan(a.loss_) or case == "adam")
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        assert np.isfinite(p).all()
+        np.testing.assert_allclose(p, q, rtol=rtol, atol=1e-6 if float32 else 1e-12)
+    X = _iris()[0] if _DIVERGING_CASES[case][0].startswith("iris") else _data("regression")[0]
+    assert np.isfinite(a.predict(X)).all()
+
+
+def test_diverged_fit_restores_the_best_epochs_weights(monkeypatch):
+    """The weights after a diverged fit with early stopping are the best epoch's, bit for bit:
+    finite, although every epoch's weights after the overflow are not."""
+    from fastbp.sklearn import _BaseMLP
+    snapshots = []
+    update = _BaseMLP._update_no_improvement_count
+
+    def spy(self, early_stopping, score):     # the weights at the end of each epoch
+        snapshots.append(self._params()[0].copy())
+        return update(self, early_stopping, score)
+
+    monkeypatch.setattr(_BaseMLP, "_update_no_improvement_count", spy)
+    est = _diverging_fit("later best epoch", MLPRegressor)
+    scores = np.array(est.validation_scores_)
+    best = int(np.nanargmax(scores))
+    assert len(snapshots) == est.n_iter_ == 20 and 0 < best < 19
+    assert np.isnan(scores[-1]) and not np.isfinite(snapshots[-1]).all()
+    restored = est._params()[0]      # the flat buffer behind coefs_ and intercepts_
+    assert np.isfinite(restored).all()
+    np.testing.assert_array_equal(restored, snapshots[best])
+    assert est.best_validation_score_ == scores[best]
+    X, y = _data("regression")
+    assert np.isfinite(est.predict(X)).all()
+
+
+def test_diverged_classifier_with_early_stopping_follows_scikit_learn():
+    """A classifier's NaN outputs still predict a class (scikit-learn scores their accuracy,
+    not NaN): NaN weights can score best, be restored, and fail the final check, as
+    scikit-learn's do."""
+    X, y = _iris()
+    params = dict(_DIVERGING, learning_rate_init=100, batch_size=20)
+    fitted = []
+    for cls in (MLPClassifier, sk.MLPClassifier):
+        est = cls(**params)
+        with pytest.raises(ValueError, match="non-finite parameter weights"), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X * 1000, y)
+        fitted.append(est)
+    a, b = fitted
+    assert a.n_iter_ == b.n_iter_ < params["max_iter"]    # finite scores: no improvement stops it
+    np.testing.assert_array_equal(a.validation_scores_, b.validation_scores_)
+    assert np.isnan(a.loss_curve_[-1]) and np.isnan(b.loss_curve_[-1])
 
 
 def test_import_without_scikit_learn():
