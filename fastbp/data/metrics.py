@@ -9,20 +9,22 @@ precision).
 """
 import numpy as np
 
+from .._validation import InputError
+
 __all__ = ["classification_metrics", "regression_metrics"]
 
 
 def _numeric(name, a):
     a = np.asarray(a)
     if a.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be numeric; got an array of dtype {a.dtype}")
+        raise InputError(f"{name} must be numeric; got an array of dtype {a.dtype}")
     return a
 
 
 def _check_finite(name, a):
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         what = "NaN" if np.isnan(a).any() else "infinite values"
-        raise ValueError(f"{name} contains {what}")
+        raise InputError(f"{name} contains {what}")
 
 
 def _json_scalar(value):
@@ -91,16 +93,16 @@ def classification_metrics(y_true, proba, classes=None):
     y = _numeric("y_true", y_true)
     p = _numeric("proba", proba)
     if y.ndim != 1:
-        raise ValueError(f"y_true must be a 1-D array of class indices; got shape {y.shape}")
+        raise InputError(f"y_true must be a 1-D array of class indices; got shape {y.shape}")
     if p.ndim not in (1, 2) or (p.ndim == 2 and p.shape[1] == 0):
-        raise ValueError("proba must have shape (n, K), or (n,) / (n, 1) for two classes; got "
+        raise InputError("proba must have shape (n, K), or (n,) / (n, 1) for two classes; got "
                          f"shape {p.shape}")
     if p.shape[0] != y.shape[0]:
-        raise ValueError(f"y_true and proba have different lengths: {y.shape[0]} and "
+        raise InputError(f"y_true and proba have different lengths: {y.shape[0]} and "
                          f"{p.shape[0]}")
     n = y.shape[0]
     if n == 0:
-        raise ValueError("no samples: y_true and proba are empty")
+        raise InputError("no samples: y_true and proba are empty")
     _check_finite("y_true", y)
     _check_finite("proba", p)
     # scikit-learn clips log_loss's probabilities at the epsilon of their floating dtype
@@ -108,7 +110,7 @@ def classification_metrics(y_true, proba, classes=None):
     dtype = p.dtype if p.dtype.kind == "f" else np.dtype(np.float64)
     p = p.astype(dtype, copy=False)
     if p.min() < 0 or p.max() > 1:
-        raise ValueError(f"proba must hold probabilities in [0, 1]; got values in "
+        raise InputError(f"proba must hold probabilities in [0, 1]; got values in "
                          f"[{p.min()}, {p.max()}]")
     if p.ndim == 1 or p.shape[1] == 1:
         p1 = p.reshape(n)
@@ -117,19 +119,19 @@ def classification_metrics(y_true, proba, classes=None):
     else:
         P = p.astype(np.float64)
         if not np.allclose(P.sum(axis=1), 1.0):
-            raise ValueError("each row of proba must sum to 1 (probabilities over the K "
+            raise InputError("each row of proba must sum to 1 (probabilities over the K "
                              "classes)")
     K = P.shape[1]
     if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
-        raise ValueError("y_true must hold integer class indices")
+        raise InputError("y_true must hold integer class indices")
     if y.min() < 0 or y.max() >= K:
-        raise ValueError(f"y_true must hold class indices in 0..{K - 1} (proba has {K} "
+        raise InputError(f"y_true must hold class indices in 0..{K - 1} (proba has {K} "
                          f"columns); got values in [{y.min()}, {y.max()}]")
     y = y.astype(np.int64)
     if classes is not None:
         classes = [_json_scalar(c) for c in classes]
         if len(classes) != K:
-            raise ValueError(f"classes must name the {K} classes; got {len(classes)}")
+            raise InputError(f"classes must name the {K} classes; got {len(classes)}")
 
     pred = np.argmax(P, axis=1)
     cm = np.bincount(y * K + pred, minlength=K * K).reshape(K, K)
@@ -165,7 +167,7 @@ def _outputs(name, a):
     if a.ndim == 1:
         a = a.reshape(-1, 1)
     elif a.ndim != 2:
-        raise ValueError(f"{name} must have shape (n,) or (n, k); got shape {a.shape}")
+        raise InputError(f"{name} must have shape (n,) or (n, k); got shape {a.shape}")
     return a
 
 
@@ -195,14 +197,14 @@ def regression_metrics(y_true, y_pred):
     t = _outputs("y_true", y_true)
     p = _outputs("y_pred", y_pred)
     if t.shape[0] != p.shape[0]:
-        raise ValueError(f"y_true and y_pred have different lengths: {t.shape[0]} and "
+        raise InputError(f"y_true and y_pred have different lengths: {t.shape[0]} and "
                          f"{p.shape[0]}")
     if t.shape[1] != p.shape[1]:
-        raise ValueError(f"y_true and y_pred have different numbers of outputs: {t.shape[1]} "
+        raise InputError(f"y_true and y_pred have different numbers of outputs: {t.shape[1]} "
                          f"and {p.shape[1]}")
     n = t.shape[0]
     if n == 0 or t.shape[1] == 0:
-        raise ValueError("no values: y_true and y_pred are empty")
+        raise InputError("no values: y_true and y_pred are empty")
     _check_finite("y_true", t)
     _check_finite("y_pred", p)
     t = t.astype(np.float64)
