@@ -48,14 +48,18 @@ def test_default_train_reaches_95_percent(tmp_path, capsys):
     assert net.layer_sizes == [61, 64, 10] and len(model.feature_names_in_) == 61
     assert model.classes_ == list(range(10))
     lines = (tmp_path / "history.jsonl").read_text().splitlines()
-    assert len(lines) == 30
-    rec = json.loads(lines[-1])
-    assert rec["epoch"] == 30 and len(rec["grad_norm"]) == 2 and len(rec["weight_norm"]) == 2
-    assert rec["val_loss"] > 0 and rec["seconds"] > 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
+    # the defaults: up to 500 epochs, early stopping after 30 without improvement
+    assert metrics["stopped_early"] and len(lines) == metrics["epochs_trained"] < 500
+    assert metrics["best_epoch"] == len(lines) - 30
+    rec = json.loads(lines[-1])
+    assert rec["epoch"] == len(lines) and len(rec["grad_norm"]) == 2
+    assert len(rec["weight_norm"]) == 2
+    assert rec["val_loss"] > 0 and rec["seconds"] > 0
     assert abs(metrics["validation_accuracy"] - acc) < 1e-4 and metrics["classes"] == list(range(10))
     arrays, info = load_checkpoint(tmp_path / "checkpoint.npz")
-    assert info["epoch"] == 30 and np.array_equal(arrays["params"], net.params)
+    assert info["epoch"] == len(lines) and np.array_equal(arrays["best_params"][:net.params.size],
+                                                         net.params)
 
 
 def test_train_asks_for_its_final_prediction_to_compile_aside(tmp_path, capsys, monkeypatch):

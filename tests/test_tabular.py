@@ -204,3 +204,32 @@ def test_resume_keeps_the_runs_epochs(messy, tmp_path, capsys, monkeypatch):
     assert len((tmp_path / "cut" / "history.jsonl").read_text().splitlines()) == 40
     assert np.array_equal(fastbp.load(tmp_path / "cut").network.params,
                           fastbp.load(tmp_path / "full").network.params)
+
+
+def test_the_table_defaults_and_their_flags(messy, tmp_path, capsys):
+    """Defaults chosen on real tables (docs/real-tables.md): early stopping after 30 epochs
+    without improvement (none without a validation split), weight decay 4 / training rows,
+    Glorot-uniform initial weights; each can be set."""
+    from fastbp.model.modelfile import load_checkpoint
+    d, _, _ = messy
+    data = ["--data", str(d / "train.csv"), "--target", "label", "--no-plot", "--quiet",
+            "--epochs", "2"]
+    assert main(["train", *data, "--out", str(tmp_path / "a")]) == 0
+    _, info = load_checkpoint(tmp_path / "a" / "checkpoint.npz")
+    n_train = json.loads((tmp_path / "a" / "metrics.json").read_text())["train_samples"]
+    assert info["trainer"]["config"]["weight_decay"] == pytest.approx(4 / n_train)
+    assert info["settings"]["early_stopping"] == 30 and info["settings"]["init"] == "glorot_uniform"
+    assert main(["train", *data, "--out", str(tmp_path / "b"), "--weight-decay", "0.5",
+                 "--early-stopping", "none", "--init", "he_normal"]) == 0
+    _, info = load_checkpoint(tmp_path / "b" / "checkpoint.npz")
+    assert info["trainer"]["config"]["weight_decay"] == 0.5
+    assert info["settings"]["early_stopping"] is None
+    assert main(["train", *data, "--validation-split", "0", "--out", str(tmp_path / "c")]) == 0
+    assert load_checkpoint(tmp_path / "c" / "checkpoint.npz")[1]["settings"]["early_stopping"] \
+        is None                                          # auto: none without validation rows
+    capsys.readouterr()
+    for flag, value, needle in [("--weight-decay", "-1", "weight_decay must be a number >= 0"),
+                                ("--early-stopping", "soon", "early_stopping (the patience"),
+                                ("--init", "zeros", "init must be one of")]:
+        assert main(["train", *data, flag, value]) == 2
+        assert needle in capsys.readouterr().err

@@ -96,8 +96,11 @@ def build_parser():
                    "(default: inferred from the target)")
     t.add_argument("--optimizer", help="sgd, momentum, nesterov, adam, adamw, rmsprop (default adam)")
     t.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
+    t.add_argument("--init", help="initial weights: glorot_uniform (default), glorot_normal, "
+                   "he_uniform, he_normal, normal, auto (He for relu-like activations)")
     t.add_argument("--batch-size", type=_positive_int, help="mini-batch size (default 32)")
-    t.add_argument("--epochs", type=_positive_int, help="epochs in total (default 30)")
+    t.add_argument("--epochs", type=_positive_int, help="epochs at most (default 500; early "
+                   "stopping ends most runs long before)")
     t.add_argument("--seed", type=int, help="seed of the weights, split and shuffles (default 0)")
     t.add_argument("--dtype", choices=["float32", "float64"], help="default float32")
     t.add_argument("--validation-split", type=float, metavar="FRACTION",
@@ -133,9 +136,14 @@ def build_parser():
                         "exponential:GAMMA, onecycle[:MAX_LR] (per mini-batch; MAX_LR default "
                         "--lr), plateau[:FACTOR[:PATIENCE]] (on the validation loss; default "
                         "0.1, 10)")
-    c.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
+    c.add_argument("--early-stopping", metavar="PATIENCE|auto|none",
                    help="stop when the validation loss has not improved for PATIENCE epochs "
-                        "and keep the best epoch's parameters (needs --validation-split > 0)")
+                        "and keep the best epoch's parameters (needs --validation-split > 0); "
+                        "default auto: 30 with a validation split, none without")
+    c.add_argument("--weight-decay", metavar="L2|auto",
+                   help="L2 penalty added to the gradient of every parameter (torch's "
+                        "weight_decay; decoupled for adamw); default auto: 4 / the training "
+                        "rows")
     c.add_argument("--min-delta", type=float, metavar="D",
                    help="early stopping: an improvement must exceed D (default 0)")
     c.add_argument("--class-weight", metavar="balanced|CLASS:W,...",
