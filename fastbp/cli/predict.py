@@ -73,7 +73,8 @@ def predict(args):
     if path:
         _write(path, lambda: write_table(path, columns))
         return EXIT_OK
-    text = _csv_text(columns)
+    from ..data.tables import csv_text
+    text = csv_text(columns)
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -81,33 +82,6 @@ def predict(args):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     return EXIT_OK
-
-
-def _csv_text(columns):
-    import io
-    import csv
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(list(columns))
-    for row in zip(*[_cells(v) for v in columns.values()]):
-        w.writerow(row)
-    return buf.getvalue()
-
-
-def _cells(values):
-    values = np.asarray(values)
-    if values.dtype == np.float32:      # its own shortest repr, not float64's 17 digits
-        return ["" if v != v else str(v) for v in values]
-    out = []
-    for v in values.astype(object).tolist():
-        if v is None or (isinstance(v, float) and v != v):
-            out.append("")
-        elif isinstance(v, float):
-            out.append(repr(v) if not v.is_integer() else str(int(v)) if abs(v) < 1e15
-                       else repr(v))
-        else:
-            out.append(str(v))
-    return out
 
 
 def _write(path, write):

@@ -652,7 +652,8 @@ class Preprocessor:
                 k = len(c["levels"])
                 how = ("one-hot" if c["encoding"] == "onehot"
                        else f"embedding of {c['dim']}")
-                extra = ", rare pooled" if c["other"] else ""
+                extra = (" + rare pooled" if c["other"] else "") + (
+                    " + missing" if c["missing"] else "")
                 text += f" ({k} levels{extra}, {how})"
             elif c["indicator"]:
                 text += " (missing: + indicator)"

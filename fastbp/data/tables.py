@@ -22,6 +22,7 @@ import gzip
 import io
 import lzma
 import os
+import re
 
 import numpy as np
 
@@ -36,6 +37,7 @@ COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": None
 PARQUET_SUFFIXES = (".parquet", ".pq")
 ARROW_SUFFIXES = (".feather", ".arrow", ".ipc")
 SNIFF_BYTES = 1 << 16
+CSV_BLOCK = 4 << 20       # bytes of CSV parsed at a time (blocks of 2-16 MiB ran alike)
 
 
 class Column:
@@ -141,42 +143,94 @@ def _pa():
     return pyarrow
 
 
-def _number(chunked, pa):
-    """float64 values of a numeric Arrow column, NaN where null (no copy when there is none
-    to make)."""
-    pc = pa.compute
-    arr = chunked.cast(pa.float64()) if chunked.type != pa.float64() else chunked
-    if arr.null_count:
-        arr = pc.fill_null(arr, np.nan)
-    return arr.to_numpy()       # read-only when it is Arrow's own memory: never written
+_POOL = []
 
 
-def _text(chunked, pa):
-    """``(codes int32, levels)`` of a string column; the levels stripped of surrounding
-    whitespace, empty strings missing, equal stripped levels merged."""
-    pc = pa.compute
-    if pa.types.is_dictionary(chunked.type):
-        chunked = chunked.cast(chunked.type.value_type)
-    if not (pa.types.is_string(chunked.type) or pa.types.is_large_string(chunked.type)):
-        chunked = chunked.cast(pa.string())
-    enc = pc.dictionary_encode(chunked).combine_chunks()
-    raw = enc.dictionary.to_pylist()
-    idx = enc.indices
-    codes = pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-    stripped = [s.strip() for s in raw]
-    if stripped == raw and "" not in raw:
-        return codes, raw
-    levels, remap = [], np.empty(len(raw) + 1, np.int32)
-    where = {}
-    for i, s in enumerate(stripped):
-        if s == "":
-            remap[i] = -1
+def _pool(pa):
+    """The Arrow memory pool fastbp reads with: jemalloc, returning freed memory to the system
+    at once (Arrow's default pool, mimalloc, keeps it: after a large CSV the process then held
+    the parse buffers' pages while the matrix was built, 3.6 times the matrix at its peak
+    against 2.4); the default pool where jemalloc is not built in."""
+    if not _POOL:
+        try:
+            pool = pa.jemalloc_memory_pool()
+            pa.jemalloc_set_decay_ms(0)
+        except (NotImplementedError, pa.ArrowNotImplementedError, AttributeError):
+            pool = pa.default_memory_pool()
+        _POOL.append(pool)
+    return _POOL[0]
+
+
+class _Builder:
+    """A column built from Arrow arrays chunk by chunk (a streamed CSV's batches, or a table's
+    chunks): each chunk converted to its compact NumPy form as it comes, so that Arrow's memory
+    can go chunk by chunk; :meth:`finish` gives the :class:`Column`."""
+
+    def __init__(self, name, arrow_type, source, pa):
+        t = arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
+        self.name, self.src, self.pa, self.pool = name, str(arrow_type), pa, _pool(pa)
+        if pa.types.is_boolean(t):
+            self.kind = "bool"
+        elif (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+              or pa.types.is_null(t)):
+            self.kind = "number"
+        elif pa.types.is_date(t) or pa.types.is_timestamp(t):     # days since 1970-01-01
+            self.kind = "date" if pa.types.is_date(t) else "time"
+        elif pa.types.is_string(t) or pa.types.is_large_string(t):
+            self.kind = "text"
+            self.where = {}     # level -> global code
         else:
-            remap[i] = where.setdefault(s, len(levels))
-            if remap[i] == len(levels):
-                levels.append(s)
-    remap[-1] = -1
-    return remap[codes], levels
+            raise InputError(f"{source}: column {name!r} has type {arrow_type}, which fastbp "
+                             f"cannot use (numbers, booleans, strings and dates only); drop "
+                             f"it first")
+        self.pieces = []
+
+    def add(self, arr):
+        pa, pc, pool = self.pa, self.pa.compute, self.pool
+        if self.kind == "text":
+            if pa.types.is_dictionary(arr.type):
+                arr = pc.cast(arr, arr.type.value_type, memory_pool=pool)
+            enc = pc.dictionary_encode(arr, memory_pool=pool)
+            lut = np.array([self.where.setdefault(v, len(self.where))
+                            for v in enc.dictionary.to_pylist()] + [-1], np.int32)
+            idx = pc.coalesce(enc.indices, pa.scalar(-1, enc.indices.type),
+                              memory_pool=pool).to_numpy(zero_copy_only=False)
+            self.pieces.append(lut[idx])
+            return
+        if self.kind == "date":
+            arr = pc.cast(pc.cast(arr, pa.date32(), memory_pool=pool), pa.int32(),
+                          memory_pool=pool)
+        elif self.kind == "time":
+            arr = pc.cast(pc.cast(arr, pa.timestamp("s"), safe=False, memory_pool=pool),
+                          pa.int64(), memory_pool=pool)
+        if arr.type != pa.float64():
+            arr = pc.cast(arr, pa.float64(), memory_pool=pool)
+        if arr.null_count:
+            arr = pc.coalesce(arr, pa.scalar(np.nan), memory_pool=pool)
+        v = arr.to_numpy(zero_copy_only=False)
+        self.pieces.append(v / 86400.0 if self.kind == "time" else v)
+
+    def finish(self):
+        pieces, self.pieces = self.pieces, []
+        values = (pieces[0] if len(pieces) == 1 else
+                  np.concatenate(pieces) if pieces else np.empty(0, np.float64))
+        del pieces
+        if self.kind != "text":
+            kind = "bool" if self.kind == "bool" else "number"
+            return Column(self.name, kind, values, source=self.src)
+        values = values.astype(np.int32, copy=False)
+        raw = list(self.where)
+        # surrounding whitespace stripped, empty strings missing, equal stripped levels merged
+        stripped = [v.strip() for v in raw]
+        if stripped == raw and "" not in raw:
+            return Column(self.name, "text", values, raw, source=self.src)
+        levels, remap, where = [], np.empty(len(raw) + 1, np.int32), {}
+        for i, v in enumerate(stripped):
+            remap[i] = -1 if v == "" else where.setdefault(v, len(where))
+            if v and remap[i] == len(levels):
+                levels.append(v)
+        remap[-1] = -1
+        return Column(self.name, "text", remap[values], levels, source=self.src)
 
 
 def from_arrow(table, source="data"):
@@ -191,35 +245,14 @@ def _convert(holder, source):
     pa = _pa()
     table = holder.pop()
     cols = []
-    names = [str(n) for n in table.column_names]
-    for name in names:
+    for name in [str(n) for n in table.column_names]:
         chunked = table.column(0)
         table = table.remove_column(0)
-        t = chunked.type
-        src = str(t)
-        if pa.types.is_dictionary(t):
-            t = t.value_type
-        if pa.types.is_boolean(t):
-            v = _number(chunked.cast(pa.float64()), pa)
-            cols.append(Column(name, "bool", v, source=src))
-        elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-            cols.append(Column(name, "number", _number(chunked, pa), source=src))
-        elif pa.types.is_date(t) or pa.types.is_timestamp(t):     # days since 1970-01-01
-            if pa.types.is_date(t):
-                v = _number(chunked.cast(pa.date32()).cast(pa.int32()), pa)
-            else:
-                seconds = chunked.cast(pa.timestamp("s"), safe=False).cast(pa.int64())
-                v = _number(seconds, pa) / 86400.0
-            cols.append(Column(name, "number", v, source=src))
-        elif pa.types.is_string(t) or pa.types.is_large_string(t):
-            codes, levels = _text(chunked, pa)
-            cols.append(Column(name, "text", codes, levels, source=src))
-        elif pa.types.is_null(t):
-            cols.append(Column(name, "number", np.full(len(chunked), np.nan), source=src))
-        else:
-            raise InputError(f"{source}: column {name!r} has type {src}, which fastbp cannot "
-                             f"use (numbers, booleans, strings and dates only); drop it first")
+        b = _Builder(name, chunked.type, source, pa)
+        for chunk in chunked.chunks:
+            b.add(chunk)
         del chunked
+        cols.append(b.finish())
     return Table(cols, source)
 
 
@@ -301,31 +334,73 @@ def read_csv(path, delimiter=None):
             raise InputError(f"--delimiter must be one character (or 'tab'); got {delimiter!r}")
     first = next(csv.reader([text.splitlines()[0]], delimiter=delimiter), [])
     header = _has_header(first)
-    read = pcsv.ReadOptions(use_threads=True, block_size=1 << 24,
+    read = pcsv.ReadOptions(use_threads=True, block_size=CSV_BLOCK,
                             autogenerate_column_names=not header)
     parse = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=False)
-    convert = pcsv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True,
-                                  quoted_strings_can_be_null=True)
-    try:
-        if compression == ".xz":        # Arrow has no xz codec: Python decompresses
-            with _open_text(path, compression) as f:
-                table = pcsv.read_csv(f, read_options=read, parse_options=parse,
-                                      convert_options=convert)
-        else:                           # by path: Arrow reads (and decompresses) in C++
-            table = pcsv.read_csv(path, read_options=read, parse_options=parse,
-                                  convert_options=convert)
-    except pa.ArrowInvalid as e:
-        msg = str(e).split("\n")[0]
-        raise InputError(f"{path}: not a readable CSV ({msg})") from None
-    except (OSError, EOFError, lzma.LZMAError) as e:
-        raise InputError(f"{path}: unreadable ({getattr(e, 'strerror', None) or e})") from None
-    if not header:      # pyarrow names them f0, f1, ...: positions, as for arrays
-        table = table.rename_columns([str(i) for i in range(table.num_columns)])
-    if table.num_rows == 0:
+    types = {}          # columns whose type the first block guessed wrong
+    while True:
+        convert = pcsv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True,
+                                      quoted_strings_can_be_null=True, column_types=types)
+        try:
+            return _stream_csv(path, compression, read, parse, convert, header, pcsv)
+        except pa.ArrowInvalid as e:
+            retype = _retype(str(e), pa)
+            if retype is None or retype[0] >= len(first):
+                raise InputError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") \
+                    from None
+            # Arrow's names: the header's fields, or f0, f1, ... without one
+            name = first[retype[0]] if header else f"f{retype[0]}"
+            if types.get(name) == retype[1]:    # no progress: not a type guessed wrong
+                raise InputError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") \
+                    from None
+            types[name] = retype[1]
+        except (OSError, EOFError, lzma.LZMAError) as e:
+            raise InputError(f"{path}: unreadable ({getattr(e, 'strerror', None) or e})") \
+                from None
+
+
+def _stream_csv(path, compression, read, parse, convert, header, pcsv):
+    """The CSV read as a stream of blocks, each converted to the columns' compact form as it
+    comes: the peak memory is the table's, not Arrow's parse buffers of the whole file (2-3
+    times the table, measured)."""
+    pa = _pa()
+    f = _open_text(path, compression) if compression == ".xz" else None
+    try:    # by path, Arrow reads (and decompresses gz, bz2, zst) in C++; xz: Python does
+        reader = pcsv.open_csv(path if f is None else f, read_options=read, parse_options=parse,
+                               convert_options=convert, memory_pool=_pool(pa))
+        names = [str(i) for i in range(len(reader.schema))] if not header else [
+            str(n) for n in reader.schema.names]
+        builders = [_Builder(n, t, path, pa) for n, t in zip(names, reader.schema.types)]
+        n = 0
+        for batch in reader:
+            n += batch.num_rows
+            for b, arr in zip(builders, batch.columns):
+                b.add(arr)
+            del batch
+    finally:
+        if f is not None:
+            f.close()
+    if n == 0:
         raise InputError(f"{path}: a header row and no data" if header else f"{path}: no data")
-    holder = [table]
-    del table
-    return _convert(holder, path)
+    cols = [b.finish() for b in builders]
+    return Table(cols, path)
+
+
+def _retype(message, pa):
+    """``(column index, Arrow type)`` for a column whose type Arrow guessed from the CSV's first
+    block and a later value contradicts ("In CSV column #0: CSV conversion error to int64:
+    invalid value '2.5'"): float64 for a number, else text; None when the message is about
+    something else."""
+    m = re.search(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value "
+                  r"'(.*)'", message)
+    if m is None:
+        return None
+    try:
+        float(m.group(3))
+        number = m.group(2) != "double"
+    except ValueError:
+        number = False
+    return int(m.group(1)), pa.float64() if number else pa.string()
 
 
 def _read_arrow_file(path, kind):
@@ -538,26 +613,43 @@ def _from_pandas(df, pa):
 
 
 def write_table(path, columns):
-    """Write ``columns`` (a dict name -> 1-D array or list, in order) to ``path``: CSV (with a
-    header; missing values as empty fields) or Parquet, by its suffix; atomically."""
-    pa = _pa()
+    """Write ``columns`` (a dict name -> 1-D array, in order) to ``path``, atomically: CSV
+    (a header, missing values as empty fields, numbers in their shortest exact form, quotes
+    only where a field needs them) or Parquet (typed columns), by its suffix."""
     from ..model.modelfile import atomic_write
-    table = pa.table({k: _arrow_array(v, k, path, pa) if np.asarray(v).dtype == object
-                      else pa.array(v) for k, v in columns.items()})
     ext, compression = _suffixes(os.fspath(path))
     if ext in PARQUET_SUFFIXES and not compression:
+        pa = _pa()
         import pyarrow.parquet as pq
-
-        def write(f):
-            pq.write_table(table, f)
+        table = pa.table({k: _arrow_array(np.asarray(v).tolist() if np.asarray(v).dtype == object
+                                          else v, k, path, pa) for k, v in columns.items()})
+        atomic_write(path, lambda f: pq.write_table(table, f))
     elif ext in CSV_SUFFIXES and not compression:
-        import pyarrow.csv as pcsv
-
-        def write(f):
-            buf = io.BytesIO()
-            pcsv.write_csv(table, buf, pcsv.WriteOptions(include_header=True,
-                                                         quoting_style="needed"))
-            f.write(buf.getvalue())
+        text = csv_text(columns).encode()
+        atomic_write(path, lambda f: f.write(text))
     else:
-        raise InputError(f"{path}: predictions are written as .csv or .parquet")
-    atomic_write(path, write)
+        raise InputError(f"{path}: predictions are written as .csv or .parquet (or .npy)")
+
+
+def csv_text(columns):
+    """The CSV text of ``columns`` (see :func:`write_table`)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(list(columns))
+    w.writerows(zip(*[_cells(v) for v in columns.values()]))
+    return buf.getvalue()
+
+
+def _cells(values):
+    values = np.asarray(values)
+    if values.dtype == np.float32:      # its own shortest repr, not float64's 17 digits
+        return ["" if v != v else str(v) for v in values]
+    out = []
+    for v in values.astype(object).tolist():
+        if v is None or (isinstance(v, float) and v != v):
+            out.append("")
+        elif isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+            out.append(str(int(v)))
+        else:
+            out.append(str(v))
+    return out
