@@ -1041,9 +1041,10 @@ def _record(epoch, h):
 # -- output -------------------------------------------------------------------------------------
 def metrics_line(metrics):
     """The metrics of a run or an evaluation in one line (the names of metrics.json)."""
-    keys = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc", "r2", "rmse",
-            "mae", "mse")
-    return ", ".join(f"{k} {metrics[k]:.4g}" for k in keys if metrics.get(k) is not None)
+    unit = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")       # in [0, 1]
+    keys = unit + ("log_loss", "r2", "rmse", "mae", "mse")
+    return ", ".join(f"{k} {metrics[k]:.4f}" if k in unit else f"{k} {metrics[k]:.4g}"
+                     for k in keys if metrics.get(k) is not None)
 
 
 def write_output(s, data, run, seconds):
