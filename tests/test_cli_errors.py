@@ -110,13 +110,7 @@ def test_unreadable_data_file_is_exit_2(tmp_path, capsys):
 
 def test_compile_notice(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(fastbp.engine, "needs_compiling", lambda: True)
-    fit = fastbp.Trainer.fit
-
-    def slow_compile(self, *args, **kw):
-        h = fit(self, *args, **kw)
-        h.compile_seconds = 21.34
-        return h
-    monkeypatch.setattr(fastbp.Trainer, "fit", slow_compile)
+    monkeypatch.setattr(fastbp.engine.EpochRunner, "_compile", lambda self: 21.3)
     assert main(["train", "--epochs", "2", "--no-plot"]) == 0
     err = capsys.readouterr().err
     assert err.count("compiling the kernels (first use only, cached afterwards)") == 1, err
@@ -136,22 +130,22 @@ ARGS = ["--epochs", "3", "--batch-size", "16", "--no-plot", "--dtype", "float64"
 
 
 def _stopped_in_epoch_2(out, args, monkeypatch):
-    """``fastbp train`` stopped by a real SIGTERM at the first poll of epoch 2 (exit 143)."""
-    fit, fits = fastbp.Trainer.fit, []
+    """``fastbp train`` stopped by a real SIGTERM at the first poll of epoch 2 (exit 143): the
+    second poll of the trainer's ``stop`` (every 32 steps; an epoch of these runs has 85 steps,
+    polled after 32 and 64, or 43 steps, polled after 32)."""
+    fit = fastbp.Trainer.fit
 
     def sigterm_in_epoch_2(self, X, y, validation_data=None, stop=None, **kw):
-        fits.append(1)
-        if len(fits) == 2:
-            polls = []
+        polls = []
+        per_epoch = (-(-len(X) // min(self.batch_size, len(X))) - 1) // self.STOP_STEPS
 
-            def poll():          # a real SIGTERM, at the first poll of the epoch
-                polls.append(1)
-                if len(polls) == 1:
-                    os.kill(os.getpid(), signal.SIGTERM)
-                    time.sleep(0.01)
-                return stop()
-            return fit(self, X, y, validation_data, stop=poll, **kw)
-        return fit(self, X, y, validation_data, stop=stop, **kw)
+        def poll():          # a real SIGTERM, at the first poll of the second epoch
+            polls.append(1)
+            if len(polls) == per_epoch + 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.01)
+            return stop()
+        return fit(self, X, y, validation_data, stop=poll, **kw)
     monkeypatch.setattr(fastbp.Trainer, "fit", sigterm_in_epoch_2)
     try:
         return main(["train", "--out", str(out), *args])

@@ -3,7 +3,8 @@
 * settings and resume: defaults, then ``--config``, then the flags; ``--resume`` loads the
   checkpoint and refuses settings that would break a bitwise resume;
 * data: ``--data`` or the embedded digits, the task inferred from the target, the split;
-* the run: the epoch loop, with signals, checkpoints and history lines (and, under MPI, every
+* the run: one fit of the Trainer over the epochs left, whose callback writes each epoch's
+  history line and checkpoint, with signals stopping it (and, under MPI, every
   rank in step);
 * output: metrics.json, model.npz, training.png (rank 0).
 """
@@ -858,8 +859,7 @@ class Run:
         controls = {k: v for k, v in controls.items() if v is not None}
         if s["early_stopping"] is not None:
             controls["min_delta"] = s["min_delta"]
-        # the CLI fits one epoch at a time (epochs=1): signals, checkpoints and history lines
-        # come between epochs
+        # epochs: set by epochs() (those left); its callback writes history and checkpoints
         trainer = fastbp.Trainer(self.net, loss=data.loss, optimizer=s["optimizer"],
                                  learning_rate=s["lr"], batch_size=s["batch_size"], epochs=1,
                                  seed=s["seed"], weight_decay=self.weight_decay, **controls)
@@ -939,24 +939,43 @@ class Run:
         from mpi4py import MPI
         return self.comm.allreduce(mine, op=MPI.MAX) or None
 
-    def _fit(self):
-        """One epoch (or the rest of an unfinished one), stopping mid-epoch on a signal."""
-        d = self.data
-        weights = {} if d.wtr is None else {"sample_weight": d.wtr}
-        h = self.trainer.fit(d.Xtr, d.ytr, validation_data=d.val,
-                             stop=lambda: bool(self._signals), **weights)
+    def _note_compile(self, h):
         if self.compile_seconds is None:
             self.compile_seconds = h.compile_seconds
             if h.compile_seconds > 1:
                 self.progress.note(f"fastbp: kernels compiled in {h.compile_seconds:.1f} s "
                                    f"(cached for later runs)")
-        return h
+
+    def _epoch_done(self, h):
+        """After each epoch of the fit (its callback; and after the fit for the epoch that
+        stopped it early, which the trainer reports to no callback): the history line, the
+        checkpoint when it is due, the progress.  Returns the signal to stop on, agreed by every
+        rank (a True answer stops the fit), or None."""
+        self._note_compile(h)
+        self.done += 1
+        epoch = self.start + self.done
+        rec = _record(epoch, h)
+        self.records.append(rec)
+        if h.best_epoch is not None and h.best_epoch == len(h.val_loss) - 1:
+            self.best_epoch = epoch             # this epoch improved on the best so far
+        self.stopped_early = bool(h.stopped_early)
+        if self.out:
+            _write_out(self.out, HISTORY, lambda f: f.write(json.dumps(rec) + "\n"), mode="a")
+        signum = None if self.stopped_early else self.stopping()
+        if (epoch % self.s["checkpoint_every"] == 0 or epoch == self.s["epochs"] or signum
+                or self.stopped_early):
+            self.save(epoch)
+        self.progress.epoch(epoch, rec, len(self.data.Xtr))
+        self._signum = signum
+        return signum is not None
 
     def epochs(self):
-        """Train from the checkpoint's place to ``epochs``; returns the seconds it took.
-        Raises :class:`Stopped` after writing the checkpoint when a signal arrives."""
+        """Train from the checkpoint's place to ``epochs`` in one fit of the trainer, whose
+        callback writes each epoch's history line and checkpoint; returns the seconds it took.
+        Raises :class:`Stopped` after writing the checkpoint when a signal arrives (mid-epoch:
+        the trainer's ``stop``; between epochs: the callback's answer)."""
         from .. import engine
-        s = self.s
+        s, d = self.s, self.data
         self.progress.note(self.start_line())
         if self.stopped_early:
             self.progress.note(f"fastbp: the run stopped early after epoch {self.start}: "
@@ -971,40 +990,34 @@ class Run:
         previous = {sig: signal.signal(sig, lambda signum, frame: self._signals.append(signum))
                     for sig in EXIT_SIGNAL} if main else {}
         t0 = time.perf_counter()
+        self.done, self._signum = 0, None
         try:
             if self.out:       # consistent with the checkpoint
                 _write_out(self.out, HISTORY, lambda f: f.write(
                     "".join(json.dumps(r) + "\n" for r in self.records).encode()))
-            for epoch in range(self.start, s["epochs"]):
+            if self.start < s["epochs"]:
                 signum = self.stopping()
                 if signum:
                     raise Stopped(signum)
-                h = self._fit()
-                if h.interrupted:       # stopped mid-epoch (all ranks): the checkpoint keeps its place
-                    self.save(epoch)
+                core = getattr(self.trainer, "trainer", self.trainer)   # (DistributedTrainer)
+                core.epochs = s["epochs"] - self.start
+                core.callback = lambda epoch, h: self._epoch_done(h)
+                weights = {} if d.wtr is None else {"sample_weight": d.wtr}
+                h = self.trainer.fit(d.Xtr, d.ytr, validation_data=d.val,
+                                     stop=lambda: bool(self._signals), **weights)
+                self._note_compile(h)
+                if h.interrupted:       # mid-epoch (all ranks): the checkpoint keeps its place
+                    self.save(self.start + self.done)
                     raise Stopped(self.stopping() or signal.SIGTERM)
-                rec = _record(epoch + 1, h)
-                self.records.append(rec)
-                if h.best_epoch is not None:      # this epoch improved on the best so far
-                    self.best_epoch = epoch + 1
-                self.stopped_early = bool(h.stopped_early)
-                if self.out:
-                    _write_out(self.out, HISTORY, lambda f: f.write(json.dumps(rec) + "\n"),
-                               mode="a")
-                signum = self.stopping()
-                if ((epoch + 1) % s["checkpoint_every"] == 0 or epoch + 1 == s["epochs"] or signum
-                        or self.stopped_early):
-                    self.save(epoch + 1)
-                self.progress.epoch(epoch + 1, rec, len(self.data.Xtr))
-                if signum:
-                    raise Stopped(signum)
-                if self.stopped_early:
+                if self._signum:        # between epochs: the callback saved and stopped
+                    raise Stopped(self._signum)
+                if h.stopped_early:     # that epoch went to no callback
+                    self._epoch_done(h)
                     best = f"epoch {self.best_epoch}" if self.best_epoch else "none"
                     self.progress.note(
-                        f"fastbp: early stopping after epoch {epoch + 1}: val_loss has not "
-                        f"improved by more than {s['min_delta']:g} for {s['early_stopping']} "
-                        f"epochs; the model is the best epoch's ({best})")
-                    break
+                        f"fastbp: early stopping after epoch {self.start + self.done}: val_loss "
+                        f"has not improved by more than {s['min_delta']:g} for "
+                        f"{s['early_stopping']} epochs; the model is the best epoch's ({best})")
         finally:
             self.progress.close()
             for sig, handler in previous.items():
