@@ -303,7 +303,9 @@ def batch_gradients(params, st, codes, X, Yf, Yi, rows, grads, ws, sw=None, alph
     batch's mean loss (weighted mean with ``sw``, plus scikit-learn's L2 term ``alpha``), every
     δ in ``ws``.  ``mode``: GRAD (batch statistics, no dropout, running statistics untouched)
     or TRAIN (a training step's: dropout keyed by ``seed`` and ``step``, running statistics
-    updated).  Returns ``(loss, wsum)`` (see ``kernels.train.batch_gradients``)."""
+    updated).  Returns ``(loss, wsum)`` (see ``kernels.train.batch_gradients``).  The embedding
+    tables' part of ``grads`` must be zero (a new or zeroed buffer): the kernel adds the batch's
+    rows into it."""
     sw = _no_weights(params.dtype) if sw is None else readonly(sw)
     with _config.ready():
         # fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code, alpha,

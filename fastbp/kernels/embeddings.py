@@ -67,35 +67,72 @@ def gather(X, rows, r0, r1, params, layout, emb, acts, aoff):
                     acts[o + j] = params[t + j]
 
 
+@njit(**INLINE_JIT)
+def _table_row(layout, emb, acts, c0, r, e):
+    """Where in the parameters batch row r's row of table e starts."""
+    k = np.uint64(emb.shape[0])
+    code = np.uint64(np.int64(acts[c0 + np.uint64(r) * k + np.uint64(e)]))
+    return np.uint64(emb[e, P_OFF]) + code * np.uint64(emb[e, DIM])
+
+
 @njit(**JIT)
 def embedding_grads(B, scale, grads, layout, emb, acts, aoff, deltas, doff, gsq, norms):
     """The tables' gradient from the deltas of batch rows 0..B (delta slot 0) and their codes:
-    the region ``[0, layout[0, W_OFF])`` of ``grads`` zeroed, then ``scale·δ`` of each row added
-    into its codes' table rows, serially, rows in batch order.  ``norms``: their squared norm
-    (float64) added to ``gsq[0]`` (the tables count in the first dense layer's group)."""
+    ``scale·δ`` of each row added into its codes' table rows, serially, rows in batch order.
+    ``norms``: their squared norm (:func:`embedding_sumsq`) added to ``gsq[0]`` (the tables
+    count in the first dense layer's group).
+
+    The tables' region of ``grads`` (``[0, layout[0, W_OFF])``) must be zero on entry, and then
+    holds the gradient in the batch's rows only: every caller's is (a new or zeroed buffer, or
+    ``train_epoch``'s, whose rows :func:`embedding_clear` zeroes after each step), so that a
+    step costs nothing per table row it does not touch (a pass over a large table cost twice
+    the scatter, measured)."""
     k = emb.shape[0]
     if k == 0:
         return
-    T = np.uint64(layout[0, W_OFF])
-    dt = grads.dtype.type
-    zero = dt(0)
-    for i in range(T):
-        grads[i] = zero
-    sc = dt(scale)
-    uk = np.uint64(k)
+    sc = grads.dtype.type(scale)
     n_num = emb[0, A0_COL]
     uw = np.uint64(layout[0, N_IN] - n_num)
     c0 = np.uint64(aoff[codes_slot(layout)])
     d0 = np.uint64(doff[0])
     for r in range(np.uint64(B)):
-        for e in range(uk):
-            d = np.uint64(emb[e, DIM])
-            t = np.uint64(emb[e, P_OFF]) + np.uint64(np.int64(acts[c0 + r * uk + e])) * d
+        for e in range(k):
+            t = _table_row(layout, emb, acts, c0, r, e)
             o = d0 + r * uw + np.uint64(emb[e, A0_COL] - n_num)
-            for j in range(d):
+            for j in range(np.uint64(emb[e, DIM])):
                 grads[t + j] += sc * deltas[o + j]
     if norms:
-        s = 0.0
-        for i in range(T):
-            s += float(grads[i]) * float(grads[i])
-        gsq[0] += s
+        gsq[0] += embedding_sumsq(B, grads, layout, emb, acts, aoff)
+
+
+@njit(**JIT)
+def embedding_sumsq(B, grads, layout, emb, acts, aoff):
+    """The squared norm (float64) of the tables' gradient, which is zero outside the rows of
+    batch rows 0..B: each such table row once, in batch order (a flag per level)."""
+    c0 = np.uint64(aoff[codes_slot(layout)])
+    s = 0.0
+    for e in range(emb.shape[0]):
+        seen = np.zeros(emb[e, LEVELS], np.bool_)
+        base = np.uint64(emb[e, P_OFF])
+        d = np.uint64(emb[e, DIM])
+        for r in range(B):
+            t = _table_row(layout, emb, acts, c0, r, e)
+            code = (t - base) // d
+            if not seen[code]:
+                seen[code] = True
+                for j in range(d):
+                    s += float(grads[t + j]) * float(grads[t + j])
+    return s
+
+
+@njit(**JIT)
+def embedding_clear(B, grads, layout, emb, acts, aoff):
+    """Zero the tables' gradient rows of batch rows 0..B: all of the tables' region again
+    (see :func:`embedding_grads`)."""
+    c0 = np.uint64(aoff[codes_slot(layout)])
+    zero = grads.dtype.type(0)
+    for r in range(B):
+        for e in range(emb.shape[0]):
+            t = _table_row(layout, emb, acts, c0, r, e)
+            for j in range(np.uint64(emb[e, DIM])):
+                grads[t + j] = zero

@@ -32,7 +32,7 @@ from .activations import IDENTITY, activate
 from .structure import (ACT, BATCH_NORM, END, EVAL, N_IN, N_OUT, NORM, ROWS, STRUCT, SUMS, TRAIN,
                         W_OFF, WHOLE, _sums_at, post_backward_at, post_forward_at)
 from .dense import backprop, forward, gradient
-from .embeddings import A0_COL, embedding_grads, gather
+from .embeddings import A0_COL, embedding_clear, embedding_grads, embedding_sumsq, gather
 from .losses import count_correct, output_batch_at, output_rows_at
 from .native import (FN_BACKWARD_ROWS, FN_BLOCKED_STEP, FN_FORWARD_ROWS, FN_OUTPUT_BATCH,
                      FN_OUTPUT_ROWS, FN_POST_BACKWARD, FN_POST_FORWARD, FN_UPDATE, Native)
@@ -370,7 +370,8 @@ def batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_c
     the batch's mean loss (weighted mean with ``sw``, plus the L2 term when ``alpha > 0``),
     ``deltas`` = every layer's δ, ``rowloss`` = the per-sample (weighted) losses.  ``part``
     (a workspace's, see step_blocks) holds the other blocks' gradients of the row-block step;
-    empty: threads inside each product.
+    empty: threads inside each product.  The embedding tables' region of ``grads`` must be
+    zero on entry (see embeddings.embedding_grads).
 
     Returns ``(loss, wsum)``: ``loss = Σ w·ℓ / loss_div + ½·alpha·Σ‖W‖²`` and ``wsum`` = Σ w (the
     batch size without weights), so that the batch's objective is ``loss / wsum``.
@@ -403,8 +404,10 @@ def batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_c
             loss = 0.0
             for r in range(B):
                 loss += float(rowloss[r])
-            for l in range(layout.shape[0]):      # W, b, γ, β: adjacent (layer 0: the tables)
-                gsq[l] = sumsq(grads, layout[l, W_OFF] if l > 0 else 0, layout[l, END])
+            for l in range(layout.shape[0]):      # W, b, γ, β: adjacent
+                gsq[l] = sumsq(grads, layout[l, W_OFF], layout[l, END])
+            if emb.shape[0] > 0:                    # the tables: in layer 0's
+                gsq[0] += embedding_sumsq(B, grads, layout, emb, acts, aoff)
     if P == 1:
         forward_batch(fns, X, rows, params, layout, acts, aoff, sq, stats, drop, skips, emb, nst,
                       mode, seed, step)
@@ -528,6 +531,8 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
         status = finish_step(fns, loss, g, params, grads, state1, state2, hyper, opt_code,
                              step0 + s + 1, consts, flags, clip, rates, s, bounds, stats,
                              stats_prev)
+        if emb.shape[0] > 0:    # the next step's tables' gradient starts at zero
+            embedding_clear(B, grads, layout, emb, acts, aoff)
         if status != OK:
             return total, s, status
         for l in range(L):
