@@ -6,7 +6,8 @@
 
 Workspaces (allocated once per call by the façade, never per mini-batch): ``acts`` holds the
 batch's activations, slot ``l`` (``aoff[l]``) being ``(B, sizes[l])`` with slot 0 the gathered
-input rows; ``deltas`` holds δ for layers 1..L at ``doff[l]``.  The output slot holds ``z`` after
+input rows (with the embeddings' table rows: embeddings.py); ``deltas`` holds δ for layers 1..L
+at ``doff[l]``.  The output slot holds ``z`` after
 the forward product and ``f(z)`` after the loss.
 
 ``train_epoch`` runs every mini-batch step of an epoch in one call: no Python and no allocation
