@@ -432,8 +432,9 @@ class Network:
         FLOAT, float64 -> DOUBLE; feed it arrays of that dtype).  Each layer is a MatMul and an
         Add with the weights and biases as initializers (named as :meth:`state_dict`), then
         its normalisation in inference form (batch norm with the running statistics), its
-        activation and its skips' Adds; dropout is not in the graph (layout in
-        :mod:`fastbp.model.onnx_export`).  Written atomically.  Needs the ``onnx`` package
+        activation and its skips' Adds; dropout is not in the graph; embeddings cast the
+        input's code columns to int64 and Gather their tables' rows (layout in
+        :mod:`fastbp.model.onnx_export`; the graph does not check the codes).  Written atomically.  Needs the ``onnx`` package
         (``pip install "fastbp[onnx]"``); onnxruntime runs the file.
 
         Returns ``os.fspath(path)``; raises TypeError when ``path`` is not a str or
