@@ -598,11 +598,13 @@ def test_float32_codes_are_exact_up_to_2_24():
 
 
 BAD_EMBEDDINGS = [
-    ([(0, 3)], ValueError, r"embeddings\[0\] n_levels"), ([(3, 0)], ValueError, r"embeddings\[0\] dim"),
+    ([(0, 3)], ValueError, r"embeddings\[0\] n_levels"),
+    ([(3, 0)], ValueError, r"embeddings\[0\] dim"),
     ([(3, 2), (-1, 2)], ValueError, r"embeddings\[1\] n_levels"),
     ([(2.5, 3)], TypeError, r"embeddings\[0\] n_levels"), ([(3, True)], TypeError, "dim"),
     ([(3,)], TypeError, r"embeddings\[0\]"), ([(3, 2, 1)], TypeError, r"embeddings\[0\]"),
-    ("abc", TypeError, "embeddings"), (5, TypeError, "embeddings"), ([3, 2], TypeError, "embeddings"),
+    ("abc", TypeError, "embeddings"), (5, TypeError, "embeddings"),
+    ([3, 2], TypeError, "embeddings"),
     ([(3, 2)] * 6, ValueError, "6 embeddings"),
 ]
 

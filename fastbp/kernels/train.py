@@ -7,8 +7,8 @@
 Workspaces (allocated once per call by the façade, never per mini-batch): ``acts`` holds the
 batch's activations, slot ``l`` (``aoff[l]``) being ``(B, sizes[l])`` with slot 0 the gathered
 input rows (with the embeddings' table rows: embeddings.py); ``deltas`` holds δ for layers 1..L
-at ``doff[l]``.  The output slot holds ``z`` after
-the forward product and ``f(z)`` after the loss.
+at ``doff[l]``.  The output slot holds ``z`` after the forward product and ``f(z)`` after the
+loss.
 
 ``train_epoch`` runs every mini-batch step of an epoch in one call: no Python and no allocation
 between steps; batch rows are gathered from ``X`` through the permutation.
@@ -92,8 +92,9 @@ def stops_at(layout, l, stop):
 def forward_rows(fns, X, rows, r0, r1, params, layout, acts, aoff, sq, par, stats, drop, skips,
                  emb, nst, mode, seed, step, l0, stop):
     """Batch rows r0..r1 from layer ``l0`` on (0: gather ``X[rows[r0:r1]]`` into slot 0 first,
-    the embeddings ``emb`` looked up: see embeddings.py); the output slot holds ``z_L``.  Serial products when not ``par``.  Structured layers (see
-    structure.py) in ``mode`` (EVAL, TRAIN or GRAD; ``seed``, ``step``: dropout's key).
+    the embeddings ``emb`` looked up: see embeddings.py); the output slot holds ``z_L``.
+    Serial products when not ``par``.  Structured layers (see structure.py) in ``mode`` (EVAL,
+    TRAIN or GRAD; ``seed``, ``step``: dropout's key).
     ``stop``: return at the first batch-norm layer after its product (its ``z`` in the h slot;
     the caller normalises it with the whole batch's statistics, ``post_forward``, and goes on
     from the layer above).  Returns the layer it stopped at, or L."""
@@ -358,8 +359,8 @@ def _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_
 
 
 BLOCKED_STEP = Native(FN_BLOCKED_STEP, _blocked_step,
-                      "i1 f2r f2r i1r f1r i1r i f1 f1 f1 i2 i i f f1 i1 f1 i1 f1 d1 d1 f1 d1 i2 i2 d1 i i i"
-                      " -> none")
+                      "i1 f2r f2r i1r f1r i1r i f1 f1 f1 i2 i i f f1 i1 f1 i1 f1 d1 d1 f1 d1"
+                      " i2 i2 d1 i i i -> none")
 blocked_step_at = BLOCKED_STEP.stub     # called indirectly (see native.py)
 
 
@@ -378,8 +379,8 @@ def batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_c
     batch size without weights), so that the batch's objective is ``loss / wsum``.
 
     ``stats, drop, skips, emb, nst``: the structured layers' running statistics, dropout rates,
-    skip connections, the embeddings (embeddings.py) and scratch; ``mode``: TRAIN (dropout keyed by ``seed`` and ``step``, running
-    statistics updated) or GRAD (see structure.py)."""
+    skip connections, the embeddings (embeddings.py) and scratch; ``mode``: TRAIN (dropout
+    keyed by ``seed`` and ``step``, running statistics updated) or GRAD (see structure.py)."""
     # called from Python or train_epoch, who own every array: see unowned.py
     X, Yf, Yi, sw, rows, params, grads, layout = unowned(X, Yf, Yi, sw, rows, params, grads, layout)
     fns = unowned(fns)

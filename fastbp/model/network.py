@@ -396,8 +396,9 @@ class Network:
     def gradients(self, X, Y, loss=None, as_dict=False):
         """``(mean loss, [∂E/∂W per layer], [∂E/∂b per layer])``, means over the samples;
         ``as_dict``: ``(mean loss, {key: gradient})`` for every trainable entry of
-        :meth:`state_dict` (embedding tables, weights, biases, γ, β).  Training-mode normalisation (the
-        statistics of all of X as one batch), no dropout; running statistics unchanged."""
+        :meth:`state_dict` (embedding tables, weights, biases, γ, β).  Training-mode
+        normalisation (the statistics of all of X as one batch), no dropout; running statistics
+        unchanged."""
         loss_value, grads, _ = self._backprop_all(X, Y, loss)
         if as_dict:
             return loss_value, {k: grads[lo:lo + int(np.prod(shape))].reshape(shape)
@@ -434,8 +435,9 @@ class Network:
         its normalisation in inference form (batch norm with the running statistics), its
         activation and its skips' Adds; dropout is not in the graph; embeddings cast the
         input's code columns to int64 and Gather their tables' rows (layout in
-        :mod:`fastbp.model.onnx_export`; the graph does not check the codes).  Written atomically.  Needs the ``onnx`` package
-        (``pip install "fastbp[onnx]"``); onnxruntime runs the file.
+        :mod:`fastbp.model.onnx_export`; the graph does not check the codes).  Written
+        atomically.  Needs the ``onnx`` package (``pip install "fastbp[onnx]"``); onnxruntime
+        runs the file.
 
         Returns ``os.fspath(path)``; raises TypeError when ``path`` is not a str or
         os.PathLike."""
