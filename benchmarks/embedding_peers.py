@@ -10,6 +10,12 @@ in a fresh process, alternating, ``--rounds`` times; each process times the medi
 epochs after a warm-up.  Prints samples/s (medians) and the median of the per-round ratios.
 
     python benchmarks/embedding_peers.py --rounds 3
+    python benchmarks/embedding_peers.py --rounds 3 --block-max-macs 16777216
+
+``--block-max-macs`` overrides ``fastbp.kernels.train.BLOCK_MAX_MACS`` in fastbp's processes
+(the largest product under which a step runs as row blocks, see step_blocks): this model's
+largest product, 256 × 114 × 200 = 5.8M multiply-adds, is over the default 4M, so it trains
+with threads inside each product.
 """
 import argparse
 import json
@@ -36,6 +42,8 @@ if n_out > 1:
 if {trainer!r} == "fastbp":
     import numba, fastbp
     numba.set_num_threads({threads})
+    if {block_max_macs}:
+        fastbp.kernels.train.BLOCK_MAX_MACS = {block_max_macs}
     net = fastbp.Network([n_num + len(emb), *hidden, n_out], seed=0, embeddings=emb,
                          normalization="batch", dropout=0.1,
                          output_activation="softmax" if n_out > 1 else "identity")
@@ -83,9 +91,10 @@ print(n / sorted(times)[1])
 """
 
 
-def run(trainer, task, n=N):
+def run(trainer, task, n=N, block_max_macs=0):
     code = ONE.format(emb=EMBEDDINGS, n_num=N_NUM, hidden=HIDDEN, n=n, batch=BATCH,
-                      n_out=TASKS[task], trainer=trainer, threads=THREADS)
+                      n_out=TASKS[task], trainer=trainer, threads=THREADS,
+                      block_max_macs=int(block_max_macs))
     env = dict(os.environ, NUMBA_NUM_THREADS=str(THREADS), OMP_NUM_THREADS=str(THREADS))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -97,13 +106,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tasks", default=",".join(TASKS))
+    ap.add_argument("--block-max-macs", type=int, default=0,
+                    help="fastbp's row-block threshold (0: the library's)")
     a = ap.parse_args()
     names = a.tasks.split(",")
     got = {(t, k): [] for t in ("fastbp", "torch") for k in names}
     for _ in range(a.rounds):
         for k in names:
             for t in ("fastbp", "torch"):
-                got[t, k].append(run(t, k))
+                got[t, k].append(run(t, k, block_max_macs=a.block_max_macs))
     result = {}
     print(f"{'task':6s} {'fastbp':>10s} {'torch':>10s} {'fastbp/torch':>13s}   per round")
     for k in names:
