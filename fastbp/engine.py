@@ -34,6 +34,7 @@ from .kernels.losses import count_correct
 from .kernels import optimizers as O
 from .kernels.optimizers import CHUNK, STATE_ARRAYS
 from .kernels import structure as S
+from .kernels import embeddings as E
 from .kernels import native as N
 
 OK = K.OK
@@ -52,18 +53,32 @@ class Structure:
     network's state, shared, never copied).
 
     ``acts``: one hidden activation code per hidden layer (or one for all); ``norms``: one
-    ``kernels.structure`` norm code per hidden layer (None: none)."""
+    ``kernels.structure`` norm code per hidden layer (None: none); ``embeddings``: one
+    ``(n_levels, dim)`` per categorical input, the last ``len(embeddings)`` columns of X
+    (``kernels.embeddings``: the table ``emb``, the tables first in the parameters).
+    ``sizes[0]`` is X's width; :attr:`sizes` has the first dense layer's input width there
+    (``n_x − k + Σ dim``) and :attr:`n_x` X's."""
 
-    def __init__(self, sizes, acts, norms=None, drop=None, skips=(), dtype=np.float64):
+    def __init__(self, sizes, acts, norms=None, drop=None, skips=(), dtype=np.float64,
+                 embeddings=()):
         sizes = [int(v) for v in sizes]
         L = len(sizes) - 1
+        self.n_x = n_x = sizes[0]
+        k = len(embeddings)
+        self.emb = np.zeros((k, E.COLUMNS), np.int64)
+        off, col = 0, n_x - k
+        for e, (levels, dim) in enumerate(embeddings):
+            self.emb[e] = (n_x - k + e, levels, dim, off, col)
+            off += int(levels) * int(dim)
+            col += int(dim)
+        sizes[0] = col          # the dense input: the numeric columns, then every table's row
         acts = [int(acts)] * (L - 1) if np.ndim(acts) == 0 else [int(a) for a in acts]
         norms = [S.NO_NORM] * (L - 1) if norms is None else list(norms)
         drop = [0.0] * (L - 1) if drop is None else [float(p) for p in drop]
         self.skips = np.array(sorted(skips), np.int64).reshape(-1, 2)
         ends = {int(j) for _, j in self.skips} | {int(i) for i, _ in self.skips if i > 0}
         layout = np.zeros((L, S.COLUMNS), np.int64)
-        off = soff = 0
+        soff = 0
         for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             hidden = l < L - 1
             norm = norms[l] if hidden else S.NO_NORM
@@ -129,8 +144,9 @@ class Workspace:
         for i, j in st.skips:
             if i > 0:
                 targets[j - 1] = widths[j - 1]      # the saved ∂E/∂a of a skip target
-        aw = np.concatenate([sizes, own, own])
-        dw = np.concatenate([[0], widths, targets])
+        k = st.emb.shape[0]          # the codes' slot; δ of the embedded columns in slot 0
+        aw = np.concatenate([sizes, own, own, [k]])
+        dw = np.concatenate([[sizes[0] - st.n_x + k], widths, targets])
         self.aoff = np.concatenate([[0], np.cumsum(aw)]).astype(np.int64) * rows
         self.doff = np.concatenate([[0], np.cumsum(dw)]).astype(np.int64) * rows
         self.acts = np.empty(int(self.aoff[-1]), dtype)
@@ -200,9 +216,9 @@ def _no_weights(dtype):
 
 # -- wrappers: the one call site of each compiled entry point --------------------------------
 def _predict_args(params, st, codes, X, out, ws, fns):
-    # fns, X, params, layout, out_code, acts, aoff, rows, out, sq, stats, drop, skips, nst
+    # fns, X, params, layout, out_code, acts, aoff, rows, out, sq, stats, drop, skips, emb, nst
     return (fns, readonly(X), params, st.layout, codes.out, ws.acts, ws.aoff, ws.rows, out, ws.sq,
-            st.stats, st.drop, st.skips, ws.nst)
+            st.stats, st.drop, st.skips, st.emb, ws.nst)
 
 
 def predict(params, st, codes, X, out, ws=None):
@@ -218,11 +234,11 @@ def predict(params, st, codes, X, out, ws=None):
 
 def _evaluate_args(params, st, codes, X, Yf, Yi, sw, out, ws, fns):
     # fns, X, Yf, Yi, sw, params, layout, out_code, loss_code, acts, aoff, deltas, doff,
-    # rowloss, rows, sq, out, stats, drop, skips, nst
+    # rowloss, rows, sq, out, stats, drop, skips, emb, nst
     sw = _no_weights(params.dtype) if sw is None else readonly(sw)
     return (fns, readonly(X), readonly(Yf), readonly(Yi), sw, params, st.layout, codes.out,
             codes.loss, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.rows, ws.sq, out,
-            st.stats, st.drop, st.skips, ws.nst)
+            st.stats, st.drop, st.skips, st.emb, ws.nst)
 
 
 def evaluate(params, st, codes, X, Yf, Yi, sw=None, out=None, ws=None):
@@ -287,18 +303,20 @@ def batch_gradients(params, st, codes, X, Yf, Yi, rows, grads, ws, sw=None, alph
     batch's mean loss (weighted mean with ``sw``, plus scikit-learn's L2 term ``alpha``), every
     δ in ``ws``.  ``mode``: GRAD (batch statistics, no dropout, running statistics untouched)
     or TRAIN (a training step's: dropout keyed by ``seed`` and ``step``, running statistics
-    updated).  Returns ``(loss, wsum)`` (see ``kernels.train.batch_gradients``)."""
+    updated).  Returns ``(loss, wsum)`` (see ``kernels.train.batch_gradients``).  The embedding
+    tables' part of ``grads`` must be zero (a new or zeroed buffer): the kernel adds the batch's
+    rows into it."""
     sw = _no_weights(params.dtype) if sw is None else readonly(sw)
     with _config.ready():
         # fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code, alpha,
-        # loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop, skips, nst, mode,
-        # seed, step
+        # loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop, skips, emb, nst,
+        # mode, seed, step
         return K.batch_gradients(functions(params.dtype, st, "gradients", ws), readonly(X),
                                  readonly(Yf), readonly(Yi), sw, readonly(rows), params, grads,
                                  ws.part, st.layout, codes.out, codes.loss, float(alpha),
                                  float(loss_div), ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss,
-                                 ws.sq, ws.gsq, st.stats, st.drop, st.skips, ws.nst, int(mode),
-                                 int(seed), int(step))
+                                 ws.sq, ws.gsq, st.stats, st.drop, st.skips, st.emb, ws.nst,
+                                 int(mode), int(seed), int(step))
 
 
 def dropout_keep(seed, step, rows, layer, n_units, p):
@@ -321,11 +339,20 @@ def accuracy(out, Yf, Yi, codes):
                              codes.out, codes.loss) / max(n, 1)
 
 
+def layer_groups(st):
+    """Each dense layer's ``[lo, hi)`` in the parameters: its W, b, γ, β (adjacent), the
+    embedding tables (which come first) in layer 0's."""
+    groups = st.layout[:, [S.W_OFF, S.END]].copy()
+    groups[0, 0] = 0
+    return groups
+
+
 def layer_norms(params, st):
-    """Each dense layer's ``‖(W, b, γ, β)‖`` (float64; its parameters are adjacent), summed in
-    float64 without a temporary (NumPy's would be a float64 copy of the largest layer)."""
+    """Each dense layer's ``‖(W, b, γ, β)‖`` (float64; its parameters are adjacent; layer 0's
+    with the embedding tables), summed in float64 without a temporary (NumPy's would be a
+    float64 copy of the largest layer)."""
     with _config.ready():
-        return [math.sqrt(K.sumsq(params, lo, hi)) for lo, hi in st.layout[:, [S.W_OFF, S.END]]]
+        return [math.sqrt(K.sumsq(params, lo, hi)) for lo, hi in layer_groups(st)]
 
 
 # elements from which all_finite runs a compiled pass: below it NumPy's min and max cost
@@ -483,7 +510,7 @@ class EpochRunner:
         # (fns, X, Yf, Yi, sw) perm batch max_steps (params, grads, part, state1, state2, hyper)
         # step0 (layout, out_code, loss_code, opt_code, alpha, loss_div, acts, aoff, deltas,
         # doff, rowloss, sq, gsq, consts, flags, gnorm, clip) rates (correct, stats, drop,
-        # skips, nst, seed, bounds, stats_prev).  Positional: a call with
+        # skips, emb, nst, seed, bounds, stats_prev).  Positional: a call with
         # keywords costs ~2 µs more, a twentieth of a small network's epoch.
         ws, opt = self.ws, optimizer
         self._table = _TABLES[params.dtype]
@@ -494,7 +521,7 @@ class EpochRunner:
                       (layout, codes.out, codes.loss, opt.code, self.alpha,
                        self.loss_div, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq,
                        ws.gsq, opt._consts, opt._flags, self.gnorm, self.clip),
-                      (self.correct, st.stats, st.drop, st.skips, ws.nst, self.seed,
+                      (self.correct, st.stats, st.drop, st.skips, st.emb, ws.nst, self.seed,
                        self._bounds, self._stats_prev))
         # the fused path compiles train_epoch (and the caller what else it warms with empty
         # calls) while helpers compile the table's slots; the first epoch waits for them
@@ -565,6 +592,7 @@ class EpochRunner:
         The share is scaled so that the sum is the global batch's mean gradient."""
         red, n, batch, buf, grads = self.reducer, self.n, self.batch, self._buf, self.grads
         gsq = np.empty(self.n_layers)
+        groups = layer_groups(self.st)
         n_params = grads.shape[0]
         L = self.n_layers
         total = 0.0
@@ -591,8 +619,8 @@ class EpochRunner:
                                                   self.Yf, self.Yi, mine, self.codes.out,
                                                   self.codes.loss)
             red.sum(buf)
-            for l in range(L):          # W, b, γ, β: adjacent
-                gsq[l] = K.sumsq(buf, self.layout[l, S.W_OFF], self.layout[l, S.END])
+            for l, (lo, hi) in enumerate(groups):   # W, b, γ, β: adjacent (0: the tables)
+                gsq[l] = K.sumsq(buf, lo, hi)
             loss = float(buf[n_params])
             g = float(gsq.sum())
             status = self._step_update(loss, g, first + s, self.opt.step + s + 1)
@@ -630,8 +658,8 @@ class EpochRunner:
         stride = nst.shape[0] // L
         fns = self.fns
         # the compiled passes' arguments that stay the same here, in their order
-        fwd = (self.params, layout, acts, aoff, ws.sq, True, st.stats, st.drop, st.skips, nst,
-               mode, self.seed, step)
+        fwd = (self.params, layout, acts, aoff, ws.sq, True, st.stats, st.drop, st.skips, st.emb,
+               nst, mode, self.seed, step)
         post = (st.drop, st.skips, acts, aoff, deltas, doff, nst, mode, self.seed, step, True)
         with _config.ready():
             l = K.forward_rows(fns, self.X, mine, 0, b, *fwd, 0, True)
@@ -649,8 +677,8 @@ class EpochRunner:
                                 self.codes.loss, acts, aoff, deltas, doff, ws.rowloss)
             scale = 1.0 / total_w if total_w > 0 else 0.0
             grads = (fns, mine, 0, b, scale, self.params, self.grads, layout, acts, aoff, deltas,
-                     doff, ws.sq, ws.gsq, True, False, st.drop, st.skips, nst, mode, self.seed,
-                     step)
+                     doff, ws.sq, ws.gsq, True, False, st.drop, st.skips, st.emb, nst, mode,
+                     self.seed, step)
             l = K.backward_rows(*grads, L - 1, True)
             while l >= 0:       # stopped after the column sums of batch-norm layer l
                 n, o = int(layout[l, S.N_OUT]), (l + 1) * stride
@@ -659,6 +687,9 @@ class EpochRunner:
                 S.post_backward(l, 0, b, mine, scale, self.params, self.grads, layout, *post,
                                 S.ROWS)
                 l = K.backward_rows(*grads, l, True)
+            # the tables' gradient from this rank's rows (the sum over the ranks follows)
+            E.embedding_grads(b, scale, self.grads, layout, st.emb, acts, aoff, deltas, doff,
+                              ws.gsq, False)
         return loss / self.loss_div
 
     def _steps(self, first, k):

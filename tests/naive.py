@@ -189,6 +189,10 @@ def train(Ws, bs, hidden, out, loss, X, Y, opt, batch_size, epochs, perms=None):
 #                                                                      produces a_{l+1}
 #   "norms.{l}.weight" (γ), "norms.{l}.bias" (β)                      normalised hidden layers
 #   "norms.{l}.running_mean", "norms.{l}.running_var"                 batch normalisation only
+#   "embeddings.{e}.weight" (n_levels, dim)                            embedding e's table
+# Embeddings: the last k = len(spec.embeddings) columns of X hold integer codes; a_0 (what the
+# first dense layer sees) is [X[:, :n_x - k], onehot(code_0) E_0, onehot(code_1) E_1, ...]: an
+# embedding is a dense layer without bias on the one-hot code (the definition, not the lookup).
 # Hidden layer k = l + 1 (1 <= k < L): z = a_{k-1} W + b; y = γ x̂ + β (x̂ the normalised z) when
 # normalised; h = f_k(y); h·keep/(1-p) when a dropout mask is given (training); then
 # a_k = h + Σ a_i over the skips (i, k).  The output layer is dense plus output_activation.
@@ -202,21 +206,32 @@ class Spec:
     layer), ``out``, ``skips`` (sorted list of (i, j)), ``norms`` (None/"batch"/"layer" per
     hidden layer) and ``dropout`` (a float per hidden layer).  Build it with :func:`make_spec`."""
 
-    def __init__(self, sizes, hidden, out, skips, norms, dropout):
+    def __init__(self, sizes, hidden, out, skips, norms, dropout, embeddings=()):
         self.sizes, self.hidden, self.out = list(sizes), list(hidden), out
         self.skips, self.norms, self.dropout = list(skips), list(norms), list(dropout)
+        self.embeddings = [(int(n), int(d)) for n, d in embeddings]
 
     @property
     def n_layers(self):
         return len(self.sizes) - 1
 
+    @property
+    def n_numeric(self):
+        """X's columns that are not codes."""
+        return self.sizes[0] - len(self.embeddings)
+
+    @property
+    def dense_sizes(self):
+        """The dense layers' sizes: the first one's input is a_0 (numeric columns + rows)."""
+        return [self.n_numeric + sum(d for _, d in self.embeddings)] + self.sizes[1:]
+
     def __repr__(self):
         return (f"Spec({self.sizes}, hidden={self.hidden}, out={self.out!r}, skips={self.skips}, "
-                f"norms={self.norms}, dropout={self.dropout})")
+                f"norms={self.norms}, dropout={self.dropout}, embeddings={self.embeddings})")
 
 
 def make_spec(layer_sizes, activation="relu", output_activation="identity", skips=None,
-              normalization=None, dropout=0.0, dtype=None, init=None, seed=None):
+              normalization=None, dropout=0.0, dtype=None, init=None, seed=None, embeddings=None):
     """The Spec of ``fastbp.Network(**kw)`` for the same keyword arguments (dtype, init and seed
     are accepted and ignored, so a test can pass the very same dict).  Asserts (rather than
     validates) that the structure is legal: this is the reference, not the checker."""
@@ -229,18 +244,22 @@ def make_spec(layer_sizes, activation="relu", output_activation="identity", skip
         skips = []
     elif isinstance(skips, str):
         assert skips == "residual", skips
-        skips = [(j - 1, j) for j in range(1, L) if sizes[j - 1] == sizes[j]]
+        skips = [(j - 1, j) for j in range(1 + bool(embeddings), L) if sizes[j - 1] == sizes[j]]
     skips = sorted((int(i), int(j)) for i, j in skips)
     for i, j in skips:
         assert 0 <= i < j < L and sizes[i] == sizes[j], (i, j)
+        assert i > 0 or not embeddings, "no skip from an embedded input"
+    embeddings = list(embeddings or [])
+    assert len(embeddings) <= sizes[0]
     assert all(m in (None, "batch", "layer") for m in norms), norms
     assert all(0 <= p < 1 for p in drop), drop
-    return Spec(sizes, hidden, output_activation, skips, norms, drop)
+    return Spec(sizes, hidden, output_activation, skips, norms, drop, embeddings)
 
 
 def trainable_keys(spec):
-    """The keys of the trainable arrays, in fastbp's flat order (per layer W, b, then γ, β)."""
-    keys = []
+    """The keys of the trainable arrays, in fastbp's flat order (the embedding tables, then per
+    layer W, b, then γ, β)."""
+    keys = [f"embeddings.{e}.weight" for e in range(len(spec.embeddings))]
     for l in range(spec.n_layers):
         keys += [f"layers.{l}.weight", f"layers.{l}.bias"]
         if l < spec.n_layers - 1 and spec.norms[l] is not None:
@@ -263,8 +282,11 @@ def init_state_dict(spec, rng, perturb=True):
     uses are exercised."""
     sd = {}
     s = 0.3 if perturb else 0.0
+    for e, (levels, dim) in enumerate(spec.embeddings):
+        sd[f"embeddings.{e}.weight"] = rng.normal(0, 1, (levels, dim))
+    sizes = spec.dense_sizes
     for l in range(spec.n_layers):
-        n_in, n_out = spec.sizes[l], spec.sizes[l + 1]
+        n_in, n_out = sizes[l], sizes[l + 1]
         sd[f"layers.{l}.weight"] = rng.normal(0, 1 / np.sqrt(n_in), (n_in, n_out))
         sd[f"layers.{l}.bias"] = rng.normal(0, s, n_out)
         if l < spec.n_layers - 1 and spec.norms[l] is not None:
@@ -278,6 +300,28 @@ def init_state_dict(spec, rng, perturb=True):
 
 def as_float64(sd):
     return {k: np.array(v, np.float64) for k, v in sd.items()}
+
+
+def codes_for(rng, spec, n):
+    """Random codes for the embedding columns: (n, k) floats, every level of small tables
+    drawn (so that every table row gets a gradient) when n allows."""
+    return np.stack([rng.integers(0, levels, n) for levels, _ in spec.embeddings],
+                    axis=1).astype(np.float64).reshape(n, len(spec.embeddings))
+
+
+def embed(sd, X, spec):
+    """(a_0, [one-hot of each embedding's codes]): the numeric columns of X, then each code's
+    one-hot times its table."""
+    X = np.asarray(X, np.float64)
+    m = spec.n_numeric
+    parts, hots = [X[:, :m]], []
+    for e, (levels, _) in enumerate(spec.embeddings):
+        codes = X[:, m + e]
+        assert np.all(codes == np.round(codes)) and codes.min() >= 0 and codes.max() < levels
+        hot = one_hot(codes.astype(int), levels)
+        hots.append(hot)
+        parts.append(hot @ np.asarray(sd[f"embeddings.{e}.weight"], np.float64))
+    return np.concatenate(parts, axis=1), hots
 
 
 def _normalise(z, mode, kind, sd, l):
@@ -306,7 +350,7 @@ def structured_forward(sd, X, spec, mode="train", masks=None):
     assert mode in ("train", "eval"), mode
     L = spec.n_layers
     c = {k: [None] * (L + 1) for k in ("a", "z", "xhat", "inv_std", "y", "mean", "var", "keep")}
-    c["a"][0] = np.asarray(X, np.float64)
+    c["a"][0], c["hot"] = embed(sd, X, spec)
     for k in range(1, L + 1):
         l = k - 1
         z = c["a"][k - 1] @ np.asarray(sd[f"layers.{l}.weight"], np.float64) \
@@ -395,6 +439,12 @@ def structured_gradients(sd, X, Y, spec, loss, masks=None, mode="train"):
         grads[f"layers.{l}.bias"] = dz.sum(axis=0) / n
         if k > 1:
             g_a[k - 1] = g_a[k - 1] + dz @ W(l).T
+        elif spec.embeddings:      # a_0's embedded columns: a dense layer on the one-hot codes
+            g0 = dz @ W(0).T
+            col = spec.n_numeric
+            for e, (_, dim) in enumerate(spec.embeddings):
+                grads[f"embeddings.{e}.weight"] = c["hot"][e].T @ g0[:, col:col + dim] / n
+                col += dim
     return value, {key: grads[key] for key in trainable_keys(spec)}
 
 

@@ -53,6 +53,12 @@ class Twin(nn.Module):
         L = spec.n_layers
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleDict()
+        self.embeddings = nn.ModuleList()
+        for e, (levels, dim) in enumerate(spec.embeddings):
+            emb = nn.Embedding(levels, dim, dtype=DT)
+            with torch.no_grad():
+                emb.weight.copy_(_t(sd[f"embeddings.{e}.weight"]))
+            self.embeddings.append(emb)
         for l in range(L):
             W = np.asarray(sd[f"layers.{l}.weight"], np.float64)
             lin = nn.Linear(W.shape[0], W.shape[1], dtype=DT)
@@ -80,6 +86,11 @@ class Twin(nn.Module):
     def forward(self, x, masks=None):
         spec = self.spec
         L = spec.n_layers
+        if spec.embeddings:     # the last columns: codes, looked up
+            m = spec.n_numeric
+            codes = x[:, m:].round().long()
+            x = torch.cat([x[:, :m]] + [emb(codes[:, e]) for e, emb in enumerate(self.embeddings)],
+                          dim=1)
         a = [x]
         for k in range(1, L):
             l = k - 1
@@ -105,8 +116,8 @@ class Twin(nn.Module):
         return out
 
     def trainable(self):
-        """The parameters in fastbp's flat order (W, b, then γ, β per layer)."""
-        out = []
+        """The parameters in fastbp's flat order (the tables, then W, b, γ, β per layer)."""
+        out = [emb.weight for emb in self.embeddings]
         for l, lin in enumerate(self.linears):
             out += [lin.weight, lin.bias]
             if str(l) in self.norms:
@@ -115,7 +126,8 @@ class Twin(nn.Module):
 
     def numpy_state_dict(self):
         """The parameters and running statistics under fastbp's keys (weights (n_in, n_out))."""
-        sd = {}
+        sd = {f"embeddings.{e}.weight": emb.weight.detach().numpy().copy()
+              for e, emb in enumerate(self.embeddings)}
         for l, lin in enumerate(self.linears):
             sd[f"layers.{l}.weight"] = lin.weight.detach().numpy().T.copy()
             sd[f"layers.{l}.bias"] = lin.bias.detach().numpy().copy()

@@ -15,9 +15,11 @@ the layer's parameters end at ``END``), ``S_OFF`` (batch norm: running mean, the
 the ``stats`` buffer), ``STRUCT`` (1: the unfused path).
 
 Workspace slots: activations ``0..L`` as before, then ``h`` slots ``L+1+l`` and ``x`` slots
-``2L+1+l`` (width 0 for plain layers); deltas ``1..L`` as before, then the saved ``∂E/∂a`` of
-skip targets at ``L+1+l``.  ``nst`` (float64) holds per layer, at ``l·stride``, batch norm's
-mean and 1/σ per unit or layer norm's 1/σ per row.
+``2L+1+l`` (width 0 for plain layers), then the embeddings' codes at ``3L+1`` (embeddings.py;
+width 0 without); deltas ``1..L`` as before, then the saved ``∂E/∂a`` of skip targets at
+``L+1+l``; delta slot 0 holds δ of the embedded input columns (width 0 without).  ``nst``
+(float64) holds per layer, at ``l·stride``, batch norm's mean and 1/σ per unit or layer norm's
+1/σ per row.
 
 Modes: ``EVAL`` (running statistics, no dropout), ``TRAIN`` (batch statistics, dropout, the
 running statistics updated), ``GRAD`` (batch statistics, no dropout, nothing updated: what

@@ -6,8 +6,9 @@
 
 Workspaces (allocated once per call by the façade, never per mini-batch): ``acts`` holds the
 batch's activations, slot ``l`` (``aoff[l]``) being ``(B, sizes[l])`` with slot 0 the gathered
-input rows; ``deltas`` holds δ for layers 1..L at ``doff[l]``.  The output slot holds ``z`` after
-the forward product and ``f(z)`` after the loss.
+input rows (with the embeddings' table rows: embeddings.py); ``deltas`` holds δ for layers 1..L
+at ``doff[l]``.  The output slot holds ``z`` after the forward product and ``f(z)`` after the
+loss.
 
 ``train_epoch`` runs every mini-batch step of an epoch in one call: no Python and no allocation
 between steps; batch rows are gathered from ``X`` through the permutation.
@@ -32,6 +33,7 @@ from .activations import IDENTITY, activate
 from .structure import (ACT, BATCH_NORM, END, EVAL, N_IN, N_OUT, NORM, ROWS, STRUCT, SUMS, TRAIN,
                         W_OFF, WHOLE, _sums_at, post_backward_at, post_forward_at)
 from .dense import backprop, forward, gradient
+from .embeddings import A0_COL, embedding_clear, embedding_grads, embedding_sumsq, gather
 from .losses import count_correct, output_batch_at, output_rows_at
 from .native import (FN_BACKWARD_ROWS, FN_BLOCKED_STEP, FN_FORWARD_ROWS, FN_OUTPUT_BATCH,
                      FN_OUTPUT_ROWS, FN_POST_BACKWARD, FN_POST_FORWARD, FN_UPDATE, Native)
@@ -88,23 +90,17 @@ def stops_at(layout, l, stop):
 
 @njit(**JIT)
 def forward_rows(fns, X, rows, r0, r1, params, layout, acts, aoff, sq, par, stats, drop, skips,
-                 nst, mode, seed, step, l0, stop):
-    """Batch rows r0..r1 from layer ``l0`` on (0: gather ``X[rows[r0:r1]]`` into slot 0 first);
-    the output slot holds ``z_L``.  Serial products when not ``par``.  Structured layers (see
-    structure.py) in ``mode`` (EVAL, TRAIN or GRAD; ``seed``, ``step``: dropout's key).
+                 emb, nst, mode, seed, step, l0, stop):
+    """Batch rows r0..r1 from layer ``l0`` on (0: gather ``X[rows[r0:r1]]`` into slot 0 first,
+    the embeddings ``emb`` looked up: see embeddings.py); the output slot holds ``z_L``.
+    Serial products when not ``par``.  Structured layers (see structure.py) in ``mode`` (EVAL,
+    TRAIN or GRAD; ``seed``, ``step``: dropout's key).
     ``stop``: return at the first batch-norm layer after its product (its ``z`` in the h slot;
     the caller normalises it with the whole batch's statistics, ``post_forward``, and goes on
     from the layer above).  Returns the layer it stopped at, or L."""
     L = layout.shape[0]
     if l0 == 0:
-        n0 = X.shape[1]
-        Xf = flat(X)
-        un0 = np.uint64(n0)
-        for r in range(r0, r1):   # flat copies: a row view per sample costs an atomic refcount pair
-            src = np.uint64(rows[r] * n0)
-            dst = np.uint64(aoff[0] + r * n0)
-            for j in range(un0):
-                acts[dst + j] = Xf[src + j]
+        gather(X, rows, r0, r1, params, layout, emb, acts, aoff)
     A = rows_slot(acts, aoff, l0, r0, r1, layout[l0, N_IN])
     for l in range(l0, L):
         W, b = layer_params(params, layout, l)
@@ -123,17 +119,17 @@ def forward_rows(fns, X, rows, r0, r1, params, layout, acts, aoff, sq, par, stat
 
 
 FORWARD_ROWS = Native(FN_FORWARD_ROWS, forward_rows,
-                      "i1 f2r i1r i i f1 i2 f1 i1 d1 b f1 d1 i2 d1 i i i i b -> i")
+                      "i1 f2r i1r i i f1 i2 f1 i1 d1 b f1 d1 i2 i2 d1 i i i i b -> i")
 forward_rows_at = FORWARD_ROWS.stub     # called indirectly (see native.py)
 
 
 @njit(**INLINE_JIT)
-def forward_batch(fns, X, rows, params, layout, acts, aoff, sq, stats, drop, skips, nst, mode,
-                  seed, step):
+def forward_batch(fns, X, rows, params, layout, acts, aoff, sq, stats, drop, skips, emb, nst,
+                  mode, seed, step):
     """Gather ``X[rows]`` into slot 0 and run every layer; the output slot holds ``z_L``."""
     forward_rows_at(fns[FN_FORWARD_ROWS], fns, X, rows, np.int64(0), rows.shape[0], params, layout,
-                    acts, aoff, sq, np.bool_(True), stats, drop, skips, nst, mode, seed, step,
-                    np.int64(0), np.bool_(False))
+                    acts, aoff, sq, np.bool_(True), stats, drop, skips, emb, nst, mode, seed,
+                    step, np.int64(0), np.bool_(False))
 
 
 @njit(**INLINE_JIT)
@@ -180,7 +176,7 @@ def sumsq(buf, lo, hi):
 
 @njit(**JIT)
 def backward_rows(fns, rows, r0, r1, scale, params, grads, layout, acts, aoff, deltas, doff, sq,
-                  gsq, par, norms, drop, skips, nst, mode, seed, step, l_hi, stop):
+                  gsq, par, norms, drop, skips, emb, nst, mode, seed, step, l_hi, stop):
     """Gradients of batch rows r0..r1, scaled by ``scale``, into ``grads``, from layer ``l_hi``
     down (L−1: their δ of the output already in place; below: ``∂E/∂z`` of layer l_hi in its
     delta slot, ``gsq[l_hi]`` its γ, β's squared norm); their hidden δ into ``deltas``;
@@ -188,7 +184,11 @@ def backward_rows(fns, rows, r0, r1, scale, params, grads, layout, acts, aoff, d
     products when not ``par``.  ``stop``: return at the first batch-norm layer below after the
     ``SUMS`` stage of its ``post_backward`` (the caller sums its column sums over the whole
     batch, runs the ``ROWS`` stage and goes on from that layer).  Returns the layer it stopped
-    at, or −1."""
+    at, or −1.
+
+    With embeddings ``emb``, layer 0 also puts the δ of the embedded input columns,
+    ``δ_1·W_0[n_num:, :]ᵀ``, in delta slot 0 (the caller scatters the whole batch's into the
+    tables: ``embeddings.embedding_grads``)."""
     L = layout.shape[0]
     if l_hi == L - 1:
         gsq[l_hi] = 0.0
@@ -212,24 +212,33 @@ def backward_rows(fns, rows, r0, r1, scale, params, grads, layout, acts, aoff, d
                                           nst, mode, seed, step, par, np.int64(stage))
                 if stage == SUMS:
                     return k
+        elif emb.shape[0] > 0:
+            n0 = emb[0, A0_COL]     # the numeric columns: their δ is not needed
+            w0 = layout[0, W_OFF] + n0 * n_out
+            E = matrix(params[w0:w0 + (n_in - n0) * n_out], n_in - n0, n_out)
+            Dp = rows_slot(deltas, doff, 0, r0, r1, n_in - n0)
+            backprop(fns, D, E, Dp, Dp, IDENTITY, sq, par)
     return -1
 
 
 BACKWARD_ROWS = Native(FN_BACKWARD_ROWS, backward_rows,
-                       "i1 i1r i i f f1 f1 i2 f1 i1 f1 i1 d1 d1 b b d1 i2 d1 i i i i b -> i")
+                       "i1 i1r i i f f1 f1 i2 f1 i1 f1 i1 d1 d1 b b d1 i2 i2 d1 i i i i b -> i")
 backward_rows_at = BACKWARD_ROWS.stub   # called indirectly (see native.py)
 
 
 @njit(**INLINE_JIT)
 def backward_batch(fns, rows, scale, params, grads, layout, acts, aoff, deltas, doff, sq, gsq,
-                   drop, skips, nst, mode, seed, step):
+                   drop, skips, emb, nst, mode, seed, step):
     """Gradients of the batch ``rows``, scaled by ``scale`` (``1/B`` for the mean), into
-    ``grads`` (δ of the output already in place); every hidden δ into ``deltas``; ``gsq[l]`` =
-    squared norm of layer l's gradient."""
+    ``grads`` (δ of the output already in place), the embedding tables' included; every hidden
+    δ into ``deltas``; ``gsq[l]`` = squared norm of layer l's gradient (layer 0's with the
+    tables')."""
     backward_rows_at(fns[FN_BACKWARD_ROWS], fns, rows, np.int64(0), rows.shape[0], scale, params,
                      grads, layout, acts, aoff, deltas, doff, sq, gsq, np.bool_(True),
-                     np.bool_(True), drop, skips, nst, mode, seed, step, layout.shape[0] - 1,
-                     np.bool_(False))
+                     np.bool_(True), drop, skips, emb, nst, mode, seed, step,
+                     layout.shape[0] - 1, np.bool_(False))
+    embedding_grads(rows.shape[0], scale, grads, layout, emb, acts, aoff, deltas, doff, gsq,
+                    np.bool_(True))
 
 
 @njit(**INLINE_JIT)
@@ -261,7 +270,7 @@ def prev_batch_norm(layout, l):
 
 @njit(**PARALLEL_JIT)
 def _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_code, loss_code,
-                  scale, acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop, skips, nst,
+                  scale, acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop, skips, emb, nst,
                   mode, seed, step):
     """The batch in P row blocks, one task each: forward, output δ and loss, backward into its
     own gradient buffer (block 0: ``grads``; block p: ``part[(p−1)·n:p·n]``) — every layer's
@@ -276,7 +285,11 @@ def _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_
     scratch; its mean and 1/σ copied to the other blocks'), and the blocks go on; backward, the
     blocks stop after its column sums, which are added in block order, one threaded pass takes
     the whole batch through the normalisation (``post_backward``'s ROWS stage), and the blocks
-    go on.  Its ∂E/∂γ, ∂E/∂β are each block's own sums, added with the rest."""
+    go on.  Its ∂E/∂γ, ∂E/∂β are each block's own sums, added with the rest.
+
+    The embedding tables' gradient is scattered into ``grads`` after the blocks, from the whole
+    batch's deltas (``embedding_grads``): the blocks' buffers never hold it, and their sum
+    skips its region (the tables come first: ``[0, layout[0, W_OFF])``)."""
     B = rows.shape[0]
     n = params.shape[0]
     bs = (B + P - 1) // P
@@ -292,8 +305,8 @@ def _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_
         for p in prange(P):
             forward_rows_at(fns[FN_FORWARD_ROWS], fns, X, rows, p * bs, min(B, p * bs + bs),
                             params, layout, acts, aoff, sq[p * T:(p + 1) * T], np.bool_(False),
-                            stats, drop, skips, nst[p * NS:(p + 1) * NS], mode, seed, step, l0,
-                            yes)
+                            stats, drop, skips, emb, nst[p * NS:(p + 1) * NS], mode, seed, step,
+                            l0, yes)
         post_forward_at(fns[FN_POST_FORWARD], lb, np.int64(0), B, rows, params, stats, layout,
                         drop, skips, acts, aoff, nst0, mode, seed, step, yes, np.bool_(False))
         o = np.uint64(lb * (NS // L))
@@ -311,14 +324,15 @@ def _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_
         nstp = nst[p * NS:(p + 1) * NS]
         g = grads if p == 0 else part[(p - 1) * n:p * n]
         forward_rows_at(fns[FN_FORWARD_ROWS], fns, X, rows, r0, r1, params, layout, acts, aoff,
-                        sqp, np.bool_(False), stats, drop, skips, nstp, mode, seed, step, l0, yes)
+                        sqp, np.bool_(False), stats, drop, skips, emb, nstp, mode, seed, step, l0,
+                        yes)
         Zf = acts[aoff[L]:aoff[L] + B * m]
         Df = deltas[doff[L]:doff[L] + B * m]
         output_rows_at(fns[FN_OUTPUT_ROWS], Zf, Df, flat(Yf), Yi, sw, rows, m, out_code, loss_code,
                        rowloss, r0, r1)
         backward_rows_at(fns[FN_BACKWARD_ROWS], fns, rows, r0, r1, scale, params, g, layout, acts,
                          aoff, deltas, doff, sqp, gsq[p * L:(p + 1) * L], np.bool_(False),
-                         np.bool_(False), drop, skips, nstp, mode, seed, step, L - 1, yes)
+                         np.bool_(False), drop, skips, emb, nstp, mode, seed, step, L - 1, yes)
     while kb >= 0:                      # the backward segments below each batch norm
         s1, s2 = _sums_at(kb, layout, nst0)
         w = np.uint64(layout[kb, N_OUT])
@@ -333,43 +347,45 @@ def _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_
             backward_rows_at(fns[FN_BACKWARD_ROWS], fns, rows, p * bs, min(B, p * bs + bs), scale,
                              params, grads if p == 0 else part[(p - 1) * n:p * n], layout, acts,
                              aoff, deltas, doff, sq[p * T:(p + 1) * T], gsq[p * L:(p + 1) * L],
-                             np.bool_(False), np.bool_(False), drop, skips,
+                             np.bool_(False), np.bool_(False), drop, skips, emb,
                              nst[p * NS:(p + 1) * NS], mode, seed, step, kb, yes)
         kb = prev_batch_norm(layout, kb)
+    embedding_grads(B, scale, grads, layout, emb, acts, aoff, deltas, doff, gsq, np.bool_(False))
     un = np.uint64(n)
     for p in range(1, P):
         base = np.uint64((p - 1) * n)
-        for i in range(un):
+        for i in range(np.uint64(layout[0, W_OFF]), un):
             grads[i] += part[base + i]
 
 
 BLOCKED_STEP = Native(FN_BLOCKED_STEP, _blocked_step,
-                      "i1 f2r f2r i1r f1r i1r i f1 f1 f1 i2 i i f f1 i1 f1 i1 f1 d1 d1 f1 d1 i2 d1 i i i"
-                      " -> none")
+                      "i1 f2r f2r i1r f1r i1r i f1 f1 f1 i2 i i f f1 i1 f1 i1 f1 d1 d1 f1 d1"
+                      " i2 i2 d1 i i i -> none")
 blocked_step_at = BLOCKED_STEP.stub     # called indirectly (see native.py)
 
 
 @njit(**JIT)
 def batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code,
                     alpha, loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop,
-                    skips, nst, mode, seed, step):
+                    skips, emb, nst, mode, seed, step):
     """Forward, loss and backward over one batch (``rows`` of X): ``grads`` = the gradients of
     the batch's mean loss (weighted mean with ``sw``, plus the L2 term when ``alpha > 0``),
     ``deltas`` = every layer's δ, ``rowloss`` = the per-sample (weighted) losses.  ``part``
     (a workspace's, see step_blocks) holds the other blocks' gradients of the row-block step;
-    empty: threads inside each product.
+    empty: threads inside each product.  The embedding tables' region of ``grads`` must be
+    zero on entry (see embeddings.embedding_grads).
 
     Returns ``(loss, wsum)``: ``loss = Σ w·ℓ / loss_div + ½·alpha·Σ‖W‖²`` and ``wsum`` = Σ w (the
     batch size without weights), so that the batch's objective is ``loss / wsum``.
 
-    ``stats, drop, skips, nst``: the structured layers' running statistics, dropout rates, skip
-    connections and scratch; ``mode``: TRAIN (dropout keyed by ``seed`` and ``step``, running
-    statistics updated) or GRAD (see structure.py)."""
+    ``stats, drop, skips, emb, nst``: the structured layers' running statistics, dropout rates,
+    skip connections, the embeddings (embeddings.py) and scratch; ``mode``: TRAIN (dropout
+    keyed by ``seed`` and ``step``, running statistics updated) or GRAD (see structure.py)."""
     # called from Python or train_epoch, who own every array: see unowned.py
     X, Yf, Yi, sw, rows, params, grads, layout = unowned(X, Yf, Yi, sw, rows, params, grads, layout)
     fns = unowned(fns)
     acts, aoff, deltas, doff, rowloss, sq, gsq = unowned(acts, aoff, deltas, doff, rowloss, sq, gsq)
-    stats, drop, skips, nst = unowned(stats, drop, skips, nst)
+    stats, drop, skips, emb, nst = unowned(stats, drop, skips, emb, nst)
     B = rows.shape[0]
     wsum = float(B)
     if sw.shape[0] > 0:
@@ -385,20 +401,22 @@ def batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_c
         if P > 1:
             blocked_step_at(fns[FN_BLOCKED_STEP], fns, X, Yf, Yi, sw, rows, np.int64(P), params,
                             grads, unowned(part), layout, out_code, loss_code, scale, acts, aoff,
-                            deltas, doff, rowloss, sq, gsq, stats, drop, skips, nst, mode, seed,
-                            step)
+                            deltas, doff, rowloss, sq, gsq, stats, drop, skips, emb, nst, mode,
+                            seed, step)
             loss = 0.0
             for r in range(B):
                 loss += float(rowloss[r])
             for l in range(layout.shape[0]):      # W, b, γ, β: adjacent
                 gsq[l] = sumsq(grads, layout[l, W_OFF], layout[l, END])
+            if emb.shape[0] > 0:                    # the tables: in layer 0's
+                gsq[0] += embedding_sumsq(B, grads, layout, emb, acts, aoff)
     if P == 1:
-        forward_batch(fns, X, rows, params, layout, acts, aoff, sq, stats, drop, skips, nst, mode,
-                      seed, step)
+        forward_batch(fns, X, rows, params, layout, acts, aoff, sq, stats, drop, skips, emb, nst,
+                      mode, seed, step)
         loss = loss_batch(fns, Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, deltas,
                           doff, rowloss)
         backward_batch(fns, rows, scale, params, grads, layout, acts, aoff, deltas, doff, sq, gsq,
-                       drop, skips, nst, mode, seed, step)
+                       drop, skips, emb, nst, mode, seed, step)
     if loss_div != 1.0:
         loss /= loss_div
     if alpha > 0:
@@ -463,7 +481,7 @@ def finish_step(fns, loss, g, params, grads, state1, state2, hyper, opt_code, st
 def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, state1, state2,
                 hyper, step0, layout, out_code, loss_code, opt_code, alpha, loss_div,
                 acts, aoff, deltas, doff, rowloss, sq, gsq, consts, flags, gnorm, clip, rates,
-                correct, stats, drop, skips, nst, seed, bounds, stats_prev):
+                correct, stats, drop, skips, emb, nst, seed, bounds, stats_prev):
     """All mini-batch steps of one epoch (at most ``max_steps`` when it is >= 0).
 
     ``clip > 0``: before each update the whole gradient is scaled as
@@ -472,7 +490,8 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
     in ``hyper[0]``): step ``s``'s learning rate is ``rates[s]`` (a per-step schedule).
     ``correct`` (empty: not counted): ``correct[0]`` accumulates each completed step's correct
     predictions (see ``losses.count_correct``).  ``stats, drop, skips, nst, seed``: the
-    structured layers (see structure.py), in TRAIN mode, dropout keyed by ``seed`` and the step.
+    structured layers (see structure.py), in TRAIN mode, dropout keyed by ``seed`` and the step;
+    ``emb``: the embeddings (embeddings.py).
     ``bounds`` (empty: no guard): the divergence guard's bounds (optimizers.guarded_update):
     a step whose update is not finite leaves the parameters and the optimizer state as they
     were; ``stats_prev`` (empty: none) keeps the running statistics before each step, put back
@@ -490,7 +509,8 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
     state1, state2, hyper, consts, flags, gnorm = unowned(state1, state2, hyper, consts, flags,
                                                           gnorm)
     acts, aoff, deltas, doff, rowloss, sq, gsq = unowned(acts, aoff, deltas, doff, rowloss, sq, gsq)
-    rates, correct, stats, drop, skips, nst = unowned(rates, correct, stats, drop, skips, nst)
+    rates, correct, stats, drop, skips, emb, nst = unowned(rates, correct, stats, drop, skips, emb,
+                                                           nst)
     bounds, stats_prev = unowned(bounds, stats_prev)
     n = perm.shape[0]
     steps = (n + batch - 1) // batch
@@ -505,7 +525,7 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
             stats_prev[i] = stats[i]
         loss, wsum = batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout,
                                      out_code, loss_code, alpha, loss_div, acts, aoff, deltas,
-                                     doff, rowloss, sq, gsq, stats, drop, skips, nst,
+                                     doff, rowloss, sq, gsq, stats, drop, skips, emb, nst,
                                      np.int64(TRAIN), seed, step0 + s + 1)
         g = 0.0
         for l in range(L):
@@ -513,6 +533,8 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
         status = finish_step(fns, loss, g, params, grads, state1, state2, hyper, opt_code,
                              step0 + s + 1, consts, flags, clip, rates, s, bounds, stats,
                              stats_prev)
+        if emb.shape[0] > 0:    # the next step's tables' gradient starts at zero
+            embedding_clear(B, grads, layout, emb, acts, aoff)
         if status != OK:
             return total, s, status
         for l in range(L):
@@ -540,20 +562,20 @@ def _chunk(rows, lo, n):
 
 @njit(**JIT)
 def evaluate(fns, X, Yf, Yi, sw, params, layout, out_code, loss_code, acts, aoff, deltas, doff,
-             rowloss, rows, sq, out, stats, drop, skips, nst):
+             rowloss, rows, sq, out, stats, drop, skips, emb, nst):
     """Σ per-sample loss (weighted by ``sw`` when not empty) over all of X, in chunks of
     ``rows.shape[0]`` rows; the network's outputs ``f(z)`` into ``out`` (``(n, m)``; None: not
     kept), the values :func:`predict` gives, so that one pass yields a loss and a score."""
     X, Yf, Yi, sw, params, layout, fns = unowned(X, Yf, Yi, sw, params, layout, fns)  # unowned.py
     acts, aoff, deltas, doff, rowloss, rows, sq = unowned(acts, aoff, deltas, doff, rowloss, rows,
                                                           sq)
-    stats, drop, skips, nst = unowned(stats, drop, skips, nst)
+    stats, drop, skips, emb, nst = unowned(stats, drop, skips, emb, nst)
     L = layout.shape[0]
     m = layout[L - 1, 1]
     total = 0.0
     for lo in range(0, X.shape[0], rows.shape[0]):
         r = _chunk(rows, lo, X.shape[0])
-        forward_batch(fns, X, r, params, layout, acts, aoff, sq, stats, drop, skips, nst,
+        forward_batch(fns, X, r, params, layout, acts, aoff, sq, stats, drop, skips, emb, nst,
                       np.int64(EVAL), np.int64(0), np.int64(0))
         total += loss_batch(fns, Yf, Yi, sw, r, layout, out_code, loss_code, acts, aoff, deltas,
                             doff, rowloss)
@@ -565,18 +587,19 @@ def evaluate(fns, X, Yf, Yi, sw, params, layout, out_code, loss_code, acts, aoff
 
 
 @njit(**JIT)
-def predict(fns, X, params, layout, out_code, acts, aoff, rows, out, sq, stats, drop, skips, nst):
+def predict(fns, X, params, layout, out_code, acts, aoff, rows, out, sq, stats, drop, skips, emb,
+            nst):
     """``out = network(X)``, in chunks of ``rows.shape[0]`` rows (inference mode)."""
     fns = unowned(fns)
     X, params, layout, acts, aoff, rows, out, sq = unowned(X, params, layout, acts, aoff, rows,
                                                             out, sq)     # see unowned.py
-    stats, drop, skips, nst = unowned(stats, drop, skips, nst)
+    stats, drop, skips, emb, nst = unowned(stats, drop, skips, emb, nst)
     L = layout.shape[0]
     m = out.shape[1]
     outf = flat(out)
     for lo in range(0, X.shape[0], rows.shape[0]):
         r = _chunk(rows, lo, X.shape[0])
-        forward_batch(fns, X, r, params, layout, acts, aoff, sq, stats, drop, skips, nst,
+        forward_batch(fns, X, r, params, layout, acts, aoff, sq, stats, drop, skips, emb, nst,
                       np.int64(EVAL), np.int64(0), np.int64(0))
         for i in range(r.shape[0]):
             z = aoff[L] + i * m

@@ -14,6 +14,7 @@ from ..kernels import structure as S
 from . import modelfile
 
 INIT_BLOCK = 1 << 16    # elements per block of initial weights drawn at once
+FLOAT32_CODES = 1 << 24     # float32 holds every integer up to here exactly
 INITS = ("auto", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "normal")
 NORMAL_STD = 0.01
 
@@ -48,7 +49,7 @@ class Network:
         Skip connections ``a_j += a_i`` (activations numbered like ``layer_sizes``: ``a_0 = X``,
         ``a_k`` the output of layer k) for ``0 <= i < j < L`` with equal widths, added after
         layer j's dropout; ``"residual"``: every ``(j-1, j)``, ``1 <= j < L``, whose widths
-        match.
+        match (with embeddings, none from the input).
     normalization : None, "batch", "layer" or a list (one per hidden layer, entries None too)
         Normalisation of a hidden layer's ``z`` before its activation, with gain γ (starts at
         1) and shift β (starts at 0) after the layer's W and b in :attr:`params`, eps 1e-5:
@@ -58,6 +59,15 @@ class Network:
     dropout : float in [0, 1) or list (one per hidden layer)
         Inverted dropout after a hidden layer's activation, during training only; the masks
         are keyed by (the trainer's seed, step, sample, unit): never by threads or blocks.
+    embeddings : None or list of (n_levels, dim)
+        One learned table per categorical input: the last ``len(embeddings)`` columns of X
+        hold integer category codes ``0 .. n_levels − 1`` (as numbers of X's dtype), and
+        each is replaced by its row of the table (``torch.nn.Embedding``), so that the first
+        dense layer sees ``[X[:, :n_x − k], E_0[code_0], E_1[code_1], ...]`` and has
+        ``n_x − k + Σ dim`` inputs.  Tables start N(0, 1), drawn after the dense weights;
+        they come first in :attr:`params`.  Codes are checked at every call (an integer in
+        range, else ValueError); a float32 network takes at most 2**24 levels (float32 holds
+        integers exactly up to there).  No skip may come from the input (``(0, j)``).
 
     Attributes
     ----------
@@ -68,7 +78,7 @@ class Network:
 
     def __init__(self, layer_sizes, activation="relu", output_activation="identity",
                  dtype=np.float32, init="auto", seed=None, skips=None, normalization=None,
-                 dropout=0.0):
+                 dropout=0.0, embeddings=None):
         if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
             raise InputTypeError(f"layer_sizes must be a sequence of positive integers; got {layer_sizes!r}")
         sizes = [check_int(f"layer_sizes[{i}]", s, minimum=1) for i, s in enumerate(layer_sizes)]
@@ -80,10 +90,11 @@ class Network:
         norms = _per_layer("normalization", normalization, hidden, _check_norm)
         drops = _per_layer("dropout", dropout, hidden,
                            lambda name, v: check_float(name, v, 0, 1, high_open=True))
-        self._skips = _check_skips(skips, sizes)
         output_activation = check_choice("output_activation", output_activation, OUTPUT)
         init = check_choice("init", init, INITS)
         self._dtype = check_dtype(dtype)
+        self._embeddings = _check_embeddings(embeddings, sizes[0], self._dtype)
+        self._skips = _check_skips(skips, sizes, bool(self._embeddings))
         self._sizes = tuple(sizes)
         self._acts = [HIDDEN[a] for a in acts]
         # the name as given (canonical: "logistic" is "sigmoid"), or one per hidden layer
@@ -95,7 +106,7 @@ class Network:
         self._norms, self._drops = norms, drops
         self._out = OUTPUT[output_activation]
         self._st = Structure(sizes, self._acts, [S.NORMS[v] for v in norms], drops, self._skips,
-                             self._dtype)
+                             self._dtype, self._embeddings)
         self._layout = self._st.layout
         self._params = np.zeros(self._st.n_params, self._dtype)
         for l in range(hidden):
@@ -131,6 +142,13 @@ class Network:
             for r0 in range(0, fan_in, rows):
                 block = W[r0:r0 + rows]
                 block[...] = draw(block.shape)
+        # the tables after every dense weight: a network without them draws what it always drew
+        for table in self._tables(self._params):
+            levels, dim = table.shape
+            rows = max(1, INIT_BLOCK // dim)
+            for r0 in range(0, levels, rows):
+                block = table[r0:r0 + rows]
+                block[...] = rng.standard_normal(block.shape)     # torch.nn.Embedding's N(0, 1)
 
     # -- structure --------------------------------------------------------------------------
     @property
@@ -179,6 +197,17 @@ class Network:
     def dropout(self):
         """Each hidden layer's dropout probability."""
         return list(self._drops)
+
+    @property
+    def embeddings(self):
+        """The embedding tables' ``(n_levels, dim)``, one per categorical input column (the
+        last columns of X)."""
+        return list(self._embeddings)
+
+    def _tables(self, buf):
+        """The embedding tables in ``buf`` (the parameters or a gradient): ``(n_levels, dim)``
+        views."""
+        return [buf[o:o + n * d].reshape(n, d) for n, d, o in self._st.emb[:, 1:4]]
 
     @property
     def output_activation(self):
@@ -245,7 +274,8 @@ class Network:
         return loss
 
     def __repr__(self):
-        extra = "".join(f", {k}={v!r}" for k, v in self._structure_meta().items()
+        meta = dict(self._structure_meta(), embeddings=self.embeddings)
+        extra = "".join(f", {k}={v!r}" for k, v in meta.items()
                         if v not in (None, 0.0, []) and k != "activation")
         return (f"Network(layer_sizes={list(self._sizes)}, activation={self.activation!r}, "
                 f"output_activation={self.output_activation!r}{extra}, "
@@ -254,7 +284,8 @@ class Network:
     # -- state dict --------------------------------------------------------------------------
     def _entries(self):
         """``(key, buffer, lo, shape)`` of every state_dict entry, in order."""
-        out = []
+        out = [(f"embeddings.{e}.weight", self._params, int(o), (int(n), int(d)))
+               for e, (n, d, o) in enumerate(self._st.emb[:, 1:4])]
         for l in range(self.n_layers):
             n_in, n_out, w, b = (int(v) for v in self._layout[l, :4])
             out += [(f"layers.{l}.weight", self._params, w, (n_in, n_out)),
@@ -270,8 +301,10 @@ class Network:
         return out
 
     def state_dict(self):
-        """Every parameter and running statistic by name (PyTorch's naming): ``layers.{l}.weight``
-        ``(n_in, n_out)`` and ``layers.{l}.bias``, and for a normalised hidden layer l
+        """Every parameter and running statistic by name (PyTorch's naming):
+        ``embeddings.{e}.weight`` ``(n_levels, dim)`` for each embedding (``nn.Embedding``'s),
+        ``layers.{l}.weight`` ``(n_in, n_out)`` and ``layers.{l}.bias``, and for a normalised
+        hidden layer l
         ``norms.{l}.weight`` (γ), ``norms.{l}.bias`` (β), plus ``norms.{l}.running_mean`` and
         ``norms.{l}.running_var`` for batch normalisation; ``l`` is the 0-based dense layer.
         The values are writable views into the network's buffers."""
@@ -309,11 +342,18 @@ class Network:
     def _codes(self, loss=None):
         return Codes(self._out, LOSSES[loss] if loss else 0)
 
+    def _check_X(self, X, name="X"):
+        """``check_X`` for this network's input, and its embedding columns' codes."""
+        out = check_X(X, self._dtype, self._sizes[0], name=name)
+        if self._embeddings:
+            check_codes(X, out, self._embeddings, name)
+        return out
+
     def forward(self, X):
         """Output activations for the rows of ``X``: an array ``(n_samples, n_out)``.  Read-only
         and memory-mapped ``X`` are read in place (converted only if not C-contiguous in the
         network's dtype)."""
-        X = check_X(X, self._dtype, self._sizes[0])
+        X = self._check_X(X)
         out = np.empty((X.shape[0], self._sizes[-1]), self._dtype)
         return engine.predict(self._params, self._st, self._codes(), X, out)
 
@@ -321,7 +361,7 @@ class Network:
 
     def _prepare(self, X, Y, loss):
         loss = self.loss_name(loss)
-        X = check_X(X, self._dtype, self._sizes[0])
+        X = self._check_X(X)
         Yf, Yi = check_targets(Y, loss, self._sizes[-1], X.shape[0], self._dtype)
         return X, Yf, Yi, loss
 
@@ -356,8 +396,9 @@ class Network:
     def gradients(self, X, Y, loss=None, as_dict=False):
         """``(mean loss, [∂E/∂W per layer], [∂E/∂b per layer])``, means over the samples;
         ``as_dict``: ``(mean loss, {key: gradient})`` for every trainable entry of
-        :meth:`state_dict` (weights, biases, γ, β).  Training-mode normalisation (the
-        statistics of all of X as one batch), no dropout; running statistics unchanged."""
+        :meth:`state_dict` (embedding tables, weights, biases, γ, β).  Training-mode
+        normalisation (the statistics of all of X as one batch), no dropout; running statistics
+        unchanged."""
         loss_value, grads, _ = self._backprop_all(X, Y, loss)
         if as_dict:
             return loss_value, {k: grads[lo:lo + int(np.prod(shape))].reshape(shape)
@@ -366,10 +407,13 @@ class Network:
 
     # -- files ---------------------------------------------------------------------------------
     def _structure_meta(self):
-        return {"activation": self.activation,
+        meta = {"activation": self.activation,
                 "skips": [list(p) for p in self._skips] or None,
                 "normalization": (None if not any(self._norms) else self.normalization),
                 "dropout": (0.0 if not any(self._drops) else self.dropout)}
+        if self._embeddings:    # only then: the files and states of other networks unchanged
+            meta["embeddings"] = [list(p) for p in self._embeddings]
+        return meta
 
     def _meta(self):
         return {"layer_sizes": self.layer_sizes, **self._structure_meta(),
@@ -390,9 +434,11 @@ class Network:
         FLOAT, float64 -> DOUBLE; feed it arrays of that dtype).  Each layer is a MatMul and an
         Add with the weights and biases as initializers (named as :meth:`state_dict`), then
         its normalisation in inference form (batch norm with the running statistics), its
-        activation and its skips' Adds; dropout is not in the graph (layout in
-        :mod:`fastbp.model.onnx_export`).  Written atomically.  Needs the ``onnx`` package
-        (``pip install "fastbp[onnx]"``); onnxruntime runs the file.
+        activation and its skips' Adds; dropout is not in the graph; embeddings cast the
+        input's code columns to int64 and Gather their tables' rows (layout in
+        :mod:`fastbp.model.onnx_export`; the graph does not check the codes).  Written
+        atomically.  Needs the ``onnx`` package (``pip install "fastbp[onnx]"``); onnxruntime
+        runs the file.
 
         Returns ``os.fspath(path)``; raises TypeError when ``path`` is not a str or
         os.PathLike."""
@@ -418,7 +464,8 @@ def read(path):
                       output_activation=meta["output_activation"], dtype=meta["dtype"],
                       init="normal", seed=0,
                       skips=None if skips is None else [tuple(p) for p in skips],
-                      normalization=meta.get("normalization"), dropout=meta.get("dropout", 0.0))
+                      normalization=meta.get("normalization"), dropout=meta.get("dropout", 0.0),
+                      embeddings=meta.get("embeddings"))
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{os.fspath(path)}: the metadata do not describe a network: {e}") from None
     n, m = net._params.shape[0], net._st.stats.shape[0]
@@ -462,15 +509,61 @@ def _check_norm(name, value):
     return value.lower()
 
 
-def _check_skips(skips, sizes):
-    """The skip connections as a sorted list of (i, j) pairs."""
+def _check_embeddings(embeddings, n_x, dtype):
+    """The embeddings as a list of (n_levels, dim) pairs of ints."""
+    if embeddings is None:
+        return []
+    if isinstance(embeddings, (str, bytes, dict)) or not hasattr(embeddings, "__iter__"):
+        raise InputTypeError(f"embeddings must be None or a list of (n_levels, dim) pairs; got "
+                             f"{embeddings!r}")
+    out = []
+    for e, pair in enumerate(embeddings):
+        if (isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2):
+            raise InputTypeError(f"embeddings[{e}] must be a pair (n_levels, dim); got {pair!r}")
+        levels = check_int(f"embeddings[{e}] n_levels", pair[0], minimum=1)
+        dim = check_int(f"embeddings[{e}] dim", pair[1], minimum=1)
+        if dtype == np.float32 and levels > FLOAT32_CODES:
+            raise InputError(f"embeddings[{e}] has {levels} levels: a float32 network holds codes "
+                             f"exactly up to 2**24 = {FLOAT32_CODES} (use dtype=np.float64)")
+        out.append((levels, dim))
+    if len(out) > n_x:
+        raise InputError(f"{len(out)} embeddings need as many code columns, but X has "
+                         f"layer_sizes[0] = {n_x} columns")
+    return out
+
+
+def check_codes(X, converted, embeddings, name="X"):
+    """Each embedding column of ``X`` (the last ``len(embeddings)``; ``converted``: X as the
+    network's dtype, already checked) holds integers in [0, n_levels): else a ValueError naming
+    the column.  Read from X as given, before any rounding into the network's dtype."""
+    arr = X if isinstance(X, np.ndarray) and X.ndim == 2 else np.asarray(X)
+    if arr.dtype.kind not in "biuf" or arr.shape != converted.shape:
+        arr = converted
+    k = len(embeddings)
+    n_x = arr.shape[1]
+    for e, (levels, _) in enumerate(embeddings):
+        j = n_x - k + e
+        col = arr[:, j]
+        if col.dtype.kind == "f":
+            bad = ~((col >= 0) & (col < levels) & (col == np.floor(col)))
+        else:
+            bad = (col < 0) | (col >= levels)
+        if bad.any():
+            v = col[np.argmax(bad)].item()
+            raise InputError(f"{name} column {j} (embedding {e}) holds {v!r}; codes must be "
+                             f"integers in [0, {levels})")
+
+
+def _check_skips(skips, sizes, embedded=False):
+    """The skip connections as a sorted list of (i, j) pairs (none from the input when it is
+    embedded)."""
     L = len(sizes) - 1
     if skips is None:
         return []
     if isinstance(skips, str):
         if skips != "residual":
             raise InputError(f"skips must be None, 'residual' or a list of (i, j); got {skips!r}")
-        return [(j - 1, j) for j in range(1, L) if sizes[j - 1] == sizes[j]]
+        return [(j - 1, j) for j in range(1 + embedded, L) if sizes[j - 1] == sizes[j]]
     if not hasattr(skips, "__iter__"):
         raise InputTypeError(f"skips must be None, 'residual' or a list of (i, j); got {skips!r}")
     out = []
@@ -485,6 +578,10 @@ def _check_skips(skips, sizes):
         if j >= L:
             raise InputError(f"skips[{k}] = ({i}, {j}): j must be a hidden layer (< {L}); the "
                              f"output layer takes no skip")
+        if i == 0 and embedded:
+            raise InputError(f"skips[{k}] = ({i}, {j}): no skip can come from the input of a "
+                             f"network with embeddings (its columns are codes, not values to "
+                             f"add)")
         if sizes[i] != sizes[j]:
             raise InputError(f"skips[{k}] = ({i}, {j}): widths differ ({sizes[i]} and "
                              f"{sizes[j]})")

@@ -45,7 +45,19 @@ A hidden layer of a structured network (:class:`~fastbp.Network`'s ``normalizati
 
 (without skips the activation's output is ``layers.{l}.a`` itself, and an identity activation
 has no node: the layer's output is then the tensor before it).  Dropout is left out: at
-inference it is the identity (inverted dropout scales during training).  ``x̂`` is, in the
+inference it is the identity (inverted dropout scales during training).
+
+A network with embeddings (:class:`Embedding`) takes ``"input"`` ``[batch, n_x]`` with the codes
+in its last ``k`` columns, as fastbp does, and builds the first layer's input from it::
+
+    embeddings.numeric  = Slice(input, 0, n_x - k, axis 1)          (none when n_x = k)
+    embeddings.{e}.code = Cast<int64>(Squeeze(Slice(input, col_e, col_e + 1, axis 1), 1))
+    embeddings.{e}.rows = Gather(embeddings.{e}.weight, embeddings.{e}.code, axis 0)
+    embeddings.a0       = Concat(numeric, rows_0, rows_1, ..., axis 1)
+
+with the tables as initializers under their state-dict names.  The codes are not checked in
+the graph (Gather refuses an index out of range; a fractional code is truncated by the Cast):
+check them before, as fastbp's own calls do.  ``x̂`` is, in the
 network's dtype::
 
     batch:  (z - norms.{l}.running_mean) · Reciprocal(Sqrt(norms.{l}.running_var + 1e-5))
@@ -125,6 +137,14 @@ class Layer:
             if getattr(self, field) is not None:
                 out.append((f"norms.{l}.{key}", getattr(self, field)))
         return out
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """A learned table ``(n_levels, dim)`` whose rows replace the integer codes in column
+    ``column`` of the input (see the module docstring)."""
+    column: int
+    table: np.ndarray
 
 
 def _onnx():
@@ -316,17 +336,66 @@ _HEADS = {None: lambda g, y, n_out: (y, [BATCH, n_out]), "binary_proba": _binary
           "squeeze": _squeeze}
 
 
-def _build_model(layers, *, head=None, name="fastbp", doc="", input_name=INPUT):
+def _embed(g, embeddings, n_x, source=INPUT):
+    """The nodes of the first layer's input from ``source`` (``n_x`` columns, codes in the
+    last ``len(embeddings)``); returns its name."""
+    k = len(embeddings)
+    i64 = lambda *v: g.constant(list(v), np.int64)
+    parts = []
+    if n_x > k:
+        parts.append(g.node("Slice", [source, i64(0), i64(n_x - k), i64(1)], "embeddings.numeric"))
+    for e, emb in enumerate(embeddings):
+        p = f"embeddings.{e}"
+        col = g.node("Slice", [source, i64(emb.column), i64(emb.column + 1), i64(1)],
+                     f"{p}.column")
+        code = g.node("Cast", [g.node("Squeeze", [col, i64(1)], f"{p}.squeezed")], f"{p}.code",
+                      to=g.onnx.TensorProto.INT64)
+        table = g.initializer(f"{p}.weight", emb.table)
+        parts.append(g.node("Gather", [table, code], f"{p}.rows", axis=0))
+    if len(parts) == 1:
+        return parts[0]
+    return g.node("Concat", parts, "embeddings.a0", axis=1)
+
+
+def _check_embeddings(embeddings, n_x, n_in, dtype):
+    """``embeddings`` read the last columns of ``n_x``, in order, and with the numeric columns
+    give the first layer's ``n_in`` inputs."""
+    k = len(embeddings)
+    dims = 0
+    for e, emb in enumerate(embeddings):
+        t = np.asarray(emb.table)
+        if t.ndim != 2 or t.dtype != dtype:
+            raise InputError(f"embedding {e}: its table must be a 2-D {dtype} array")
+        if not np.isfinite(t).all():
+            raise InputError(f"embedding {e} has NaN or infinite parameters; nothing was "
+                             f"written")
+        if emb.column != n_x - k + e:
+            raise InputError(f"embedding {e} reads column {emb.column}; the codes are the last "
+                             f"{k} of {n_x} columns, in order")
+        dims += t.shape[1]
+    if n_x - k + dims != n_in:
+        raise InputError(f"the embeddings make {n_x - k + dims} inputs; the first layer takes "
+                         f"{n_in}")
+
+
+def _build_model(layers, *, head=None, name="fastbp", doc="", embeddings=(), n_x=None,
+                 input_name=INPUT):
     """The ModelProto of ``layers`` (a list of :class:`Layer`) followed by ``head``, reading
-    the tensor ``input_name``."""
+    the tensor ``input_name``; ``embeddings`` (a list of :class:`Embedding`) look up the last
+    columns of an input of ``n_x`` columns first (None: the first layer's input width)."""
     onnx = _onnx()
     dtype = _check_layers(layers)
+    n_in = np.shape(layers[0].weight)[0]
+    n_x = n_in if n_x is None else n_x
+    _check_embeddings(embeddings, n_x, n_in, dtype)
     size = sum(np.asarray(arr).nbytes for l, x in enumerate(layers) for _, arr in x.arrays(l))
+    size += sum(np.asarray(e.table).nbytes for e in embeddings)
     if size > _PROTOBUF_LIMIT:
         raise InputError(f"the network's parameters take {size / 2 ** 30:.1f} GiB: more than "
                          f"one ONNX file holds (protobuf's 2 GiB limit)")
     g = _Graph(onnx, dtype)
-    outputs = [input_name]      # outputs[k]: the tensor of a_k (after its skips)
+    # outputs[k]: the tensor of a_k (after its skips); a_0 with the embeddings' rows
+    outputs = [_embed(g, embeddings, n_x, input_name) if embeddings else input_name]
     for l, layer in enumerate(layers):
         p = f"layers.{l}"
         W = g.initializer(f"{p}.weight", layer.weight)
@@ -345,9 +414,8 @@ def _build_model(layers, *, head=None, name="fastbp", doc="", input_name=INPUT):
     y, shape = _HEADS[head](g, a, n_out)
     g.rename(y, OUTPUT)
     elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
-    n_in = np.shape(layers[0].weight)[0]
     graph = onnx.helper.make_graph(
-        g.nodes, name, [onnx.helper.make_tensor_value_info(input_name, elem, [BATCH, n_in])],
+        g.nodes, name, [onnx.helper.make_tensor_value_info(input_name, elem, [BATCH, n_x])],
         [onnx.helper.make_tensor_value_info(OUTPUT, elem, shape)], initializer=g.initializers)
     from .. import __version__
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
@@ -388,7 +456,8 @@ def to_onnx(network, path):
     """Write ``network`` (a :class:`~fastbp.Network`) to ``path`` as an ONNX model.
 
     The graph maps ``"input"`` ``(batch, n_in)`` to ``"output"`` ``(batch, n_out)``, the values
-    of ``network.predict``, in the network's dtype; see the module docstring for its nodes.
+    of ``network.predict``, in the network's dtype; see the module docstring for its nodes
+    (embeddings: the codes in the input's last columns are cast to int64 and gathered).
     The file is written atomically (a reader sees the old file or the new one).
 
     Returns
@@ -416,8 +485,11 @@ def to_onnx(network, path):
 def network_model(network, input_name=INPUT):
     """The ModelProto of a :class:`~fastbp.Network` (see :func:`to_onnx`), its input named
     ``input_name``."""
+    sd = network.state_dict()
+    n_x, k = network.layer_sizes[0], len(network.embeddings)
+    embeddings = [Embedding(n_x - k + e, sd[f"embeddings.{e}.weight"]) for e in range(k)]
     return _build_model(network_layers(network), name="fastbp.Network", doc=repr(network),
-                        input_name=input_name)
+                        embeddings=embeddings, n_x=n_x, input_name=input_name)
 
 
 def estimator_to_onnx(estimator, path):

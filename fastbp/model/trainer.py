@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import engine
 from .._validation import (InputError, InputTypeError, check_choice, check_float, check_int,
-                           check_targets, check_weights, check_X)
+                           check_targets, check_weights)
 from ..engine import Codes
 from ..kernels.losses import LOSSES
 from ..kernels.optimizers import OPTIMIZERS
@@ -40,9 +40,10 @@ class History:
     val_accuracy : list of float
         The same on the validation data, measured after each epoch.
     grad_norm : ndarray (epochs, layers)
-        Mean over the epoch's steps of each layer's gradient norm ``‖(∂E/∂W, ∂E/∂b)‖``.
+        Mean over the epoch's steps of each layer's gradient norm ``‖(∂E/∂W, ∂E/∂b)‖`` (γ and β
+        included; the first layer's includes the embedding tables).
     weight_norm : ndarray (epochs, layers)
-        Each layer's parameter norm ``‖(W, b)‖`` at the end of the epoch.
+        Each layer's parameter norm ``‖(W, b)‖`` at the end of the epoch (the same groups).
     seconds : list of float
         Wall time of each epoch.
     learning_rate : list of float
@@ -357,13 +358,13 @@ class Trainer:
         """
         net = self.network
         sizes = net.layer_sizes
-        X = check_X(X, net.dtype, sizes[0])
+        X = net._check_X(X)
         Yf, Yi = check_targets(y, self.loss, sizes[-1], X.shape[0], net.dtype)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise InputTypeError("validation_data must be a pair (X_val, y_val)")
-            Xv = check_X(validation_data[0], net.dtype, sizes[0], name="X_val")
+            Xv = net._check_X(validation_data[0], name="X_val")
             val = (Xv,) + check_targets(validation_data[1], self.loss, sizes[-1], Xv.shape[0],
                                         net.dtype, name="y_val")
         if self.early_stopping is not None and val is None:
