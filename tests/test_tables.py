@@ -158,3 +158,13 @@ def test_other_bad_inputs(tmp_path):
         read_file(tmp_path / "list.parquet")
     with pytest.raises(TypeError, match="cannot read a table from int"):
         read_table(3)
+
+
+def test_decimal_commas_with_semicolons(tmp_path):
+    path = tmp_path / "eu.csv"
+    path.write_text("prix;nom;n\n3,14;a;1\n-2,5;b;2\n10;c;3\n")
+    t = read_file(path)
+    assert t["prix"].kind == "number" and t["prix"].values.tolist() == [3.14, -2.5, 10.0]
+    path.write_text("x;y\n1.5;a,b\n2.5;c\n")       # points: commas in text stay text
+    t = read_file(path)
+    assert t["x"].values.tolist() == [1.5, 2.5] and t["y"].objects().tolist() == ["a,b", "c"]

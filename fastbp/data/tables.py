@@ -296,6 +296,25 @@ def sniff_delimiter(sample):
     return best
 
 
+def decimal_point(sample, delimiter):
+    """``","`` when a CSV sample delimited by something else than a comma writes its decimals
+    with commas (``3,14``: European spreadsheets, usually with ``;``) and never with points;
+    else ``"."``."""
+    if delimiter == ",":
+        return "."
+    comma = point = 0
+    for row in csv.reader(sample.splitlines()[1:200], delimiter=delimiter):
+        for field in row:
+            f = field.strip()
+            comma += bool(_COMMA_NUMBER.match(f))
+            point += bool(_POINT_NUMBER.match(f))
+    return "," if comma and not point else "."
+
+
+_COMMA_NUMBER = re.compile(r"^-?\d+,\d+$")
+_POINT_NUMBER = re.compile(r"^-?\d+\.\d+$")
+
+
 def _has_header(first):
     """A first row all of whose fields are numbers is data, not a header (a headerless CSV)."""
     try:
@@ -334,13 +353,15 @@ def read_csv(path, delimiter=None):
             raise InputError(f"--delimiter must be one character (or 'tab'); got {delimiter!r}")
     first = next(csv.reader([text.splitlines()[0]], delimiter=delimiter), [])
     header = _has_header(first)
+    decimal = decimal_point(text, delimiter)
     read = pcsv.ReadOptions(use_threads=True, block_size=CSV_BLOCK,
                             autogenerate_column_names=not header)
     parse = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=False)
     types = {}          # columns whose type the first block guessed wrong
     while True:
         convert = pcsv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True,
-                                      quoted_strings_can_be_null=True, column_types=types)
+                                      quoted_strings_can_be_null=True, column_types=types,
+                                      decimal_point=decimal)
         try:
             return _stream_csv(path, compression, read, parse, convert, header, pcsv)
         except pa.ArrowInvalid as e:
