@@ -219,3 +219,15 @@ def test_any_table_gives_a_finite_matrix_whatever_the_column_order(rows, order):
     assert np.isfinite(X).all() and X.shape[1] == p.preprocessor.n_features
     swapped = read_table(df[[names[i] for i in order]])
     np.testing.assert_array_equal(p.preprocessor.transform(swapped), X)
+
+
+def test_every_level_rare():
+    """A small table's few rare levels are kept; many rare levels (ids) pool into "other"."""
+    few = pd.DataFrame({"c": ["a", "b", "c", "a", "b", "c"], "t": [0, 1] * 3})
+    pre, _ = _fit(few, "t")
+    assert pre.columns[0]["levels"] == ["a", "b", "c"] and not pre.columns[0]["other"]
+    ids = pd.DataFrame({"c": [f"id{i // 2}" for i in range(60)], "t": [0, 1] * 30})
+    pre, table = _fit(ids, "t")
+    spec = pre.columns[0]
+    assert spec["levels"] == [] and spec["other"] and spec["encoding"] == "onehot"
+    assert pre.transform(table).tolist() == [[1.0]] * 60

@@ -377,7 +377,9 @@ class Preprocessor:
         kept = sorted((lv for lv, k in levels if k >= self.min_frequency),
                       key=lambda x: (isinstance(x, str), x))
         other = any(k < self.min_frequency for _, k in levels)
-        if not kept and levels:         # every level rare: keep them all rather than none
+        if not kept and 0 < len(levels) <= self.max_onehot:
+            # every level rare, but few of them (a small table): keep them all rather than none;
+            # many rare levels (an id, a name per row or two) pool into "other" as they are
             kept = sorted((lv for lv, _ in levels), key=lambda x: (isinstance(x, str), x))
             other = False
         if c.kind == "bool":
