@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from .._validation import InputError
-from .tables import Column, Table
+from .tables import Column, Table, _threads
 
 MIN_FREQUENCY = 5       # a categorical level seen fewer times in training is pooled ("other")
 MAX_ONEHOT = 16         # levels up to which a categorical column is one-hot (else embedded)
@@ -144,9 +144,10 @@ def _role(col, as_categorical, as_numeric):
         return "numeric"
     if lo == hi and not n_missing:
         return ("dropped", f"constant: always {lo:g}")
-    if not np.all(np.isfinite(finite)):
+    if not np.isfinite(lo) or not np.isfinite(hi):
         raise InputError(f"column {col.name!r} holds an infinite value")
-    integral = bool(np.all(finite == np.round(finite)))
+    head = finite[:4096]        # most columns of reals show it in their first values
+    integral = bool(np.all(head == np.round(head))) and bool(np.all(finite == np.round(finite)))
     if integral and lo >= 0 and hi <= 1 and lo != hi:
         return "boolean"
     if integral and _row_counter(v):
@@ -511,17 +512,29 @@ class Preprocessor:
         parts = [self._encoder(c, table[c["name"]]) for c in self.columns]
         order = [p for p in parts if not p[2]] + [p for p in parts if p[2]]
         # a block of rows is built column by column in a column-major buffer (contiguous
-        # writes), then copied into the rows of X (one transposing copy, in cache)
-        buf = np.empty((self.n_features, min(n, BLOCK_ROWS)), dtype)
-        for r0 in range(0, n, BLOCK_ROWS):
-            r1 = min(n, r0 + BLOCK_ROWS)
-            idx = slice(r0, r1) if rows is None else rows[r0:r1]
-            block = buf[:, :r1 - r0]
-            j = 0
-            for width, fill, _ in order:
-                fill(block[j:j + width], idx)
-                j += width
-            X[r0:r1] = block.T
+        # writes), then copied into the rows of X (one transposing copy, in cache); the
+        # blocks are shared out to threads (NumPy lets go of the GIL in these loops)
+        blocks = list(range(0, n, BLOCK_ROWS))
+
+        def work(part):
+            buf = np.empty((self.n_features, min(n, BLOCK_ROWS)), dtype)
+            for r0 in part:
+                r1 = min(n, r0 + BLOCK_ROWS)
+                idx = slice(r0, r1) if rows is None else rows[r0:r1]
+                block = buf[:, :r1 - r0]
+                j = 0
+                for width, fill, _ in order:
+                    fill(block[j:j + width], idx)
+                    j += width
+                X[r0:r1] = block.T
+
+        workers = min(_threads(), len(blocks))
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(work, [blocks[w::workers] for w in range(workers)]))
+        else:
+            work(blocks)
         return X
 
     def _encoder(self, spec, col):
@@ -531,8 +544,6 @@ class Preprocessor:
         role = spec["role"]
         if role in ("numeric", "boolean"):
             v = _numeric_values(col) if role == "numeric" else _boolean_values(col, spec)
-            if np.isinf(v).any():
-                raise InputError(f"column {spec['name']!r} holds an infinite value")
             mean, std, ind = spec["mean"], spec["std"], spec["indicator"]
 
             def fill(out, idx):
@@ -540,6 +551,8 @@ class Preprocessor:
                 miss = np.isnan(x)
                 z = (x - mean) / std
                 z[miss] = 0.0
+                if not np.isfinite(z).all():
+                    raise InputError(f"column {spec['name']!r} holds an infinite value")
                 out[0] = z
                 if ind:
                     out[1] = miss

@@ -37,7 +37,7 @@ COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": None
 PARQUET_SUFFIXES = (".parquet", ".pq")
 ARROW_SUFFIXES = (".feather", ".arrow", ".ipc")
 SNIFF_BYTES = 1 << 16
-CSV_BLOCK = 4 << 20       # bytes of CSV parsed at a time (blocks of 2-16 MiB ran alike)
+CSV_BLOCK = 4 << 20       # bytes of CSV a thread parses at a time (2-16 MiB ran alike)
 
 
 class Column:
@@ -161,76 +161,74 @@ def _pool(pa):
     return _POOL[0]
 
 
-class _Builder:
-    """A column built from Arrow arrays chunk by chunk (a streamed CSV's batches, or a table's
-    chunks): each chunk converted to its compact NumPy form as it comes, so that Arrow's memory
-    can go chunk by chunk; :meth:`finish` gives the :class:`Column`."""
+def _kind(name, arrow_type, source, pa):
+    """How an Arrow type is read: "bool", "number", "date", "time" (days since 1970-01-01) or
+    "text"; anything else is refused, naming the column."""
+    t = arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
+    if pa.types.is_boolean(t):
+        return "bool"
+    if (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+            or pa.types.is_null(t)):
+        return "number"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_timestamp(t):
+        return "time"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "text"
+    raise InputError(f"{source}: column {name!r} has type {arrow_type}, which fastbp cannot use "
+                     f"(numbers, booleans, strings and dates only); drop it first")
 
-    def __init__(self, name, arrow_type, source, pa):
-        t = arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
-        self.name, self.src, self.pa, self.pool = name, str(arrow_type), pa, _pool(pa)
-        if pa.types.is_boolean(t):
-            self.kind = "bool"
-        elif (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
-              or pa.types.is_null(t)):
-            self.kind = "number"
-        elif pa.types.is_date(t) or pa.types.is_timestamp(t):     # days since 1970-01-01
-            self.kind = "date" if pa.types.is_date(t) else "time"
-        elif pa.types.is_string(t) or pa.types.is_large_string(t):
-            self.kind = "text"
-            self.where = {}     # level -> global code
-        else:
-            raise InputError(f"{source}: column {name!r} has type {arrow_type}, which fastbp "
-                             f"cannot use (numbers, booleans, strings and dates only); drop "
-                             f"it first")
-        self.pieces = []
 
-    def add(self, arr):
-        pa, pc, pool = self.pa, self.pa.compute, self.pool
-        if self.kind == "text":
+def _column(name, chunked, source, pa):
+    """A :class:`Column` of an Arrow ChunkedArray: each chunk converted into its stretch of one
+    preallocated array (the only copy), in fastbp's reading pool."""
+    kind, src = _kind(name, chunked.type, source, pa), str(chunked.type)
+    pc, pool = pa.compute, _pool(pa)
+    n = len(chunked)
+    values = np.empty(n, np.int32 if kind == "text" else np.float64)
+    where = {}          # text: level -> code
+    o = 0
+    for arr in chunked.chunks:
+        m = len(arr)
+        if kind == "text":
             if pa.types.is_dictionary(arr.type):
                 arr = pc.cast(arr, arr.type.value_type, memory_pool=pool)
             enc = pc.dictionary_encode(arr, memory_pool=pool)
-            lut = np.array([self.where.setdefault(v, len(self.where))
-                            for v in enc.dictionary.to_pylist()] + [-1], np.int32)
-            idx = pc.coalesce(enc.indices, pa.scalar(-1, enc.indices.type),
-                              memory_pool=pool).to_numpy(zero_copy_only=False)
-            self.pieces.append(lut[idx])
-            return
-        if self.kind == "date":
-            arr = pc.cast(pc.cast(arr, pa.date32(), memory_pool=pool), pa.int32(),
-                          memory_pool=pool)
-        elif self.kind == "time":
-            arr = pc.cast(pc.cast(arr, pa.timestamp("s"), safe=False, memory_pool=pool),
-                          pa.int64(), memory_pool=pool)
-        if arr.type != pa.float64():
-            arr = pc.cast(arr, pa.float64(), memory_pool=pool)
-        if arr.null_count:
-            arr = pc.coalesce(arr, pa.scalar(np.nan), memory_pool=pool)
-        v = arr.to_numpy(zero_copy_only=False)
-        self.pieces.append(v / 86400.0 if self.kind == "time" else v)
-
-    def finish(self):
-        pieces, self.pieces = self.pieces, []
-        values = (pieces[0] if len(pieces) == 1 else
-                  np.concatenate(pieces) if pieces else np.empty(0, np.float64))
-        del pieces
-        if self.kind != "text":
-            kind = "bool" if self.kind == "bool" else "number"
-            return Column(self.name, kind, values, source=self.src)
-        values = values.astype(np.int32, copy=False)
-        raw = list(self.where)
-        # surrounding whitespace stripped, empty strings missing, equal stripped levels merged
-        stripped = [v.strip() for v in raw]
-        if stripped == raw and "" not in raw:
-            return Column(self.name, "text", values, raw, source=self.src)
-        levels, remap, where = [], np.empty(len(raw) + 1, np.int32), {}
-        for i, v in enumerate(stripped):
-            remap[i] = -1 if v == "" else where.setdefault(v, len(where))
-            if v and remap[i] == len(levels):
-                levels.append(v)
-        remap[-1] = -1
-        return Column(self.name, "text", remap[values], levels, source=self.src)
+            lut = np.array([where.setdefault(v, len(where)) for v in enc.dictionary.to_pylist()]
+                           + [-1], np.int32)
+            idx = pc.coalesce(enc.indices, pa.scalar(-1, enc.indices.type), memory_pool=pool)
+            np.take(lut, idx.to_numpy(zero_copy_only=False), out=values[o:o + m])
+        else:
+            if kind == "date":
+                arr = pc.cast(pc.cast(arr, pa.date32(), memory_pool=pool), pa.int32(),
+                              memory_pool=pool)
+            elif kind == "time":
+                arr = pc.cast(pc.cast(arr, pa.timestamp("s"), safe=False, memory_pool=pool),
+                              pa.int64(), memory_pool=pool)
+            if arr.type != pa.float64():
+                arr = pc.cast(arr, pa.float64(), memory_pool=pool)
+            if arr.null_count:
+                arr = pc.coalesce(arr, pa.scalar(np.nan), memory_pool=pool)
+            values[o:o + m] = arr.to_numpy(zero_copy_only=False)
+        o += m
+    del chunked, arr
+    if kind == "time":
+        values /= 86400.0
+    if kind != "text":
+        return Column(name, "bool" if kind == "bool" else "number", values, source=src)
+    raw = list(where)
+    # surrounding whitespace stripped, empty strings missing, equal stripped levels merged
+    stripped = [v.strip() for v in raw]
+    if stripped == raw and "" not in raw:
+        return Column(name, "text", values, raw, source=src)
+    levels, remap, merged = [], np.empty(len(raw) + 1, np.int32), {}
+    for i, v in enumerate(stripped):
+        remap[i] = -1 if v == "" else merged.setdefault(v, len(merged))
+        if v and remap[i] == len(levels):
+            levels.append(v)
+    remap[-1] = -1
+    return Column(name, "text", remap[values], levels, source=src)
 
 
 def from_arrow(table, source="data"):
@@ -240,20 +238,32 @@ def from_arrow(table, source="data"):
 
 def _convert(holder, source):
     """A :class:`Table` from the ``pyarrow.Table`` in the list ``holder``, which it empties:
-    each column's Arrow memory is let go as soon as it is converted, when nothing else holds
-    the table (a reader's freshly read one), so the peak is the table and one column."""
+    its columns are converted on threads, each column's Arrow memory let go as soon as it is
+    converted when nothing else holds the table (a reader's freshly read one)."""
     pa = _pa()
     table = holder.pop()
-    cols = []
-    for name in [str(n) for n in table.column_names]:
-        chunked = table.column(0)
-        table = table.remove_column(0)
-        b = _Builder(name, chunked.type, source, pa)
-        for chunk in chunked.chunks:
-            b.add(chunk)
-        del chunked
-        cols.append(b.finish())
+    names = [str(n) for n in table.column_names]
+    arrays = [table.column(i) for i in range(table.num_columns)]
+    del table
+
+    def one(i):
+        chunked, arrays[i] = arrays[i], None
+        return _column(names[i], chunked, source, pa)
+    workers = min(_threads(), len(names))
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(workers) as pool:
+            cols = list(pool.map(one, range(len(names))))
+    else:
+        cols = [one(i) for i in range(len(names))]
     return Table(cols, source)
+
+
+def _threads():
+    """Threads for reading and transforming tables: numba's (``NUMBA_NUM_THREADS``, or
+    ``numba.set_num_threads``), which sizes all of fastbp's compute."""
+    import numba
+    return max(1, numba.get_num_threads())
 
 
 # -- files ---------------------------------------------------------------------------------------
@@ -357,71 +367,26 @@ def read_csv(path, delimiter=None):
     read = pcsv.ReadOptions(use_threads=True, block_size=CSV_BLOCK,
                             autogenerate_column_names=not header)
     parse = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=False)
-    types = {}          # columns whose type the first block guessed wrong
-    while True:
-        convert = pcsv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True,
-                                      quoted_strings_can_be_null=True, column_types=types,
-                                      decimal_point=decimal)
-        try:
-            return _stream_csv(path, compression, read, parse, convert, header, pcsv)
-        except pa.ArrowInvalid as e:
-            retype = _retype(str(e), pa)
-            if retype is None or retype[0] >= len(first):
-                raise InputError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") \
-                    from None
-            # Arrow's names: the header's fields, or f0, f1, ... without one
-            name = first[retype[0]] if header else f"f{retype[0]}"
-            if types.get(name) == retype[1]:    # no progress: not a type guessed wrong
-                raise InputError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") \
-                    from None
-            types[name] = retype[1]
-        except (OSError, EOFError, lzma.LZMAError) as e:
-            raise InputError(f"{path}: unreadable ({getattr(e, 'strerror', None) or e})") \
-                from None
-
-
-def _stream_csv(path, compression, read, parse, convert, header, pcsv):
-    """The CSV read as a stream of blocks, each converted to the columns' compact form as it
-    comes: the peak memory is the table's, not Arrow's parse buffers of the whole file (2-3
-    times the table, measured)."""
-    pa = _pa()
+    convert = pcsv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True,
+                                  quoted_strings_can_be_null=True, decimal_point=decimal)
     f = _open_text(path, compression) if compression == ".xz" else None
     try:    # by path, Arrow reads (and decompresses gz, bz2, zst) in C++; xz: Python does
-        reader = pcsv.open_csv(path if f is None else f, read_options=read, parse_options=parse,
-                               convert_options=convert, memory_pool=_pool(pa))
-        names = [str(i) for i in range(len(reader.schema))] if not header else [
-            str(n) for n in reader.schema.names]
-        builders = [_Builder(n, t, path, pa) for n, t in zip(names, reader.schema.types)]
-        n = 0
-        for batch in reader:
-            n += batch.num_rows
-            for b, arr in zip(builders, batch.columns):
-                b.add(arr)
-            del batch
+        table = pcsv.read_csv(path if f is None else f, read_options=read, parse_options=parse,
+                              convert_options=convert, memory_pool=_pool(pa))
+    except pa.ArrowInvalid as e:
+        raise InputError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
+    except (OSError, EOFError, lzma.LZMAError) as e:
+        raise InputError(f"{path}: unreadable ({getattr(e, 'strerror', None) or e})") from None
     finally:
         if f is not None:
             f.close()
-    if n == 0:
+    if not header:      # Arrow names them f0, f1, ...: positions, as for arrays
+        table = table.rename_columns([str(i) for i in range(table.num_columns)])
+    if table.num_rows == 0:
         raise InputError(f"{path}: a header row and no data" if header else f"{path}: no data")
-    cols = [b.finish() for b in builders]
-    return Table(cols, path)
-
-
-def _retype(message, pa):
-    """``(column index, Arrow type)`` for a column whose type Arrow guessed from the CSV's first
-    block and a later value contradicts ("In CSV column #0: CSV conversion error to int64:
-    invalid value '2.5'"): float64 for a number, else text; None when the message is about
-    something else."""
-    m = re.search(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value "
-                  r"'(.*)'", message)
-    if m is None:
-        return None
-    try:
-        float(m.group(3))
-        number = m.group(2) != "double"
-    except ValueError:
-        number = False
-    return int(m.group(1)), pa.float64() if number else pa.string()
+    holder = [table]
+    del table
+    return _convert(holder, path)
 
 
 def _read_arrow_file(path, kind):
