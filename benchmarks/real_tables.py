@@ -214,7 +214,7 @@ def inventory(names):
                   f"- loaded: {how_loaded(name)}",
                   f"- rows x columns: {df.shape[0]} x {df.shape[1]}; target `{t['target']}` "
                   f"({t['task']}), missing in {int(y.isna().sum())} rows",
-                  f"- dropped by hand for scikit-learn: " +
+                  "- dropped by hand for scikit-learn: " +
                   (", ".join(f"`{c or '(empty header)'}` ({why})"
                              for c, why in t["drop"].items()) or "nothing"),
                   f"- for a data layer: {t['note']}", "",

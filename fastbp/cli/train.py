@@ -9,7 +9,6 @@
 * output: metrics.json, model.npz, training.png (rank 0).
 """
 import argparse
-import hashlib
 import json
 import os
 import signal

@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from .._validation import InputError
-from .tables import Column, Table, _threads
+from .tables import _threads
 
 MIN_FREQUENCY = 5       # a categorical level seen fewer times in training is pooled ("other")
 MAX_ONEHOT = 16         # levels up to which a categorical column is one-hot (else embedded)

@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit
 
 from .._config import INLINE_JIT, JIT
-from .structure import N_IN, W_OFF
+from .structure import N_IN
 from .unowned import flat
 
 X_COL, LEVELS, DIM, P_OFF, A0_COL = range(5)
