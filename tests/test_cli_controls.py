@@ -273,9 +273,9 @@ def test_sample_weight_from_npy_and_its_errors(tmp_path, capsys):
     np.save(tmp_path / "neg.npy", -np.ones(n))
     np.save(tmp_path / "zero.npy", np.zeros(n))
     base = ["train", "--epochs", "1", *QUICK, "--sample-weight"]
-    _fails([*base, str(tmp_path / "short.npy")], capsys, f"{n} weights needed")
-    _fails([*base, str(tmp_path / "neg.npy")], capsys, "finite and >= 0")
-    _fails([*base, str(tmp_path / "zero.npy")], capsys, "every weight is zero")
+    _fails([*base, str(tmp_path / "short.npy")], capsys, f"must hold {n} weights")
+    _fails([*base, str(tmp_path / "neg.npy")], capsys, "must not be negative")
+    _fails([*base, str(tmp_path / "zero.npy")], capsys, "are all zero")
     _fails([*base, str(tmp_path / "missing.npy")], capsys, "missing.npy: no such file")
     _fails([*base, "weights"], capsys, "not a .npy file")
     (tmp_path / "d.csv").write_text("a,b,t\n1,2,3\n4,5,6\n")

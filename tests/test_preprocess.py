@@ -60,9 +60,14 @@ def test_an_index_column_and_user_overrides(tmp_path):
         infer_roles(t, {"label"}, categorical="zip", numeric="zip")
     with pytest.raises(InputError, match="target"):
         infer_roles(t, {"label"}, drop="label")
-    text_numbers = read_table(pd.DataFrame({"n": ["1", "2.5", "x"], "t": [0, 1, 2]}))
-    with pytest.raises(InputError, match="'x' is not a number"):
-        infer_roles(text_numbers, {"t"}, numeric="n")
+    # --numeric reads a text column as numbers, those that are not as missing (and says so)
+    text_numbers = pd.DataFrame({"n": ["1", "2.5", "x", "4"] * 5, "t": [0, 1] * 10})
+    p = prepare(text_numbers, "t", numeric="n", validation_split=0)
+    spec = p.preprocessor.columns[0]
+    assert spec["role"] == "numeric" and spec["indicator"]
+    assert spec["not_numbers"] == {"count": 5, "examples": ["x"], "distinct": 1}
+    assert "n (5 not numbers, as missing: 'x'; missing: + indicator)" in \
+        "\n".join(p.preprocessor.summary())
 
 
 def _reference(df, target, train, min_frequency=5, max_onehot=16):

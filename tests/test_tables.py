@@ -113,9 +113,11 @@ def test_dates_become_days(tmp_path):
 
 def test_arrays_npz_npy(tmp_path):
     X = np.arange(12.0).reshape(4, 3)
-    np.savez(tmp_path / "d.npz", X=X, y=np.array(["a", "b", "a", "b"]), w=np.ones(4))
-    t = read_file(tmp_path / "d.npz")
-    assert t.names == ["0", "1", "2", "y", "w"] and t["y"].kind == "text"
+    np.savez(tmp_path / "d.npz", X=X, y=np.array(["a", "b", "a", "b"]), w=np.ones(4),
+             y_onehot=np.eye(2)[[0, 1, 0, 1]])
+    t = read_file(tmp_path / "d.npz")        # X and y only: other arrays are no features
+    assert t.names == ["0", "1", "2", "y"] and t["y"].kind == "text" and t.target == "y"
+    assert read_file(tmp_path / "d.npz", extra=["w"]).names == ["0", "1", "2", "y", "w"]
     np.save(tmp_path / "x.npy", X)
     assert read_file(tmp_path / "x.npy").names == ["0", "1", "2"]
     t = read_table(X)
@@ -153,9 +155,9 @@ def test_other_bad_inputs(tmp_path):
     (tmp_path / "x.parquet").write_text("not parquet")
     with pytest.raises(InputError, match="not a readable Parquet"):
         read_file(tmp_path / "x.parquet")
-    pq.write_table(pa.table({"l": [[1, 2], [3]]}), tmp_path / "list.parquet")
-    with pytest.raises(InputError, match="'l' has type list"):
-        read_file(tmp_path / "list.parquet")
+    pq.write_table(pa.table({"l": [[1, 2], [3]], "x": [1.0, 2.0]}), tmp_path / "list.parquet")
+    t = read_file(tmp_path / "list.parquet")     # kept to be named and left out
+    assert t["l"].kind == "other" and "list" in t["l"].source
     with pytest.raises(TypeError, match="cannot read a table from int"):
         read_table(3)
 
@@ -168,3 +170,73 @@ def test_decimal_commas_with_semicolons(tmp_path):
     path.write_text("x;y\n1.5;a,b\n2.5;c\n")       # points: commas in text stay text
     t = read_file(path)
     assert t["x"].values.tolist() == [1.5, 2.5] and t["y"].objects().tolist() == ["a,b", "c"]
+
+
+def test_integers_beyond_float64s_exact_range_are_text(tmp_path):
+    path = tmp_path / "ids.csv"
+    path.write_text("id,v\n12345678901234567,1\n12345678901234568,2\n")
+    t = read_file(path)
+    assert t["id"].kind == "text" and t["id"].levels == ["12345678901234567",
+                                                         "12345678901234568"]
+    assert t["v"].objects().tolist() == [1, 2]          # whole numbers come back as ints
+
+
+def test_files_that_are_not_utf8(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("ville,x\nMontr\xe9al,1\nQu\xe9bec,2\n".encode("latin-1"))
+    t = read_file(path)             # not UTF-8: read as Latin-1
+    assert t["ville"].levels == ["Montréal", "Québec"]
+    path.write_bytes("vill\xe9,x\n1,2\n3,4\n".encode("latin-1"))
+    assert read_file(path).names == ["villé", "x"]
+    path.write_bytes("a,x\nb\xe9,1\n".encode("utf-16"))
+    t = read_file(path, encoding="utf-16")
+    assert t["a"].levels == ["bé"]
+
+
+def test_a_pandas_index_in_parquet_is_not_a_column(tmp_path):
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0, 1, 0]}).sample(frac=1, random_state=0)
+    df.to_parquet(tmp_path / "p.parquet")           # a non-range index: written as a column
+    assert read_file(tmp_path / "p.parquet").names == ["x", "y"]
+    assert read_table(pa.Table.from_pandas(df)).names == ["x", "y"]
+
+
+@pytest.mark.parametrize("text,header,names", [
+    ("1,,3\n4,5,6\n7,8,9\n", None, ["0", "1", "2"]),              # a missing field: data
+    ("5.1,3.5,setosa\n4.9,3.0,versicolor\n", None, ["0", "1", "2"]),  # text in the data
+    ("a,b\n1,2\n", None, ["a", "b"]),
+    ("2019,2020\n1,2\n3,4\n", True, ["2019", "2020"]),             # numbers as names: say so
+    ("x,y\n1,2\n", False, ["0", "1"]),
+    ("a, b ,c\n1,2,3\n", None, ["a", "b", "c"]),                   # names stripped
+])
+def test_the_header_row(tmp_path, text, header, names):
+    path = tmp_path / "h.csv"
+    path.write_text(text)
+    assert read_file(path, header=header).names == names
+
+
+def test_headerless_decimal_commas_and_space_delimited(tmp_path):
+    path = tmp_path / "eu.csv"
+    path.write_text("3,14;2,5\n1,5;7\n")
+    t = read_file(path)
+    assert t.names == ["0", "1"] and t["0"].values.tolist() == [3.14, 1.5]
+    path = tmp_path / "s.txt"
+    path.write_text("a b c\n1 2 3\n4 5 6\n")
+    assert read_file(path).names == ["a", "b", "c"]
+
+
+def test_a_header_only_file(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_text("a,b")          # no newline either
+    with pytest.raises(InputError, match="a header row and no data"):
+        read_file(path)
+
+
+def test_only_the_columns_asked_for_are_read(tmp_path):
+    df = pd.DataFrame({"x": [1.0, 2.0], "junk": [[1], [2, 3]], "y": ["a", "b"]})
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp_path / "p.parquet")
+    assert read_file(tmp_path / "p.parquet", columns=["x", "y"]).names == ["x", "y"]
+    assert read_table(df, columns=["y"]).names == ["y"]
+    pd.DataFrame({"x": [1.0], " y ": ["a"], "z": [3]}).to_csv(tmp_path / "c.csv", index=False)
+    assert read_file(tmp_path / "c.csv", columns=["y", "nope"]).names == ["y"]
+    df2 = pd.DataFrame({"c": [1 + 2j, 3j], "x": [1.0, 2.0]})
+    assert read_table(df2)["c"].kind == "other"

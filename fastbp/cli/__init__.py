@@ -84,6 +84,11 @@ def build_parser():
     d.add_argument("--drop", metavar="A,B", help="columns to leave out")
     d.add_argument("--delimiter", metavar="CHAR", help="the CSV's delimiter (default: detected; "
                    "'tab' for a tab)")
+    d.add_argument("--header", metavar="yes|no|auto", help="whether the CSV's first row names "
+                   "the columns (default auto: detected; without one the columns are named 0, "
+                   "1, ...)")
+    d.add_argument("--encoding", metavar="NAME", help="the CSV's text encoding (default UTF-8, "
+                   "or Latin-1 for a file that is not UTF-8)")
     d.add_argument("--max-onehot", type=int, metavar="N", help="a categorical column with at "
                    "most N levels is one-hot encoded, one with more is embedded (default 16)")
     d.add_argument("--min-frequency", type=int, metavar="N", help="categorical levels seen "

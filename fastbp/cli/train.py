@@ -22,6 +22,7 @@ import numpy as np
 
 from .._validation import BadInput
 from ..data.model import build_network
+from ..data.preprocess import column_names
 from ..model.trainer import check_batches
 from . import CHECKPOINT, EXIT_OK, EXIT_SIGNAL, HISTORY, METRICS, MODEL, PLOT, \
     Stopped, UsageError, _layers
@@ -33,7 +34,8 @@ DEFAULTS = dict(data=None, target=None, layers=[64], activation="relu", loss=Non
                 quiet=False, clip_norm=None, schedule=None, early_stopping="auto", min_delta=0.0,
                 class_weight=None, sample_weight=None, skips=None, normalization=None,
                 dropout=0.0, categorical=None, numeric=None, drop=None, delimiter=None,
-                max_onehot=16, min_frequency=5, weight_decay="auto", init="glorot_uniform")
+                max_onehot=16, min_frequency=5, weight_decay="auto", init="glorot_uniform",
+                header=None, encoding=None)
 # the defaults for tables, chosen on ten real tables against scikit-learn (docs/real-tables.md):
 # up to 500 epochs, stopped when the validation loss has not improved for this many
 AUTO_PATIENCE = 30
@@ -138,11 +140,15 @@ def settings(args):
         raise UsageError(f"lr must be a positive number; got {s['lr']!r}")
     if s["dtype"] not in ("float32", "float64"):
         raise UsageError(f"dtype must be float32 or float64; got {s['dtype']!r}")
-    for name in ("data", "target", "out", "loss", "delimiter"):
+    for name in ("data", "target", "out", "loss", "delimiter", "encoding"):
         if s[name] is not None and not isinstance(s[name], str):
             raise UsageError(f"{name} must be a string; got {s[name]!r}")
     for name in ("categorical", "numeric", "drop"):
-        s[name] = _column_names(name, s[name])
+        try:
+            s[name] = column_names(s[name], name) or None
+        except BadInput as e:
+            raise UsageError(str(e)) from None
+    s["header"] = _header(s["header"])
     for name, low in (("max_onehot", 0), ("min_frequency", 1)):
         if not _is_int(s[name]) or s[name] < low:
             raise UsageError(f"{name} must be an integer >= {low}; got {s[name]!r}")
@@ -157,18 +163,18 @@ def settings(args):
     return s, set(given) | set(conf)
 
 
-def _column_names(name, value):
-    """The canonical list of column names of --categorical, --numeric, --drop (None: none):
-    from the flag's comma-separated text or a TOML list."""
-    if value is None:
+def _header(value):
+    """The CSV header setting: None (detect), True or False, from auto/yes/no or a boolean."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("auto", "detect"):
         return None
-    if isinstance(value, str):
-        names = [v.strip() for v in value.split(",") if v.strip()]
-    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-        names = list(value)
-    else:
-        raise UsageError(f"{name} takes column names (a,b or a TOML list); got {value!r}")
-    return names or None
+    if text in ("yes", "true", "1"):
+        return True
+    if text in ("no", "false", "0"):
+        return False
+    raise UsageError(f"header must be yes, no or auto; got {value!r}")
 
 
 # -- the network's structure: --activation, --skips, --normalization, --dropout -----------------
@@ -692,35 +698,31 @@ class Data:
 
 def load_data(s):
     """The run's data: ``--data`` (or the embedded digits) through the data layer: the target
-    (``--target``: a column, default the last; for ``.npy`` data a ``y.npy`` file), the columns'
-    roles, rows without a target dropped, the split, the preprocessor fitted on the training
-    rows."""
+    (``--target``: a column, default the last, or an .npz's y; for ``.npy`` data a ``y.npy``
+    file), the columns' roles, rows without a target dropped, the split, the preprocessor
+    fitted on the training rows."""
     from ..data import prepare
-    from ..data.tables import Table, _array_column, _array_columns, load_npy, read_file
+    from ..data.tables import arrays_table, load_npy, read_file
     dtype = np.dtype(s["dtype"])
     target, weight = s["target"], s["sample_weight"]
-    if s["data"]:
-        source = s["data"]
-        table = read_file(source, s["delimiter"])
-        if target is not None and target not in table and target.lower().endswith(".npy"):
-            if not os.path.exists(target):
-                raise UsageError(f"--target {target}: no such file")
-            table = _with_column(table, _array_column("y", _one_column(load_npy(target), target),
-                                                      target))
-            target = "y"
-        elif source.lower().endswith(".npy") and target is None:
-            raise UsageError(f"{source}: a .npy holds X only; pass the targets with "
-                             f"--target y.npy")
-        elif source.lower().endswith(".npz") and target is None:
-            if "y" not in table:
-                raise UsageError(f"{source}: needs arrays X and y; found no y")
-            target = "y"
-    else:
+    source = s["data"]
+    if not source:
         from ..datasets import load_digits
         source = "digits (embedded)"
-        X, y = load_digits(dtype)
-        table = Table(_array_columns(X, source) + [_array_column("y", y, source)], source)
+        table = arrays_table(*load_digits(dtype), source)
+    elif source.lower().endswith(".npy"):      # X alone; y from --target y.npy
+        if target is None or not target.lower().endswith(".npy"):
+            raise UsageError(f"{source}: a .npy holds X only; pass the targets with "
+                             f"--target y.npy")
+        if not os.path.exists(target):
+            raise UsageError(f"--target {target}: no such file")
+        table = arrays_table(read_file(source), _one_column(load_npy(target), target), source)
         target = "y"
+    else:
+        extra = [weight] if weight is not None and not weight.lower().endswith(".npy") else []
+        table = read_file(source, s["delimiter"], s["header"], s["encoding"], extra=extra)
+        if source.lower().endswith(".npz") and target is None and table.target is None:
+            raise UsageError(f"{source}: needs arrays X and y; found no y")
     if weight is not None and weight not in table:
         if not weight.lower().endswith(".npy"):
             raise UsageError(f"--sample-weight {weight}: {source} has no such column (its "
@@ -728,14 +730,11 @@ def load_data(s):
         if not os.path.exists(weight):
             raise UsageError(f"--sample-weight {weight}: no such file")
         weight = _one_column(load_npy(weight), weight)
-        if weight.ndim != 1 or len(weight) != table.n_rows:
-            raise UsageError(f"--sample-weight {s['sample_weight']}: {table.n_rows} weights "
-                             f"needed (one per row); got shape {weight.shape}")
     if target is not None and target not in table:
         raise UsageError(f"{source}: no column {target!r}; the columns are "
                          f"{_clip_names(table.names)}")
     if target is None:
-        target = table.names[-1]
+        target = table.target or table.names[-1]
         if isinstance(weight, str) and weight == target:
             raise UsageError(f"{source}: the sample weights are column {weight!r}, the last "
                              f"one, which is the target unless --target names another (a "
@@ -758,15 +757,6 @@ def _one_column(a, source):
         raise UsageError(f"{source}: one value per row needed; got shape {a.shape} (fastbp train "
                          f"takes one target column)")
     return a
-
-
-def _with_column(table, col):
-    from ..data.tables import Table
-    if col.name in table:
-        table = table.without([col.name])
-    if len(col) != table.n_rows:
-        raise UsageError(f"X has {table.n_rows} rows but y has {len(col)}")
-    return Table(table.columns + [col], table.source)
 
 
 def _clip_names(names, n=20):

@@ -240,11 +240,17 @@ def prepare(data, target=None, *, categorical=(), numeric=(), drop=(), loss=None
     fitted on the training rows only, the matrices in ``dtype``.  ``sample_weight``: the name
     of a column of weights (not a feature then), or an array of one weight per row.  Returns a
     :class:`Prepared`."""
+    from .._validation import check_dtype, check_float, check_int
+    dtype = check_dtype(dtype)
+    validation_split = check_float("validation_split", validation_split, 0, 1, high_open=True)
+    seed = check_int("seed", seed, 0)
+    max_onehot = None if max_onehot is None else check_int("max_onehot", max_onehot, 0)
+    min_frequency = None if min_frequency is None else check_int("min_frequency", min_frequency)
     table = read_table(data, delimiter)
     if not table.columns:
         raise InputError(f"{table.source}: no columns")
-    if target is None:
-        target = table.names[-1]
+    if target is None:      # the source's own (an .npz's y), else the last column
+        target = table.target if table.target in table else table.names[-1]
     elif target not in table:
         raise InputError(f"{table.source}: no column {target!r}; the columns are {table.names}")
     exclude = {target}
@@ -259,18 +265,16 @@ def prepare(data, target=None, *, categorical=(), numeric=(), drop=(), loss=None
         col = table[sample_weight]
         if col.kind == "text":
             raise InputError(f"sample weights {sample_weight!r}: the weights must be numbers")
-        weights = col.values
+        weights = _check_weights(col.values, table.n_rows, f"column {sample_weight!r}")
         exclude.add(sample_weight)
     elif sample_weight is not None:
-        weights = np.asarray(sample_weight)
+        weights = _check_weights(sample_weight, table.n_rows, "sample_weight")
     roles = infer_roles(table, exclude, categorical, numeric, drop)
     present = ~table[target].missing
     with_target = np.flatnonzero(present)
     if with_target.size < 2:
         raise InputError(f"{table.source}: {with_target.size} rows have a target "
                          f"({target!r}): too few to train on")
-    if weights is not None:
-        weights = _check_weights(weights, table.n_rows, sample_weight)
     pre = Preprocessor(**{k: v for k, v in (("max_onehot", max_onehot),
                                              ("min_frequency", min_frequency))
                           if v is not None}, scale=scale)
@@ -294,7 +298,7 @@ def prepare(data, target=None, *, categorical=(), numeric=(), drop=(), loss=None
         val = (pre.transform(table, dtype, rows=val_rows), y_all[where[val_rows]])
     wtr = None if weights is None else weights[train_rows]
     if wtr is not None and not wtr.any():
-        raise InputError(f"sample weights {sample_weight!r}: every training weight is zero")
+        raise InputError("sample weights: every training row's weight is zero")
     notes = []
     if weights is not None:
         notes.append(f"  sample weights: {sample_weight if isinstance(sample_weight, str) else 'given'}")
@@ -303,20 +307,10 @@ def prepare(data, target=None, *, categorical=(), numeric=(), drop=(), loss=None
 
 
 def _check_weights(w, n, source):
-    """The sample weights as float64, checked: one finite number >= 0 per row."""
+    """The sample weights as float64, checked: one finite number >= 0 per row (``source``
+    names them in a refusal)."""
+    from .._validation import check_weights
     w = np.asarray(w)
     if w.ndim == 2 and w.shape[1] == 1:
         w = w[:, 0]
-    if w.dtype.kind not in "biuf":
-        raise InputError(f"sample weights {source}: the weights must be numbers; got dtype "
-                         f"{w.dtype}")
-    if w.ndim != 1 or len(w) != n:
-        raise InputError(f"sample weights {source}: {n} weights needed (one per row); got shape "
-                         f"{w.shape}")
-    w = w.astype(np.float64)
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise InputError(f"sample weights {source}: the weights must be finite and >= 0 (none "
-                         f"missing)")
-    if not w.any():
-        raise InputError(f"sample weights {source}: every weight is zero")
-    return w
+    return check_weights(f"sample weights ({source})", w, n, np.float64)

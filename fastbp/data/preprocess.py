@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from .._validation import InputError
-from .tables import _threads
+from .tables import Column, _threads
 
 MIN_FREQUENCY = 5       # a categorical level seen fewer times in training is pooled ("other")
 MAX_ONEHOT = 16         # levels up to which a categorical column is one-hot (else embedded)
@@ -48,29 +48,33 @@ def embedding_dim(n_levels):
 
 
 # -- roles -----------------------------------------------------------------------------------
-def _names(value, what):
-    """A list of column names from a comma-separated string or a sequence."""
+def column_names(value, what):
+    """A list of column names from a comma-separated string or a sequence of strings (None:
+    none); ``what`` names the setting in the message of a refusal."""
     if value is None:
         return []
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise InputError(f"{what} takes column names (a,b or a list); got {value!r}")
     out = []
     for v in value:
         if not isinstance(v, str):
-            raise InputError(f"{what} takes column names; got {v!r}")
-        out.append(v)
+            raise InputError(f"{what} takes column names (a,b or a list); got {v!r}")
+        out.append(v.strip())
     return out
 
 
 def _boolean_levels(levels, used):
     """``(true spellings, false spellings)`` when the used text levels are one of the
-    :data:`BOOLEANS` pairs (any case), else None."""
+    :data:`BOOLEANS` pairs (any case), else None; each list holds the pair's word in lower
+    case too, seen or not (a column of "no" and blanks still reads "yes" as true)."""
     words = {levels[i].lower() for i in np.flatnonzero(used)}
     for t, f in BOOLEANS:
         if words and words <= {t, f}:
-            trues = sorted(levels[i] for i in np.flatnonzero(used) if levels[i].lower() == t)
-            falses = sorted(levels[i] for i in np.flatnonzero(used) if levels[i].lower() == f)
-            return trues, falses
+            trues = {levels[i] for i in np.flatnonzero(used) if levels[i].lower() == t} | {t}
+            falses = {levels[i] for i in np.flatnonzero(used) if levels[i].lower() == f} | {f}
+            return sorted(trues), sorted(falses)
     return None
 
 
@@ -87,8 +91,8 @@ def infer_roles(table, exclude=(), categorical=(), numeric=(), drop=()):
     sample weights), with the reason of each dropped one: roles are ``"numeric"``,
     ``"boolean"``, ``"categorical"`` or ``("dropped", reason)``.  ``categorical``, ``numeric``,
     ``drop``: column names the user gave (each must exist)."""
-    categorical, numeric, drop = (_names(categorical, "categorical"), _names(numeric, "numeric"),
-                                  _names(drop, "drop"))
+    categorical, numeric, drop = (column_names(categorical, "categorical"),
+                                  column_names(numeric, "numeric"), column_names(drop, "drop"))
     for what, names in (("categorical", categorical), ("numeric", numeric), ("drop", drop)):
         for n in names:
             if n not in table:
@@ -111,8 +115,13 @@ def infer_roles(table, exclude=(), categorical=(), numeric=(), drop=()):
     return roles
 
 
+NUMERIC_SHARE = 0.9     # a text column whose values are this share numbers is numeric
+
+
 def _role(col, as_categorical, as_numeric):
     n = len(col)
+    if col.kind == "other":
+        return ("dropped", f"its type {col.source} is not used")
     miss = col.missing
     n_missing = int(miss.sum())
     if n_missing == n:
@@ -122,7 +131,6 @@ def _role(col, as_categorical, as_numeric):
         used = counts > 0
         n_used = int(used.sum())
         if as_numeric:
-            _parse_numbers(col)        # refuses a level that is not a number
             return "numeric"
         if as_categorical:
             return "categorical"
@@ -130,6 +138,9 @@ def _role(col, as_categorical, as_numeric):
             return "boolean" if n_used > 1 or n_missing else ("dropped", "constant")
         if n_used == 1 and not n_missing:
             return ("dropped", f"constant: always {col.levels[int(np.argmax(used))]!r}")
+        numbers = ~np.isnan(level_numbers(col.levels))
+        if counts[numbers].sum() >= NUMERIC_SHARE * counts.sum():
+            return "numeric"        # numbers with a stray token or two ("n.a.", "-")
         if n_used > ID_MIN_DISTINCT and n_used >= ID_FRACTION * (n - n_missing):
             return ("dropped", f"id-like: {n_used} distinct values in {n - n_missing} rows")
         return "categorical"
@@ -152,24 +163,39 @@ def _role(col, as_categorical, as_numeric):
         return "boolean"
     if integral and _row_counter(v):
         return ("dropped", f"id-like: counts the rows ({v[0]:g}, {v[1]:g}, {v[2]:g}, ...)")
-    if integral and col.name.strip().lower() in INDEX_NAMES or col.name.lower().startswith(
-            "unnamed:"):
-        if integral and np.unique(finite).shape[0] == finite.shape[0] == n:
+    named = col.name.strip().lower()
+    if integral and (named in INDEX_NAMES or named.startswith("unnamed:")):
+        if np.unique(finite).shape[0] == finite.shape[0] == n:
             return ("dropped", "id-like: an index column (distinct whole numbers)")
     return "numeric"
 
 
-def _parse_numbers(col):
-    """float64 values of a text column whose levels are numbers (NaN where missing)."""
-    vals = np.empty(len(col.levels) + 1)
-    for i, s in enumerate(col.levels):
+def level_numbers(levels):
+    """Each text level's number (NaN where it is not one)."""
+    out = np.empty(len(levels))
+    for i, s in enumerate(levels):
         try:
-            vals[i] = float(s)
+            out[i] = float(s)
         except ValueError:
-            raise InputError(f"column {col.name!r}: {s!r} is not a number (the column is "
-                             f"numeric)") from None
-    vals[-1] = np.nan
+            out[i] = np.nan
+    return out
+
+
+def _parse_numbers(col):
+    """float64 values of a text column read as numbers: NaN where missing or not a number."""
+    vals = np.append(level_numbers(col.levels), np.nan)
     return vals[np.where(col.values < 0, len(col.levels), col.values)]
+
+
+def _not_numbers(col):
+    """``{"count", "examples", "distinct"}`` of a text column's values that are not numbers
+    (how many, the three most frequent, how many different ones)."""
+    miss = col.values < 0
+    counts = np.bincount(col.values[~miss], minlength=len(col.levels))
+    bad = np.flatnonzero(np.isnan(level_numbers(col.levels)) & (counts > 0))
+    order = bad[np.argsort(-counts[bad], kind="stable")]
+    return {"count": int(counts[bad].sum()), "examples": [col.levels[i] for i in order[:3]],
+            "distinct": int(bad.size)}
 
 
 # -- level matching -------------------------------------------------------------------------
@@ -202,6 +228,13 @@ def _index(col, levels, numeric):
     if col.kind == "text":
         lut = np.array([where.get(_key(s, numeric), -2) for s in col.levels] + [-1], np.int64)
         return lut[np.where(col.values < 0, len(col.levels), col.values)]
+    if col.kind == "bool" and not numeric:      # True/False in a file read as booleans
+        spelt = {str(v).lower(): i for i, v in enumerate(levels)}
+        col = Column(col.name, "text", np.where(np.isnan(col.values), -1,
+                                                col.values).astype(np.int32),
+                     ["false", "true"], col.source)
+        lut = np.array([spelt.get("false", -2), spelt.get("true", -2), -1], np.int64)
+        return lut[np.where(col.values < 0, 2, col.values)]
     v = col.values
     miss = np.isnan(v)
     out = np.full(v.shape[0], -1, np.int64)
@@ -272,24 +305,36 @@ def _label_values(col):
     return labels, idx
 
 
+def _finite_target(name, v, rows=None):
+    """Refuse an infinite target value, naming the column and the row."""
+    bad = np.isinf(v)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        where = f"row {int(rows[r]) + 1}" if rows is not None else "a row"
+        raise InputError(f"target {name!r} holds an infinite value ({where})")
+
+
 def choose_task(col, loss=None):
-    """``(task, loss)`` for the target column ``col``: text and boolean targets, and whole
-    numbers with at most :data:`MAX_INT_CLASSES` distinct values (and at most a fifth of the
-    rows), are classified (cross-entropy); anything else is regressed (squared error), unless
-    ``loss`` says."""
+    """``(task, loss)`` for the target column ``col``: text (unless every value is a number)
+    and boolean targets, and whole numbers with at most :data:`MAX_INT_CLASSES` distinct
+    values (and at most a fifth of the rows), are classified (cross-entropy); anything else is
+    regressed (squared error), unless ``loss`` says."""
+    numbers = col.kind == "number" or (col.kind == "text" and col.levels and not np.isnan(
+        level_numbers(col.levels)).any())
     if loss is not None:
         if loss in CLASSIFICATION_LOSSES:
             return "classification", loss
         if loss in REGRESSION_LOSSES:
-            if col.kind == "text":
-                raise InputError(f"target {col.name!r} holds text (labels): loss {loss} needs "
-                                 f"numbers")
+            if not numbers:
+                raise InputError(f"target {col.name!r} holds labels, not numbers: loss {loss} "
+                                 f"needs numbers")
             return "regression", loss
         raise InputError(f"unknown loss {loss!r}; expected cross_entropy, binary_cross_entropy, "
                          f"squared_error or poisson")
-    if col.kind in ("text", "bool"):
+    if col.kind == "bool" or not numbers:
         return "classification", "cross_entropy"
-    v = col.values[~np.isnan(col.values)]
+    v = _numeric_values(col)
+    v = v[~np.isnan(v)]
     if v.size and np.all(v == np.round(v)):
         k = np.unique(v).shape[0]
         if k <= MAX_INT_CLASSES and k <= max(2, v.shape[0] // 5):
@@ -318,34 +363,39 @@ class Preprocessor:
         """Fit on ``rows`` of ``table`` (the training rows; None: all) with the ``roles`` of
         :func:`infer_roles`; ``target``: the target column's name (None: no target).  The
         classes of a classifier come from ``all_rows`` (the rows with a target; None: all)."""
-        self.columns, self.dropped = [], []
+        columns, dropped = [], []         # assigned at the end: a refused fit changes nothing
         for col in table.columns:
             role = roles.get(col.name)
             if role is None:
                 continue
             if isinstance(role, tuple):
-                self.dropped.append({"name": col.name, "reason": role[1]})
+                dropped.append({"name": col.name, "reason": role[1]})
                 continue
             c = col if rows is None else col.take(rows)     # one column at a time
             if role == "categorical":
-                self.columns.append(self._fit_categorical(c))
+                columns.append(self._fit_categorical(c))
             elif role == "boolean":
                 spec = {"name": col.name, "role": "boolean"}
                 if c.kind == "text":
                     counts = np.bincount(col.values[col.values >= 0], minlength=len(col.levels))
                     t, f = _boolean_levels(col.levels, counts > 0)
                     spec["true"], spec["false"] = t, f
-                self.columns.append(self._fit_numeric(spec, _boolean_values(c, spec)))
+                columns.append(self._fit_numeric(spec, _boolean_values(c, spec)))
             else:
-                self.columns.append(self._fit_numeric({"name": col.name, "role": "numeric"},
-                                                      _numeric_values(c)))
-        if not self.columns:
+                spec = {"name": col.name, "role": "numeric"}
+                if c.kind == "text":        # numbers with a few that are not
+                    bad = _not_numbers(c)
+                    if bad["count"]:
+                        spec["not_numbers"] = bad
+                columns.append(self._fit_numeric(spec, _numeric_values(c)))
+        if not columns:
             raise InputError(f"{table.source}: no feature columns are left (dropped: "
-                             + ", ".join(f"{d['name']} ({d['reason']})" for d in self.dropped)
-                             + ")" if self.dropped else f"{table.source}: no feature columns")
-        self.target = None
+                             + ", ".join(f"{d['name']} ({d['reason']})" for d in dropped)
+                             + ")" if dropped else f"{table.source}: no feature columns")
+        fitted = None
         if target is not None:
-            self.target = self._fit_target(table[target], rows, loss, all_rows)
+            fitted = self._fit_target(table[target], rows, loss, all_rows)
+        self.columns, self.dropped, self.target = columns, dropped, fitted
         return self
 
     def _fit_numeric(self, spec, v):
@@ -358,8 +408,6 @@ class Preprocessor:
         if not std > 0 or not math.isfinite(std):
             std = 1.0
         spec.update(mean=mean, std=std, indicator=bool(present.size < v.size))
-        if not present.size and self.scale:
-            spec["mean"] = 0.0
         return spec
 
     def _fit_categorical(self, c):
@@ -406,11 +454,17 @@ class Preprocessor:
             if loss == "binary_cross_entropy" and len(labels) != 2:
                 raise InputError(f"loss binary_cross_entropy needs two classes; target "
                                  f"{col.name!r} has {len(labels)}")
+            n = int((idx >= 0).sum())
+            if len(labels) > MAX_INT_CLASSES and len(labels) > n // 2:
+                raise InputError(f"target {col.name!r} has {len(labels)} distinct labels in {n} "
+                                 f"rows: a classifier needs several rows per class (an id? "
+                                 f"give another --target)")
             t["classes"] = labels
         else:
             v = _numeric_values(col)
             v = v if rows is None else v[rows]
             v = v[~np.isnan(v)]
+            _finite_target(col.name, v)
             if loss == "poisson":
                 if np.any(v < 0):
                     raise InputError(f"loss poisson needs targets >= 0; {col.name!r} has "
@@ -595,6 +649,7 @@ class Preprocessor:
             return y, present
         v = _numeric_values(col)
         present = ~np.isnan(v)
+        _finite_target(t["name"], v[present], np.flatnonzero(present))
         return ((v[present] - t["mean"]) / t["std"]).astype(dtype), present
 
     def _label_index(self, col):
@@ -670,8 +725,17 @@ class Preprocessor:
                 extra = (" + rare pooled" if c["other"] else "") + (
                     " + missing" if c["missing"] else "")
                 text += f" ({k} levels{extra}, {how})"
-            elif c["indicator"]:
-                text += " (missing: + indicator)"
+            else:
+                notes = []
+                if c.get("not_numbers"):
+                    bad = c["not_numbers"]
+                    notes.append(f"{bad['count']} not numbers, as missing: "
+                                 + ", ".join(repr(e) for e in bad["examples"])
+                                 + (", ..." if bad["distinct"] > len(bad["examples"]) else ""))
+                if c["indicator"]:
+                    notes.append("missing: + indicator")
+                if notes:
+                    text += f" ({'; '.join(notes)})"
             by[c["role"]].append(text)
         lines = []
         for role in ("numeric", "boolean", "categorical"):
