@@ -245,7 +245,7 @@ def test_predict_and_evaluate(tmp_path, capsys):
     assert list(np.load(tmp_path / "p.npy")) == pred
     assert main(["evaluate", "--model", str(run), "--data", str(tmp_path / "d.npz")]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["accuracy"] > 0.9 and res["samples"] == 300 and res["loss"] > 0
+    assert res["accuracy"] > 0.9 and res["n"] == 300 and res["log_loss"] > 0
     assert res["n"] == 300 and np.sum(res["confusion_matrix"]) == 300
 
 

@@ -117,7 +117,7 @@ def test_residual_batch_norm_dropout_trains_and_predicts(tmp_path, capsys):
     assert main(["evaluate", "--model", str(out / "model.npz"),
                  "--data", str(tmp_path / "digits.npz")]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["samples"] == len(X) and res["accuracy"] == pytest.approx(np.mean(pred == y))
+    assert res["n"] == len(X) and res["accuracy"] == pytest.approx(np.mean(pred == y))
 
 
 # -- --config keys -------------------------------------------------------------------------------

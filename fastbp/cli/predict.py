@@ -34,8 +34,10 @@ def predict(args):
     from ..data.tables import read_file, write_table
     from ..data.model import Model
     model = _load_model(args.model)
-    table = read_file(args.data, getattr(args, "delimiter", None))
     ident = getattr(args, "id", None)
+    needed = (model.feature_names_in_ + ([ident] if ident else [])
+              if isinstance(model, Model) else None)
+    table = read_file(args.data, getattr(args, "delimiter", None), columns=needed)
     if ident is not None and ident not in table:
         raise UsageError(f"--id {ident}: {args.data} has no such column; the columns are "
                          f"{table.names}")
@@ -92,43 +94,42 @@ def _write(path, write):
 
 
 def evaluate(args):
-    from ..data.tables import read_file
+    from ..data.tables import Table, read_file
     from ..data.model import Model
     model = _load_model(args.model)
-    table = read_file(args.data, getattr(args, "delimiter", None))
-    if isinstance(model, Model):
-        if args.target is not None and args.target != model.target:
-            if args.target not in table:
-                raise UsageError(f"--target {args.target}: {args.data} has no such column")
-            from ..data.tables import Table
-            col = table[args.target]
-            col.name = model.target
-            table = Table([c for c in table.columns if c.name not in (args.target, model.target)]
-                          + [col], table.source)
-        result = model.evaluate(table)
-    else:
-        result = _evaluate_bare(model, table, args)
-    result["samples"] = result.get("n")
-    print(json.dumps(result))
+    delimiter = getattr(args, "delimiter", None)
+    if not isinstance(model, Model):
+        print(json.dumps(_evaluate_bare(model, read_file(args.data, delimiter), args)))
+        return EXIT_OK
+    target = args.target or model.target
+    table = read_file(args.data, delimiter, columns=model.feature_names_in_ + [target])
+    if target not in table:
+        raise UsageError(f"{args.data}: no target column {target!r}" + (
+            "" if args.target else " (--target names it when it is called otherwise)"))
+    if target != model.target:      # the target under another name
+        col = table[target]
+        col.name = model.target
+        table = Table([c for c in table.columns if c.name not in (target, model.target)]
+                      + [col], table.source)
+    print(json.dumps(model.evaluate(table)))
     return EXIT_OK
 
 
 def _evaluate_bare(net, table, args):
-    """A bare network's loss and accuracy (softmax outputs) or mse on a numeric table whose
-    last column (or ``--target``) is the target."""
+    """A bare network's (``Network.save``: no preprocessing, no labels) accuracy (softmax
+    outputs: class indices in the target column) or mse on a numeric table whose last column
+    (or ``--target``) is the target."""
     target = args.target or table.names[-1]
     if target not in table:
         raise UsageError(f"{args.data}: no column {target!r}")
+    col = table[target]
+    if col.kind != "number":
+        raise UsageError(f"{args.data}: the target {target!r} holds labels, and this model file "
+                         f"is a bare network (Network.save) with no class labels: evaluate a "
+                         f"run of fastbp train")
     X = _bare(net, table, target)
-    y = table[target].values
+    y = col.values
+    out = net.predict(X)
     if net.output_activation == "softmax":
-        loss = "cross_entropy"
-        out = net.predict(X)
-        result = {"accuracy": float((out.argmax(1) == y).mean())}
-    else:
-        loss = None
-        out = net.predict(X)
-        result = {"mse": float(((out - y.reshape(out.shape)) ** 2).mean())}
-    result["loss"] = float(net.loss(X, y.astype(np.int64) if loss else y, loss=loss))
-    result["n"] = int(len(y))
-    return result
+        return {"accuracy": float((out.argmax(1) == y).mean()), "n": int(len(y))}
+    return {"mse": float(((out - y.reshape(out.shape)) ** 2).mean()), "n": int(len(y))}

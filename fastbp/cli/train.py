@@ -1060,7 +1060,7 @@ def write_output(s, data, run, seconds):
     for key in ("accuracy", "val_accuracy"):    # the last epoch's, for a classifier's loss
         if key in last:
             metrics[key] = last[key]
-    metrics.update({f"{where}_{k}": v for k, v in scores.items() if k not in ("loss", "n")})
+    metrics.update({f"{where}_{k}": v for k, v in scores.items() if k not in ("n", "classes")})
     metrics.update({"epochs": s["epochs"], "epochs_trained": len(records),
                     "train_samples": len(data.Xtr), "seconds_this_run": seconds,
                     "compile_seconds": run.compile_seconds, "classes": data.classes,

@@ -55,7 +55,7 @@ class Model:
 
     def transform(self, data, delimiter=None):
         """The network's input matrix for the rows of ``data``."""
-        table = read_table(data, delimiter)
+        table = read_table(data, delimiter, columns=self.feature_names_in_)
         return self.preprocessor.transform(table, self.network.dtype)
 
     def _outputs(self, data):
@@ -75,9 +75,9 @@ class Model:
     def evaluate(self, data, delimiter=None):
         """The metrics of the model on ``data``, which holds the target column (rows without a
         target are left out): a classifier's accuracy, balanced_accuracy, f1_macro, log_loss,
-        roc_auc, confusion_matrix; a regressor's mse, rmse, mae, r2 in the target's units;
-        ``loss`` (the training loss's mean) and ``n``."""
-        table = read_table(data, delimiter)
+        roc_auc, confusion_matrix (rows: the true classes, in ``classes``' order) and classes; a
+        regressor's mse, rmse, mae, r2 in the target's units; ``n``, the rows evaluated."""
+        table = read_table(data, delimiter, columns=self.feature_names_in_ + [self.target])
         pre = self.preprocessor
         y, present = pre.encode_target(table, self.network.dtype)
         if not present.any():
@@ -120,14 +120,11 @@ def evaluate_outputs(net, pre, X, y):
     from .metrics import classification_metrics, regression_metrics
     t = pre.target
     out = net.predict(X)
-    result = {"loss": float(net.loss(X, y, loss=t["loss"]))}
     if t["task"] == "classification":
         labels = y[:, 0].astype(np.int64) if y.ndim == 2 else y
-        result.update(classification_metrics(labels, pre.probabilities(out)))
-    else:
-        truth = y.astype(np.float64) * t["std"] + t["mean"]
-        result.update(regression_metrics(truth, pre.decode(out)))
-    return result
+        return classification_metrics(labels, pre.probabilities(out), t["classes"])
+    truth = y.astype(np.float64) * t["std"] + t["mean"]
+    return regression_metrics(truth, pre.decode(out))
 
 
 def _typed(values):
