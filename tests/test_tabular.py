@@ -8,7 +8,7 @@ import pytest
 
 import fastbp
 from fastbp.cli import main
-from fastbp.data import Model, prepare
+from fastbp.data import Model, Preprocessor, prepare
 from fastbp.data.model import build_network
 
 from messy import messy_frame
@@ -230,3 +230,58 @@ def test_the_table_defaults_and_their_flags(messy, tmp_path, capsys):
                                 ("--init", "zeros", "init must be one of")]:
         assert main(["train", *data, flag, value]) == 2
         assert needle in capsys.readouterr().err
+
+
+def _feeds(sess, df):
+    """ONNX inputs from a DataFrame's columns, as the exported graph documents them."""
+    feeds = {}
+    for i in sess.get_inputs():
+        col = df[i.name]
+        if i.type == "tensor(string)":
+            feeds[i.name] = col.map(lambda v: "" if v is None or v != v else str(v).strip()) \
+                .to_numpy(object).reshape(-1, 1)
+        else:
+            feeds[i.name] = pd.to_numeric(col, errors="coerce").astype(float) \
+                .to_numpy().reshape(-1, 1)
+    return feeds
+
+
+@pytest.mark.parametrize("target", ["label", "price", "flag", "count"])
+def test_onnx_of_every_kind_of_column_equals_predict(tmp_path, target):
+    """Embedded and one-hot text categories, an integer category with missing values, a text
+    boolean seen only as "no" and blanks, a column named like an internal tensor, batch norm,
+    and string, bool, int and float targets."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    rng = np.random.default_rng(3)
+    df = messy_frame(300, seed=11, levels=400)
+    df["zip"] = rng.choice([75001.0, 69002.0, 13003.0, np.nan], 300)
+    df["gate"] = rng.choice(["no", None], 300)
+    df["features"] = rng.normal(size=300)           # the name of the graph's inner matrix
+    df["flag"] = df["price"] > df["price"].median()
+    df["count"] = rng.integers(0, 4, 300)
+    drop = [c for c in ("label", "price", "flag", "count") if c != target]
+    p = prepare(df.drop(columns=drop), target, categorical="zip", max_onehot=4, seed=0)
+    pre = p.preprocessor
+    assert pre.embeddings and any(c["name"] == "zip" for c in pre.columns)
+    net = build_network(pre, [8], seed=0, normalization="batch")
+    fastbp.Trainer(net, loss=pre.target["loss"], epochs=3, seed=0, learning_rate=0.01,
+                   batch_size=25).fit(p.Xtr, p.ytr)
+    model = Model(net, pre)
+    path = tmp_path / "m.onnx"
+    model.to_onnx(path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    test = df.drop(columns=drop).iloc[::3]
+    got = sess.run(None, _feeds(sess, test))
+    if pre.task == "classification":
+        label, proba = got
+        np.testing.assert_allclose(proba, model.predict_proba(test), rtol=1e-5, atol=1e-6)
+        assert list(label) == list(model.predict(test))
+    else:
+        np.testing.assert_allclose(got[0], model.predict(test), rtol=1e-5)
+    # a column named like an output cannot be exported
+    bad = Model(net, pre)
+    bad.preprocessor = Preprocessor.from_json(pre.to_json())
+    bad.preprocessor.columns[0]["name"] = "prediction"
+    with pytest.raises(ValueError, match="name of an output"):
+        bad.to_onnx(tmp_path / "bad.onnx")

@@ -11,10 +11,13 @@ numeric                     DOUBLE              NaN
 boolean (numbers, bool)     DOUBLE (0 / 1)      NaN
 boolean (text: yes/no ...)  STRING              "" (any other unknown text too)
 categorical (text)          STRING              ""
-categorical (numbers)       INT64               (cannot be missing)
+categorical (numbers)       DOUBLE              NaN
 ==========================  ==================  =============================================
 
-A categorical level the model has not seen maps to its "other" level, as in Python.  Outputs:
+A categorical level the model has not seen maps to its "other" level, as in Python.  Text is
+matched as it is fed: strip surrounding spaces first (Python's reader does; the graph cannot).
+A column named like an output (``label``, ``probabilities``, ``prediction``) cannot be
+exported: rename it.  Outputs:
 a classifier's ``"label"`` (``["batch"]``: STRING, INT64, DOUBLE or BOOL, the classes' type)
 and ``"probabilities"`` (``["batch", n_classes]``, in the network's dtype, columns in
 ``classes_`` order); a regressor's ``"prediction"`` (``["batch"]``, DOUBLE, in the target's
@@ -34,16 +37,15 @@ FEATURES = "features"       # the preprocessed matrix, the network's input
 
 
 def _column_input(onnx, spec):
-    """``(ONNX element type, kind)`` of a column's graph input: kind "number", "text" or
-    "int"."""
+    """``(ONNX element type, kind)`` of a column's graph input: kind "number" or "text"."""
     T = onnx.TensorProto
     if spec["role"] == "categorical":
         if not spec["numeric_levels"]:
             return T.STRING, "text"
-        if not all(float(v).is_integer() for v in spec["levels"]):
-            raise InputError(f"column {spec['name']!r}: categorical levels that are not whole "
-                             f"numbers cannot be exported")
-        return T.INT64, "int"
+        if any(float(np.float32(v)) != float(v) for v in spec["levels"]):
+            raise InputError(f"column {spec['name']!r}: a categorical level is not exact in "
+                             f"float32 (ONNX's LabelEncoder keys): cannot be exported")
+        return T.DOUBLE, "number"
     if spec["role"] == "boolean" and "true" in spec:
         return T.STRING, "text"
     return T.DOUBLE, "number"
@@ -67,22 +69,16 @@ def _elem(g):
 
 
 def _boolean_text(g, x, spec, p):
-    """A text boolean as 0/1 doubles (NaN: missing or unknown text)."""
-    keys, values = [], []
-    for word in spec["true"]:
-        keys.append(word)
-        values.append(1.0)
-    for word in spec["false"]:
-        keys.append(word)
-        values.append(0.0)
-    # the spellings of every case the Python path accepts for these words
-    for k, v in list(zip(keys, values)):
-        for variant in (k.lower(), k.upper(), k.capitalize()):
-            if variant not in keys:
-                keys.append(variant)
-                values.append(v)
-    f = g.node("LabelEncoder", [x], f"{p}.bool", domain=ML_DOMAIN, keys_strings=keys,
-               values_floats=values, default_float=float("nan"))
+    """A text boolean as 0/1 doubles (NaN: missing or unknown text), with the spellings
+    :func:`fastbp.data.preprocess._boolean_values` takes."""
+    pairs = {}
+    for words, value in ((spec["true"] + ["true", "1", "1.0"], 1.0),
+                         (spec["false"] + ["false", "0", "0.0"], 0.0)):
+        for w in words:
+            for variant in (w, w.lower(), w.upper(), w.capitalize()):
+                pairs.setdefault(variant, value)
+    f = g.node("LabelEncoder", [x], f"{p}.bool", domain=ML_DOMAIN, keys_strings=list(pairs),
+               values_floats=list(pairs.values()), default_float=float("nan"))
     return g.node("Cast", [f], f"{p}.double", to=g.onnx.TensorProto.DOUBLE)
 
 
@@ -98,9 +94,12 @@ def _categorical(g, x, spec, p, kind):
         values = list(range(m)) + [missing]
         return g.node("LabelEncoder", [x], f"{p}.index", domain=ML_DOMAIN, keys_strings=keys,
                       values_int64s=values, default_int64=other)
-    keys = [int(v) for v in spec["levels"]]
-    return g.node("LabelEncoder", [x], f"{p}.index", domain=ML_DOMAIN, keys_int64s=keys,
-                  values_int64s=list(range(m)), default_int64=other)
+    as_float = g.node("Cast", [x], f"{p}.float", to=g.onnx.TensorProto.FLOAT)
+    known = g.node("LabelEncoder", [as_float], f"{p}.known", domain=ML_DOMAIN,
+                   keys_floats=[float(v) for v in spec["levels"]], values_int64s=list(range(m)),
+                   default_int64=other)
+    return g.node("Where", [g.node("IsNaN", [x], f"{p}.isnan"),
+                            g.constant([missing], np.int64), known], f"{p}.index")
 
 
 def _one_hot(g, idx, width, p):
@@ -110,27 +109,30 @@ def _one_hot(g, idx, width, p):
 
 
 def _preprocessing(g, pre):
-    """The nodes from the graph's column inputs to :data:`FEATURES`; returns the inputs'
-    value infos."""
+    """The nodes from the graph's column inputs to :data:`FEATURES`; returns the inputs' value
+    infos and the aliases the nodes read them by (``{alias: column}``: every column is read
+    through an Identity added last, so that no internal tensor need share a column's name)."""
     onnx = g.onnx
-    inputs, parts, tail = [], [], []
+    inputs, parts, tail, aliases = [], [], [], {}
     for k, spec in enumerate(pre.columns):
         elem, kind = _column_input(onnx, spec)
         name = spec["name"]
         inputs.append(onnx.helper.make_tensor_value_info(name, elem, [_net.BATCH, 1]))
         p = f"pre.{k}"
+        x = f"{p}.in"
+        aliases[x] = name
         if spec["role"] == "categorical":
-            idx = _categorical(g, name, spec, p, kind)
+            idx = _categorical(g, x, spec, p, kind)
             if spec["encoding"] == "embedding":
                 tail.append(g.node("Cast", [idx], f"{p}.code", to=_elem(g)))
             else:
                 width = len(spec["levels"]) + spec["other"] + spec["missing"]
                 parts.append(_one_hot(g, idx, width, p))
         else:
-            x = _boolean_text(g, name, spec, p) if kind == "text" else name
+            x = _boolean_text(g, x, spec, p) if kind == "text" else x
             parts.append(_numeric(g, x, spec, p, g.dtype))
     g.node("Concat", parts + tail, FEATURES, axis=1)
-    return inputs
+    return inputs, aliases
 
 
 def _head(g, pre, out):
@@ -168,15 +170,46 @@ def _head(g, pre, out):
                                                [_net.BATCH])]
 
 
+def _apart(nodes, initializers, aliases, onnx):
+    """Rename every internal tensor that has the name of a column (an input), then read each
+    column into its alias (an Identity first): the inputs keep the columns' names, which a
+    deployment feeds by.  Returns the nodes."""
+    inputs = set(aliases.values())
+    internal = ({t for n in nodes for t in n.output} | {i.name for i in initializers}
+                | set(aliases))
+    taken = internal | inputs
+    rename = {}
+    for name in sorted(internal & inputs):
+        k = 1
+        while f"{name}~{k}" in taken:
+            k += 1
+        rename[name] = f"{name}~{k}"
+        taken.add(rename[name])
+    for n in nodes:
+        n.input[:] = [rename.get(t, t) for t in n.input]
+        n.output[:] = [rename.get(t, t) for t in n.output]
+    for i in initializers:
+        i.name = rename.get(i.name, i.name)
+    reads = [onnx.helper.make_node("Identity", [column], [rename.get(alias, alias)],
+                                   name=f"read.{rename.get(alias, alias)}")
+             for alias, column in aliases.items()]
+    return reads + nodes
+
+
 def model_graph(model):
     """The ModelProto of a :class:`~fastbp.data.Model` (see the module's docstring)."""
     onnx = _net._onnx()
     pre, net = model.preprocessor, model.network
     if pre.target is None:
         raise InputError("the model has no target: nothing to export")
+    outputs_named = {"label", "probabilities", "prediction"}
+    clash = sorted(set(pre.input_names) & outputs_named)
+    if clash:
+        raise InputError(f"column {clash[0]!r} has the name of an output of the graph "
+                         f"({', '.join(sorted(outputs_named))}): rename it to export the model")
     inner = _net.network_model(net, input_name=FEATURES)
-    g = _net._Graph(onnx, net.dtype)
-    inputs = _preprocessing(g, pre)
+    g = _net._Graph(onnx, net.dtype, prefix="model.const")
+    inputs, aliases = _preprocessing(g, pre)
     out_name = "network.output"
     for node in inner.graph.node:
         node.output[:] = [out_name if t == _net.OUTPUT else t for t in node.output]
@@ -184,11 +217,8 @@ def model_graph(model):
     g_nodes_pre = list(g.nodes)
     g.nodes = []
     outputs = _head(g, pre, out_name)
-    nodes = g_nodes_pre + list(inner.graph.node) + g.nodes
     initializers = list(g.initializers) + list(inner.graph.initializer)
-    names = [i.name for i in initializers]
-    if len(set(names)) != len(names):       # pragma: no cover - the prefixes keep them apart
-        raise RuntimeError("duplicate initializer names in the exported graph")
+    nodes = _apart(g_nodes_pre + list(inner.graph.node) + g.nodes, initializers, aliases, onnx)
     graph = onnx.helper.make_graph(nodes, "fastbp.Model", inputs, outputs,
                                    initializer=initializers)
     from .. import __version__

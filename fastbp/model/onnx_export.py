@@ -219,11 +219,12 @@ def _check_layers(layers):
 class _Graph:
     """Nodes and initializers of a graph in one dtype; every tensor and node name unique."""
 
-    def __init__(self, onnx, dtype):
+    def __init__(self, onnx, dtype, prefix="const"):
         self.onnx = onnx
         self.dtype = np.dtype(dtype)
         self.nodes, self.initializers = [], []
         self._constants = {}
+        self._prefix = prefix       # of the constants' names (two graphs joined: two prefixes)
 
     def initializer(self, name, array):
         self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(array),
@@ -235,7 +236,8 @@ class _Graph:
         arr = np.asarray(value, dtype or self.dtype)
         key = (arr.dtype.str, arr.shape, arr.tobytes())
         if key not in self._constants:
-            self._constants[key] = self.initializer(f"const.{len(self._constants)}", arr)
+            self._constants[key] = self.initializer(f"{self._prefix}.{len(self._constants)}",
+                                                    arr)
         return self._constants[key]
 
     def node(self, op, inputs, out, **attrs):
