@@ -760,8 +760,11 @@ class EpochRunner:
         known).  One compiled call per step, and its gradient norms are NaN: only a diverged
         fit comes here, the same runner's :meth:`run` takes the next epoch.  Only for a runner
         without ``rollback``, reducer or clipping, as scikit-learn's."""
-        if self.rollback or self.reducer is not None or self.clip > 0:
-            raise ValueError("finish_unchecked: a runner without rollback, reducer or clipping")
+        if (self.rollback or self.reducer is not None or self.clip > 0
+                or self.st.emb.shape[0] > 0):     # (tables: batch_gradients needs their rows
+            #                                        cleared between steps, as train_epoch does)
+            raise ValueError("finish_unchecked: a runner without rollback, reducer, clipping or "
+                             "embeddings")
         t0 = time.perf_counter()
         opt, n, batch = self.opt, self.n, self.batch
         first, total = diverged.steps, diverged.loss_sum

@@ -131,7 +131,7 @@ def test_binary_cross_entropy_reports_classification_metrics(tmp_path, capsys):
 
 def test_load_takes_a_run_directory_and_keeps_the_network_contract(run, tmp_path):
     model = fastbp.load(run)
-    assert isinstance(model, Model) and model is not None
+    assert isinstance(model, Model)
     assert isinstance(model.network, fastbp.Network)
     assert model.classes_ == ["high", "low", "mid"] and model.target == "label"
     assert "income" in model.feature_names_in_ and "name" not in model.feature_names_in_
@@ -189,7 +189,7 @@ def test_resume_keeps_the_runs_epochs(messy, tmp_path, capsys, monkeypatch):
     from fastbp.cli.train import Run
     d, _, _ = messy
     args = ["train", "--data", str(d / "train.csv"), "--target", "label", "--no-plot",
-            "--quiet", "--lr", "0.01", "--out"]
+            "--quiet", "--lr", "0.01", "--early-stopping", "none", "--out"]
     assert main([*args, str(tmp_path / "full"), "--epochs", "40"]) == 0
     def stopping(self):     # polled between epochs: a SIGINT after the third
         return signal.SIGINT if getattr(self, "done", 0) == 3 else None
@@ -285,3 +285,17 @@ def test_onnx_of_every_kind_of_column_equals_predict(tmp_path, target):
     bad.preprocessor.columns[0]["name"] = "prediction"
     with pytest.raises(ValueError, match="name of an output"):
         bad.to_onnx(tmp_path / "bad.onnx")
+
+
+def test_the_model_is_the_best_epochs_when_the_epochs_run_out(messy, tmp_path):
+    from fastbp.model.modelfile import load_checkpoint
+    d, _, _ = messy
+    out = tmp_path / "r"
+    assert main(["train", "--data", str(d / "train.csv"), "--target", "label", "--out", str(out),
+                 "--epochs", "12", "--lr", "0.05", "--quiet", "--no-plot"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert not metrics["stopped_early"] and metrics["best_epoch"] < 12
+    arrays, _ = load_checkpoint(out / "checkpoint.npz")
+    net = fastbp.load(out).network
+    assert np.array_equal(net.params, arrays["best_params"][:net.params.size])
+    assert not np.array_equal(net.params, arrays["params"])      # the last epoch's, to go on

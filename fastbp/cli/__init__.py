@@ -210,12 +210,17 @@ def build_parser():
     pl.add_argument("--out", metavar="FILE.png", help="default DIR/training.png")
 
     ex = sub.add_parser("export", help="write a saved model as ONNX (needs onnx)",
-                        description="Write the model as an ONNX file (opset 17) for onnxruntime "
-                                    "or any other ONNX runtime: input \"input\" (batch, n_in), "
-                                    "output \"output\" (batch, n_out), the values of `fastbp "
-                                    "predict` before a classifier's argmax, in the model's dtype. "
-                                    "Needs the onnx package: pip install \"fastbp[onnx]\" (onnx, "
-                                    "and onnxruntime to run the file).")
+                        description="Write the model, its preprocessing included, as an ONNX "
+                                    "file (opset 17, ai.onnx.ml 2) for onnxruntime or any "
+                                    "other ONNX runtime: one input per column the model reads, "
+                                    "named as the column, shape (batch, 1): DOUBLE for numbers "
+                                    "and numeric categories (NaN: missing), STRING for text "
+                                    "(\"\": missing); outputs \"label\" and \"probabilities\" "
+                                    "for a classifier, \"prediction\" in the target's units "
+                                    "for a regressor: what `fastbp predict` gives. A bare "
+                                    "network's file (Network.save) has input \"input\" and "
+                                    "output \"output\". Needs the onnx package: pip install "
+                                    "\"fastbp[onnx]\" (onnx, and onnxruntime to run the file).")
     ex.add_argument("--model", required=True, metavar="FILE", help="model.npz (or its directory)")
     ex.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
 
@@ -245,9 +250,12 @@ Train an MLP by mini-batch backpropagation and write the results to --out DIR:
                       atomically every --checkpoint-every epochs and on SIGTERM/SIGINT
   DIR/training.png    the curves (when matplotlib is installed)
 
-With no --data it trains on the 8x8 handwritten digits shipped with fastbp. The loss is inferred
-from the target when --loss is omitted: integer targets with few distinct values train a softmax
-classifier (cross_entropy), anything else a regressor (squared_error).
+With no --data it trains on the 8x8 handwritten digits shipped with fastbp. --data takes a table
+(CSV, Parquet, Feather, .npz/.npy): each column's role (numeric, boolean, categorical, dropped)
+is inferred and shown before training, and the fitted preprocessing (standardising, missing
+values, one-hot or embedded categories) is saved with the model. The loss is inferred from the
+target when --loss is omitted: text, booleans and whole numbers with at most 20 distinct values
+train a softmax classifier (cross_entropy), anything else a regressor (squared_error).
 
 Training controls, e.g. `fastbp train --schedule cosine --clip-norm 1 --early-stopping 5`:
 --schedule sets the learning rate of each epoch (onecycle: of each mini-batch), --clip-norm

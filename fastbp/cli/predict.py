@@ -48,7 +48,10 @@ def predict(args):
         pre = model.preprocessor
         out = model.network.predict(pre.transform(table, model.network.dtype))
         name = pre.target["name"] if pre.target else "prediction"
-        columns[name if name != ident else f"{name}_predicted"] = pre.decode(out)
+        values = pre.decode(out)
+        if pre.task == "regression":    # to the network's precision (no float64 17 digits)
+            values = values.astype(out.dtype)
+        columns[name if name != ident else f"{name}_predicted"] = values
         if getattr(args, "proba", False):
             if model.task != "classification":
                 raise UsageError("--proba needs a classifier; this model is a regressor")
@@ -63,6 +66,9 @@ def predict(args):
         for j in range(out.shape[1]):
             columns["prediction" if out.shape[1] == 1 else f"output_{j}"] = out[:, j]
     path = args.out
+    if path and path.lower().endswith(".npy") and getattr(args, "proba", False):
+        raise UsageError(f"--out {path}: a .npy holds one array; write the labels and "
+                         f"probabilities (--proba) to a .csv or .parquet")
     if path and path.lower().endswith(".npy"):
         from ..data.model import _typed
         from ..model.modelfile import atomic_write

@@ -22,7 +22,7 @@ import numpy as np
 
 from .._validation import BadInput
 from ..data.model import build_network
-from ..data.preprocess import column_names
+from ..data.preprocess import column_names, number_text
 from ..model.trainer import check_batches
 from . import CHECKPOINT, EXIT_OK, EXIT_SIGNAL, HISTORY, METRICS, MODEL, PLOT, \
     Stopped, UsageError, _layers
@@ -69,6 +69,9 @@ def train(args, comm=None):
         _check_out(s["out"])        # on every rank: all refuse together, none waits for the others
     _set_threads(s["threads"])
     data = load_data(s)
+    if checkpoint and "preprocessor" not in checkpoint.info:
+        raise UsageError("--resume: the checkpoint was written by a fastbp that read data "
+                         "without a fitted preprocessing (before tables): start the run again")
     if checkpoint and checkpoint.info["data_sha256"] != data.fingerprint:
         raise UsageError("--resume: the data differ from the checkpointed run's (or so does "
                          "their fitted preprocessing)")
@@ -306,7 +309,7 @@ def _spec_text(v):
     if v is None:
         return "none"
     if _is_number(v):
-        return _number_text(v)
+        return number_text(v)
     return str(v)
 
 
@@ -326,15 +329,23 @@ def _activation_name(k):
 
 def check_network(s, data):
     """What the structure settings ask of this data's network, checked before anything is
-    trained: skip widths (the input's is the data's), and batch normalisation's batches of
-    more than one row (the trainer refuses a batch of one)."""
-    sizes = [data.n_in, *s["layers"], data.n_out]
-    if s["skips"] == "residual" and not _skip_pairs("residual", sizes):
+    trained: skip widths (the input's is the data's, embedded categories looked up: no skip
+    starts there then), and batch normalisation's batches of more than one row (the trainer
+    refuses a batch of one)."""
+    emb = data.preprocessor.embeddings
+    n_in = data.n_in - len(emb) + sum(d for _, d in emb)
+    sizes = [n_in, *s["layers"], data.n_out]
+    pairs = [(i, j) for i, j in _skip_pairs(s["skips"], sizes) if not (emb and i == 0)]
+    if s["skips"] == "residual" and not pairs:
         raise UsageError(f"skips residual adds a_(j-1) to a_j where the widths match, and no two "
                          f"consecutive activations of the layer sizes {sizes} do (the input has "
-                         f"{data.n_in} features); give equal widths (e.g. --layers "
-                         f"{s['layers'][0]},{s['layers'][0]}) or explicit pairs I:J")
-    for i, j in _skip_pairs(s["skips"], sizes):
+                         f"{n_in} features{', with embedded categories: no skip from it' if emb else ''}"
+                         f"); give equal widths (e.g. --layers {s['layers'][0]},{s['layers'][0]}) "
+                         f"or explicit pairs I:J")
+    if emb and s["skips"] not in (None, "residual") and any(i == 0 for i, _ in s["skips"]):
+        raise UsageError("skips: none can start at the input (0) of a network with embedded "
+                         "categories (their vectors are looked up, not given)")
+    for i, j in pairs:
         if sizes[i] != sizes[j]:
             raise UsageError(f"skips {i}:{j}: the widths differ: {_activation_name(i)} has "
                              f"{sizes[i]} units, {_activation_name(j)} {sizes[j]} (a skip adds "
@@ -461,17 +472,13 @@ def parse_schedule(spec):
     raise bad(f"unknown schedule {kind!r}")
 
 
-def _number_text(v):
-    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(float(v))
-
-
 def _schedule_text(kind, p):
     """The canonical spec of a parsed schedule (every parameter spelt out)."""
     if kind == "multistep":
-        return f"multistep:{','.join(map(str, p['milestones']))}:{_number_text(p['gamma'])}"
+        return f"multistep:{','.join(map(str, p['milestones']))}:{number_text(p['gamma'])}"
     order = {"cosine": ("eta_min",), "step": ("step_size", "gamma"), "exponential": ("gamma",),
              "onecycle": ("max_lr",), "plateau": ("factor", "patience")}[kind]
-    return ":".join([kind] + [_number_text(p[k]) for k in order if k in p])
+    return ":".join([kind] + [number_text(p[k]) for k in order if k in p])
 
 
 def make_schedule(spec, lr, epochs, steps_per_epoch):
@@ -489,7 +496,7 @@ def make_schedule(spec, lr, epochs, steps_per_epoch):
         return schedules.MultiStepLR(p["milestones"], gamma=p["gamma"])
     if kind == "exponential":
         return schedules.ExponentialLR(p["gamma"])
-    if kind == "onecycle":    # every step of the run: the CLI fits one epoch at a time
+    if kind == "onecycle":    # every step of the run, laid out over its epochs
         return schedules.OneCycleLR(max_lr=p.get("max_lr", lr),
                                     total_steps=epochs * steps_per_epoch)
     return schedules.ReduceLROnPlateau(factor=p["factor"], patience=p["patience"])
@@ -560,6 +567,10 @@ def class_weights(cw, data):
 
 
 def _same_label(text, label):
+    """Whether the text of --class-weight names the class ``label`` (as the data spell it:
+    ``pos``, ``1``, ``True``/``true`` for a boolean)."""
+    if isinstance(label, bool):
+        return text.strip().lower() in (("true", "1", "yes") if label else ("false", "0", "no"))
     if isinstance(label, str):
         return text == label
     try:
@@ -693,7 +704,13 @@ class Data:
         self.n_in, self.n_out = pre.n_features, pre.n_outputs
         self.loss, self.out_act, self.classes = (pre.target["loss"], pre.output_activation,
                                                  pre.classes)
-        self.fingerprint = prepared.fingerprint
+
+    @property
+    def fingerprint(self):
+        """What a resume checks (computed when asked: only runs with --out need it)."""
+        if not hasattr(self, "_fingerprint"):
+            self._fingerprint = self.prepared.fingerprint
+        return self._fingerprint
 
 
 def load_data(s):
@@ -980,6 +997,7 @@ class Run:
                     for sig in EXIT_SIGNAL} if main else {}
         t0 = time.perf_counter()
         self.done, self._signum = 0, None
+        core = getattr(self.trainer, "trainer", self.trainer)       # (DistributedTrainer)
         try:
             if self.out:       # consistent with the checkpoint
                 _write_out(self.out, HISTORY, lambda f: f.write(
@@ -988,7 +1006,6 @@ class Run:
                 signum = self.stopping()
                 if signum:
                     raise Stopped(signum)
-                core = getattr(self.trainer, "trainer", self.trainer)   # (DistributedTrainer)
                 core.epochs = s["epochs"] - self.start
                 core.callback = lambda epoch, h: self._epoch_done(h)
                 weights = {} if d.wtr is None else {"sample_weight": d.wtr}
@@ -1007,6 +1024,12 @@ class Run:
                         f"fastbp: early stopping after epoch {self.start + self.done}: val_loss "
                         f"has not improved by more than {s['min_delta']:g} for "
                         f"{s['early_stopping']} epochs; the model is the best epoch's ({best})")
+            if (not self.stopped_early and s["early_stopping"] is not None
+                    and core.restore_best_epoch()):
+                # the epochs ran out first: the model is still the best epoch's (the checkpoint
+                # keeps the last epoch's parameters, to go on from)
+                self.progress.note(f"fastbp: the model is the best epoch's (epoch "
+                                   f"{self.best_epoch})")
         finally:
             self.progress.close()
             for sig, handler in previous.items():

@@ -22,8 +22,9 @@ class Model:
 
     ``predict``, ``predict_proba``, ``transform`` and ``evaluate`` take any table
     (:func:`fastbp.data.read_table`: a pandas DataFrame, an Arrow table, a dict of columns, a
-    file path, a 2-D array), find the input columns by name in any order and ignore the others
-    (the target among them).  A missing input column is a ValueError naming it."""
+    file path; a 2-D array for a model trained on arrays, whose columns are named ``0``, ``1``,
+    ...), find the input columns by name in any order and ignore the others (the target among
+    them).  A missing input column is a ValueError naming it."""
 
     def __init__(self, network, preprocessor):
         self.network, self.preprocessor = network, preprocessor
@@ -171,8 +172,9 @@ def load(path):
     pre = Preprocessor.from_json(meta["preprocessor"])
     if pre.n_features != net.layer_sizes[0] or (pre.target is not None
                                                 and pre.n_outputs != net.layer_sizes[-1]):
-        raise InputError(f"{path}: the preprocessor makes {pre.n_features} inputs, the network "
-                         f"takes {net.layer_sizes[0]}")
+        raise InputError(f"{path}: the preprocessor makes {pre.n_features} inputs and "
+                         f"{pre.n_outputs if pre.target else '?'} outputs, the network has "
+                         f"layer sizes {net.layer_sizes}: the file is damaged")
     return Model(net, pre)
 
 
@@ -200,7 +202,7 @@ class Prepared:
         arrays += [] if self.wtr is None else [self.wtr]
         for a in arrays:
             h.update(str((a.dtype.str, a.shape)).encode())
-            h.update(np.ascontiguousarray(a).tobytes())
+            h.update(np.ascontiguousarray(a).data)       # no copy of a contiguous array
         h.update(json.dumps(self.preprocessor.to_json(), sort_keys=True).encode())
         return h.hexdigest()
 

@@ -199,7 +199,8 @@ def _not_numbers(col):
 
 
 # -- level matching -------------------------------------------------------------------------
-def _number_text(x):
+def number_text(x):
+    """A number as settings and levels spell it: whole numbers without ``.0``."""
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
 
 
@@ -217,7 +218,7 @@ def _key(x, numeric):
             except ValueError:
                 return None
         return float(x)
-    return x if isinstance(x, str) else _number_text(x)
+    return x if isinstance(x, str) else number_text(x)
 
 
 def _index(col, levels, numeric):
@@ -749,7 +750,7 @@ class Preprocessor:
 
 
 def _show(v):
-    return _number_text(v) if not isinstance(v, str) else v
+    return number_text(v) if not isinstance(v, str) else v
 
 
 def _clip(text, width=400):

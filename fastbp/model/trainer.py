@@ -458,14 +458,24 @@ class Trainer:
                       f"{n / history.seconds[-1]:,.0f} samples/s", flush=True)
             if stop_early:
                 history.stopped_early = True
-                if self.restore_best and self._best_params is not None:
-                    n_p = net.params.shape[0]
-                    net.params[...] = self._best_params[:n_p]
-                    net._st.stats[...] = self._best_params[n_p:]
+                if self.restore_best:
+                    self.restore_best_epoch()
                 break
             if self.callback is not None and runner.agree(self.callback(epoch, history)):
                 break
         return history
+
+    def restore_best_epoch(self):
+        """Put back the parameters (and running statistics) of the best epoch so far, as early
+        stopping does when it ends a fit: for a fit that used up its epochs first.  Returns
+        whether there was one (early stopping with ``restore_best`` keeps it)."""
+        if self._best_params is None:
+            return False
+        net = self.network
+        n_p = net.params.shape[0]
+        net.params[...] = self._best_params[:n_p]
+        net._st.stats[...] = self._best_params[n_p:]
+        return True
 
     def _sample_weights(self, sample_weight, Yf, Yi, n):
         """Each sample's weight (the network's dtype; None: unweighted): ``sample_weight``
