@@ -236,3 +236,45 @@ def test_every_level_rare():
     spec = pre.columns[0]
     assert spec["levels"] == [] and spec["other"] and spec["encoding"] == "onehot"
     assert pre.transform(table).tolist() == [[1.0]] * 60
+
+
+def test_text_levels_matched_by_a_column_read_as_booleans():
+    """Training saw True/False/Unknown as text; a file of only True/False is read as booleans:
+    its values still find their levels."""
+    train = pd.DataFrame({"b": ["True", "False", "Unknown"] * 10, "t": [0, 1, 1] * 10})
+    pre, _ = _fit(train, "t", min_frequency=1)
+    as_text = pre.transform(read_table(pd.DataFrame({"b": ["False", "True"]})))
+    as_bool = pre.transform(read_table(pd.DataFrame({"b": [False, True]})))
+    np.testing.assert_array_equal(as_bool, as_text)
+    assert as_text.sum() == 2
+
+
+def test_prepare_checks_its_arguments_and_a_refused_fit_changes_nothing():
+    df = messy_frame(60, seed=1)
+    for kw, needle in [({"validation_split": -0.1}, "validation_split"),
+                       ({"validation_split": "0.2"}, "validation_split"),
+                       ({"dtype": np.int32}, "dtype"), ({"max_onehot": -1}, "max_onehot"),
+                       ({"min_frequency": 0}, "min_frequency"), ({"seed": -3}, "seed")]:
+        with pytest.raises((ValueError, TypeError), match=needle):
+            prepare(df, "label", **kw)
+    pre, table = _fit(df, "label")
+    before = json.dumps(pre.to_json())
+    one = read_table(df.assign(label="same"))
+    with pytest.raises(InputError, match="single class"):
+        pre.fit(one, "label", infer_roles(one, {"label"}))
+    assert json.dumps(pre.to_json()) == before
+
+
+def test_an_infinite_target_is_named():
+    df = pd.DataFrame({"x": np.random.default_rng(0).normal(size=10), "y": [1.0] * 9 + [np.inf]})
+    with pytest.raises(InputError, match="target 'y' holds an infinite value"):
+        prepare(df, "y", validation_split=0)
+
+
+def test_a_numeric_text_target_is_regressed_and_an_id_target_refused():
+    df = pd.DataFrame({"x": np.random.default_rng(0).normal(size=40),
+                       "y": [str(v / 7) for v in range(40)]})
+    assert prepare(df, "y", validation_split=0).preprocessor.task == "regression"
+    df["y"] = [f"id{i}" for i in range(40)]
+    with pytest.raises(InputError, match="40 distinct labels in 40 rows"):
+        prepare(df, "y", validation_split=0)

@@ -70,10 +70,10 @@ def predict(args):
         raise UsageError(f"--out {path}: a .npy holds one array; write the labels and "
                          f"probabilities (--proba) to a .csv or .parquet")
     if path and path.lower().endswith(".npy"):
-        from ..data.model import _typed
+        from ..data.model import typed_labels
         from ..model.modelfile import atomic_write
         values = [v for k, v in columns.items() if k != ident]
-        arr = _typed(np.asarray(values[0] if len(values) == 1 else np.column_stack(values)))
+        arr = typed_labels(np.asarray(values[0] if len(values) == 1 else np.column_stack(values)))
         if arr.dtype == object:
             raise UsageError(f"--out {path}: these labels mix types; write .csv or .parquet")
         _write(path, lambda: atomic_write(path, lambda f: np.save(f, arr)))

@@ -65,7 +65,7 @@ class Model:
     def predict(self, data):
         """Class labels (their original type: str, int, bool, ...) for a classifier, values in
         the target's units for a regressor; one per row of ``data``."""
-        return _typed(self.preprocessor.decode(self._outputs(data)))
+        return typed_labels(self.preprocessor.decode(self._outputs(data)))
 
     def predict_proba(self, data):
         """A classifier's probabilities, ``(rows, classes)`` in :attr:`classes_`'s order."""
@@ -128,7 +128,7 @@ def evaluate_outputs(net, pre, X, y):
     return regression_metrics(truth, pre.decode(out))
 
 
-def _typed(values):
+def typed_labels(values):
     """An object array of labels as a plain typed array when they share a type."""
     if values.dtype != object or not values.size:
         return values

@@ -336,6 +336,7 @@ def choose_task(col, loss=None):
         return "classification", "cross_entropy"
     v = _numeric_values(col)
     v = v[~np.isnan(v)]
+    _finite_target(col.name, v)
     if v.size and np.all(v == np.round(v)):
         k = np.unique(v).shape[0]
         if k <= MAX_INT_CLASSES and k <= max(2, v.shape[0] // 5):
