@@ -16,8 +16,9 @@ class Dense:
         _config.ready()
         self.dense = dense
         try:        # the products' function table (kernels/native.py), since b7d0ca1
+            from fastbp import compilation
             from fastbp.kernels import native
-            self.fns = (native.Table(dtype).need([native.FN_GEMM, native.FN_TASK]),)
+            self.fns = (compilation.Table(dtype).need([native.FN_GEMM, native.FN_TASK]),)
         except ImportError:
             self.fns = ()
         B, n_in, n_out = map(int, shape.split("x"))

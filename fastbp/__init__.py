@@ -6,7 +6,7 @@ from .data.tables import read_table
 from .model.trainer import History, Trainer, TrainingDivergedError
 from . import schedules  # noqa: E402  (fastbp.schedules.StepLR, ...)
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 
 def __getattr__(name):

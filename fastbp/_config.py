@@ -66,7 +66,7 @@ COMPILE_JOBS_MAX = 4    # more helpers gain nothing: the largest kernel alone ta
 
 def compile_jobs():
     """Processes that compile the missing kernels side by side on a cold start, this one
-    included (``kernels.native.Table.need``): ``FASTBP_COMPILE_JOBS`` when set (1: none
+    included (``compilation.Table.need``): ``FASTBP_COMPILE_JOBS`` when set (1: none
     aside), else the CPUs this process may run on, at most COMPILE_JOBS_MAX.  1 in an MPI job
     (mpi4py imported): its ranks already compile side by side, and some MPI stacks dislike a
     rank that starts processes."""

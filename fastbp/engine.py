@@ -36,6 +36,7 @@ from .kernels.optimizers import CHUNK, STATE_ARRAYS
 from .kernels import structure as S
 from .kernels import embeddings as E
 from .kernels import native as N
+from . import compilation as C
 
 OK = K.OK
 PREDICT_CHUNK = 512    # rows per forward chunk: bounds the workspace of predict/evaluate
@@ -181,9 +182,9 @@ _NO_WEIGHTS = {np.dtype(t): readonly(np.empty(0, t)) for t in _config.DTYPES}
 _NO_RATES = np.empty(0, np.float64)     # no per-step rates: the optimizer's own
 
 
-_TABLES = {np.dtype(t): N.Table(t) for t in _config.DTYPES}
+_TABLES = {np.dtype(t): C.Table(t) for t in _config.DTYPES}
 # seconds of compiling an EpochRunner's process does while helpers compile the table's slots
-# (as N.COMPILE_COST): train_epoch, 3.0-5.1 (a validation pass named with expect_calls compiles
+# (as C.COMPILE_COST): train_epoch, 3.0-5.1 (a validation pass named with expect_calls compiles
 # in a helper)
 COMPILE_AHEAD = 4.0
 # the slots each use calls (each runs what the one before it runs), and a structured network's
@@ -251,14 +252,14 @@ def evaluate(params, st, codes, X, Yf, Yi, sw=None, out=None, ws=None):
 
 
 class _Entry:
-    """An entry point that a fit's helpers may compile aside (``kernels.native.EXTRAS``, see
+    """An entry point that a fit's helpers may compile aside (``compilation.EXTRAS``, see
     :func:`expect_calls`): compiled by its call over no rows of a one-layer network of the
     dtype with an empty table.  A network's arrays have the same types whatever its sizes and
     structure, so this is the signature of every call with C-contiguous data."""
 
     def __init__(self, name, kernel, args, cost):
         self.kernel, self._args, self.cost = kernel, args, cost
-        N.EXTRAS[name] = self
+        C.EXTRAS[name] = self
 
     def _call(self, dtype):
         dtype = np.dtype(dtype)
@@ -283,7 +284,7 @@ def _loss_pass(keep):
         p, st, c, X, X, np.empty(0, np.int64), None, out if keep else None, ws, fns)
 
 
-# seconds to compile each cold (as N.COMPILE_COST; benchmarks/compile_profile.py)
+# seconds to compile each cold (as C.COMPILE_COST; benchmarks/compile_profile.py)
 _Entry("predict", K.predict, _predict_args, 0.8)
 _Entry("evaluate", K.evaluate, _loss_pass(False), 0.7)
 _Entry("evaluate_out", K.evaluate, _loss_pass(True), 0.7)

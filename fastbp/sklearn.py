@@ -59,7 +59,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess without
 from . import engine
 from ._validation import _check_finite
 from .engine import Codes, Structure, Workspace
-from .kernels.activations import HIDDEN, OUTPUT
+from .kernels.activations import HIDDEN, NAMES as ACT_NAMES, OUTPUT
 from .kernels.losses import LOSSES
 from .kernels.optimizers import SK_ADAM, SK_NESTEROV, SK_SGD
 
@@ -685,8 +685,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         on float32 data, else float64) and dense: cast and densify what ``predict_proba``
         would convert.  Needs ``pip install "fastbp[onnx]"``.  Returns ``os.fspath(path)``."""
         check_is_fitted(self)
-        from .model import onnx_export
-        return onnx_export.estimator_to_onnx(self, path)
+        return _to_onnx(self, path)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -727,8 +726,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         float64) and dense: cast and densify what ``predict`` would convert.  Needs
         ``pip install "fastbp[onnx]"``.  Returns ``os.fspath(path)``."""
         check_is_fitted(self)
-        from .model import onnx_export
-        return onnx_export.estimator_to_onnx(self, path)
+        return _to_onnx(self, path)
 
     def _predict(self, X, check_input=True):
         return self._decode(self._forward_pass_fast(X, check_input=check_input))
@@ -753,3 +751,30 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y)."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+
+def _to_onnx(estimator, path):
+    """Write a fitted estimator to ``path`` as ONNX: its layers as the export takes them; the
+    output what ``predict_proba`` (classifier) or ``predict`` (regressor) returns for input in
+    the estimator's dtype: ``(batch, n_classes)`` probabilities, ``[1-p, p]`` for a binary
+    classifier; ``(batch,)`` for a regressor with one output, ``(batch, n_outputs)``
+    otherwise."""
+    from .model import onnx_export
+    path = onnx_export._check_path(path)
+    estimator._params()     # coefs_/intercepts_ as views of one checked buffer, one dtype
+    hidden = ACT_NAMES[HIDDEN[estimator.activation]]
+    output = ACT_NAMES[OUTPUT[_OUT[estimator.out_activation_]]]
+    n = len(estimator.coefs_)
+    layers = [onnx_export.Layer(W, b, hidden if l < n - 1 else output)
+              for l, (W, b) in enumerate(zip(estimator.coefs_, estimator.intercepts_))]
+    classifier = is_classifier(estimator)
+    head = None
+    if estimator.n_outputs_ == 1:
+        head = "binary_proba" if classifier else "squeeze"
+    kind = type(estimator).__name__
+    values = "predict_proba, columns ordered as classes_" if classifier else "predict"
+    sizes = [W.shape[0] for W in estimator.coefs_] + [estimator.n_outputs_]
+    doc = (f"fastbp.{kind}: {values}; layer sizes {sizes}, activation "
+           f"{estimator.activation!r}, output activation {estimator.out_activation_!r}")
+    return onnx_export.write(onnx_export.model(layers, head=head, name=f"fastbp.{kind}",
+                                               doc=doc), path)

@@ -34,6 +34,7 @@ import re
 import numpy as np
 from numba import njit
 from fastbp._config import JIT
+from fastbp import compilation
 from fastbp.kernels import dense, native
 from fastbp.kernels.simd import vector_lanes
 
@@ -72,7 +73,7 @@ def product(fns, A, W, b, Z, sq):
     return vector_lanes(Z)
 
 
-fns = native.Table(np.float32).need([native.FN_GEMM, native.FN_TASK])
+fns = compilation.Table(np.float32).need([native.FN_GEMM, native.FN_TASK])
 
 
 for n in (64, 12, 6):           # every register tile (its code is there whatever n is)

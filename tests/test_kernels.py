@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 import naive
 from conftest import tol
+from fastbp import compilation
 from fastbp.kernels import dense, losses, native, optimizers
 from fastbp.kernels.activations import HIDDEN, OUTPUT, activate, scale_by_derivative
 
@@ -34,7 +35,7 @@ _TABLES = {}
 def fns(dtype):
     """The function table of the products (native.py) for ``dtype``."""
     if dtype not in _TABLES:
-        _TABLES[dtype] = native.Table(dtype).need([native.FN_GEMM, native.FN_TASK])
+        _TABLES[dtype] = compilation.Table(dtype).need([native.FN_GEMM, native.FN_TASK])
     return _TABLES[dtype]
 
 

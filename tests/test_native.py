@@ -13,6 +13,7 @@ from numba import njit
 from numba.core.errors import TypingError
 
 import fastbp.kernels.train  # noqa: F401  (its import defines every slot's Native)
+from fastbp import compilation
 from fastbp.kernels import native
 
 
@@ -63,7 +64,7 @@ def test_arguments_the_signature_cannot_take_fail_the_callers_typing():
 
 
 def test_the_table_fills_slots_on_demand():
-    t = native.Table(np.float32)
+    t = compilation.Table(np.float32)
     assert (t.fns == 0).all() and t.fns.shape == (native.SLOTS,)
     t.need([native.FN_GEMM])
     assert t.fns[native.FN_GEMM] != 0 and (np.delete(t.fns, native.FN_GEMM) == 0).all()
@@ -74,7 +75,7 @@ def test_the_table_fills_slots_on_demand():
 @given(st.dictionaries(st.integers(0, 30), st.floats(0.01, 10.0), max_size=12),
        st.integers(1, 6), st.floats(0.0, 3.0), st.sampled_from([0.0, 0.5, 4.0]))
 def test_the_slots_are_shared_out_whole_and_balanced(costs, jobs, start, ahead):
-    shares = native.share(costs, jobs, start, ahead)
+    shares = compilation.share(costs, jobs, start, ahead)
     assert len(shares) == jobs
     assert sorted(s for part in shares for s in part) == sorted(costs)
     if costs and ahead <= start:    # the most costly slot is compiled here, never waited for
@@ -94,7 +95,7 @@ def test_the_slots_are_shared_out_whole_and_balanced(costs, jobs, start, ahead):
        st.integers(1, 5), st.floats(0.0, 3.0), st.sampled_from([0.0, 0.5, 4.0]))
 def test_entry_points_go_to_helpers_and_the_slots_fill_in(slots, names, jobs, start, ahead):
     costs = {**slots, **names}
-    shares = native.share(costs, jobs, start, ahead, aside=set(names))
+    shares = compilation.share(costs, jobs, start, ahead, aside=set(names))
     placed = costs if jobs > 1 else slots       # (no helper: the entry points left out)
     assert sorted(map(str, (s for part in shares for s in part))) == sorted(map(str, placed))
     assert not any(s in names for s in shares[0])       # never this process's
@@ -108,7 +109,7 @@ def test_entry_points_go_to_helpers_and_the_slots_fill_in(slots, names, jobs, st
 
 
 def test_the_named_entry_points_are_compiled_for_the_types_of_real_calls(monkeypatch):
-    """Each entry point a helper may compile aside (native.EXTRAS, by the engine's template
+    """Each entry point a helper may compile aside (compilation.EXTRAS, by the engine's template
     call) has the argument types of the calls that fits, predictions and scikit-learn's early
     stopping make, so that this process finds it in the cache (else the helper's work is
     lost, silently)."""
@@ -133,7 +134,7 @@ def test_the_named_entry_points_are_compiled_for_the_types_of_real_calls(monkeyp
             X[:30], X[:30, 0], validation_data=(X[30:], X[30:, 0]))
         fastbp.MLPClassifier(hidden_layer_sizes=(4,), early_stopping=True, max_iter=2,
                              random_state=0).fit(X.astype(np.float64), y)
-        for name, entry in native.EXTRAS.items():
+        for name, entry in compilation.EXTRAS.items():
             sig = tuple(entry.kernel.typeof_pyval(a) for a in entry._call(dtype))
             calls = seen["predict" if name == "predict" else "evaluate"]
             assert sig in calls, (name, dtype)
@@ -158,35 +159,36 @@ _HELPERS = """
 import time
 import numpy as np
 import fastbp.engine
+from fastbp import compilation as C
 from fastbp.kernels import native as N
-N.HELPER_START = 0.0    # the helper takes the second slot however cheap
+C.HELPER_START = 0.0    # the helper takes the second slot however cheap
 slots, later = [N.FN_FORWARD_ROWS, N.FN_OUTPUT_BATCH], [N.FN_BACKWARD_ROWS, N.FN_OUTPUT_ROWS]
 def sources(dtype, slots):
     sig = lambda s: N.canonical(N.NATIVES[s].spec, N.from_dtype(np.dtype(dtype))).args
     return ["cache" if N.NATIVES[s].dispatcher.stats.cache_hits[sig(s)] else
             "here" if N.NATIVES[s].dispatcher.stats.cache_misses[sig(s)] else "?"
             for s in slots]
-t = N.Table(np.float64).need(slots)
+t = C.Table(np.float64).need(slots)
 assert all(t[s] != 0 for s in slots)
 print(sources(np.float64, slots))
 # not waiting, with more work of its own than the slots: both aside, loaded by finish()
-table = N.Table(np.float64)
+table = C.Table(np.float64)
 t = table.need(later, wait=False, ahead=5.0)
 assert all(t[s] == 0 for s in later)
 table.finish()
 assert all(t[s] != 0 for s in later)
 print(sources(np.float64, later))
-N.HELPER = "raise SystemExit(3)"    # a helper that fails: this process compiles its share
-t = N.Table(np.float32).need(slots)
+C.HELPER = "raise SystemExit(3)"    # a helper that fails: this process compiles its share
+t = C.Table(np.float32).need(slots)
 assert all(t[s] != 0 for s in slots)
 print(sources(np.float32, slots))
-N.HELPER = "import time; time.sleep(120)"   # stopped: nothing loaded, the next need compiles
-table = N.Table(np.float32)
+C.HELPER = "import time; time.sleep(120)"   # stopped: nothing loaded, the next need compiles
+table = C.Table(np.float32)
 t0 = time.perf_counter()
 t = table.need(later, wait=False, ahead=5.0)
 table.finish(stop=True)
 assert all(t[s] == 0 for s in later) and time.perf_counter() - t0 < 60
-N.HELPER = "raise SystemExit(3)"
+C.HELPER = "raise SystemExit(3)"
 t = table.need(later)
 assert all(t[s] != 0 for s in later)
 print(sources(np.float32, later))

@@ -199,9 +199,9 @@ def test_empty_path_and_non_finite_parameters(tmp_path):
     assert not os.listdir(tmp_path)
 
 
-def test_not_a_network(tmp_path):
-    with pytest.raises(TypeError, match="fastbp.Network"):
-        onnx_export.to_onnx(object(), tmp_path / "x.onnx")
+def test_a_path_that_is_no_path(tmp_path):
+    with pytest.raises(TypeError, match="str or os.PathLike"):
+        fastbp.Network([3, 2]).to_onnx(3)
 
 
 def test_missing_onnx_says_what_to_install(tmp_path, monkeypatch):
@@ -332,19 +332,19 @@ def test_structured_load_then_export(tmp_path):
 ])
 def test_layer_checks(change, match):
     import dataclasses
-    layers = onnx_export.network_layers(fastbp.Network([3, 4, 2], dtype=np.float64))
+    layers, _ = fastbp.Network([3, 4, 2], dtype=np.float64).onnx_layers()
     layers[0] = dataclasses.replace(layers[0], **change)
     with pytest.raises(ValueError, match=match):
-        onnx_export._build_model(layers)
+        onnx_export.model(layers)
 
 
 def test_output_layer_takes_no_normalisation():
     import dataclasses
-    layers = onnx_export.network_layers(fastbp.Network([3, 4, 2], dtype=np.float64))
+    layers, _ = fastbp.Network([3, 4, 2], dtype=np.float64).onnx_layers()
     ones = np.ones(2)
     layers[1] = dataclasses.replace(layers[1], norm="layer", gamma=ones, beta=ones)
     with pytest.raises(ValueError, match="output layer takes no"):
-        onnx_export._build_model(layers)
+        onnx_export.model(layers)
 
 
 # --- scikit-learn estimators -----------------------------------------------------------------

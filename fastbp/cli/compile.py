@@ -20,24 +20,25 @@ from .. import _config
 
 
 def _exercise(dtype):
-    import fastbp
+    from ..model.network import Network
+    from ..model.trainer import Trainer
     rng = np.random.default_rng(0)
     X = rng.standard_normal((256, 8)).astype(dtype)
     y = (X[:, 0] > 0).astype(np.int64)
-    nets = [fastbp.Network([8, 16, 2], output_activation="softmax", dtype=dtype, seed=0),
-            fastbp.Network([8, 16, 16, 2], output_activation="softmax", dtype=dtype, seed=0,
+    nets = [Network([8, 16, 2], output_activation="softmax", dtype=dtype, seed=0),
+            Network([8, 16, 16, 2], output_activation="softmax", dtype=dtype, seed=0,
                            skips="residual", normalization=["batch", "layer"],
                            dropout=0.1)]
     for net in nets:
         for batch in (128, 32):     # row blocks, then threads inside each product
-            fastbp.Trainer(net, loss="cross_entropy", batch_size=batch, epochs=1,
+            Trainer(net, loss="cross_entropy", batch_size=batch, epochs=1,
                            seed=0).fit(X, y, validation_data=(X[:16], y[:16]))
         net.predict(X[:4])
         net.loss(X[:4], y[:4], loss="cross_entropy")
         net.gradients(X[:4], y[:4], loss="cross_entropy")
     # a layer too large for row blocks (the workspace without their buffers)
-    big = fastbp.Network([8, 1 << 14, 2], output_activation="softmax", dtype=dtype, seed=0)
-    fastbp.Trainer(big, loss="cross_entropy", batch_size=128, epochs=1, seed=0).fit(X[:128],
+    big = Network([8, 1 << 14, 2], output_activation="softmax", dtype=dtype, seed=0)
+    Trainer(big, loss="cross_entropy", batch_size=128, epochs=1, seed=0).fit(X[:128],
                                                                                     y[:128])
     # the finiteness pass over a large read-only X (memory-mapped data; a writable one shares
     # the divergence guard's signature, compiled by the fits above)
@@ -46,19 +47,20 @@ def _exercise(dtype):
     try:            # the scikit-learn estimators, when scikit-learn is installed
         import warnings
         from sklearn.exceptions import ConvergenceWarning
+        from ..sklearn import MLPClassifier
     except ImportError:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        fastbp.MLPClassifier(hidden_layer_sizes=(16,), max_iter=2, early_stopping=True,
-                             random_state=0).fit(X, y).predict_proba(X[:4])
+        MLPClassifier(hidden_layer_sizes=(16,), max_iter=2, early_stopping=True,
+                      random_state=0).fit(X, y).predict_proba(X[:4])
 
 
 def compile_kernels(args):
     dtypes = list(dict.fromkeys(d.strip() for d in args.dtype.split(",") if d.strip()))
     for d in dtypes or [args.dtype]:
         if d not in ("float32", "float64"):
-            from . import UsageError
+            from .common import UsageError
             raise UsageError(f"--dtype takes float32, float64 or both (comma-separated); "
                              f"got {d!r}")
     # the dtypes' kernels are independent: the others compile side by side in processes of

@@ -1,7 +1,7 @@
 """``fastbp export``: a saved model written as an ONNX file (needs the onnx package)."""
 import os
 
-from . import EXIT_OK, UsageError
+from .common import EXIT_OK, UsageError
 
 
 def export(args):

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from . import EXIT_OK, HISTORY, METRICS, PLOT, UsageError
+from .common import EXIT_OK, HISTORY, METRICS, PLOT, UsageError
 
 
 def _read_history(run_dir):

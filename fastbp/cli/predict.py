@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from . import EXIT_OK, UsageError
+from .common import EXIT_OK, UsageError
 
 
 def _load_model(path):

@@ -24,8 +24,8 @@ from .._validation import BadInput
 from ..data.model import build_network
 from ..data.preprocess import column_names, number_text
 from ..model.trainer import check_batches
-from . import CHECKPOINT, EXIT_OK, EXIT_SIGNAL, HISTORY, METRICS, MODEL, PLOT, \
-    Stopped, UsageError, _layers
+from .common import CHECKPOINT, EXIT_OK, EXIT_SIGNAL, HISTORY, METRICS, MODEL, PLOT, \
+    Stopped, UsageError, layers as _layers
 
 # train's settings: flags, TOML keys (--config) and what a checkpoint records use these names
 DEFAULTS = dict(data=None, target=None, layers=[64], activation="relu", loss=None,
@@ -847,7 +847,7 @@ class Run:
     prints."""
 
     def __init__(self, s, data, checkpoint, comm):
-        import fastbp
+        from ..model.trainer import Trainer
         self.s, self.data, self.comm = s, data, comm
         self.rank = 0 if comm is None else comm.Get_rank()
         self.out = s["out"] if self.rank == 0 else None       # where this rank writes
@@ -866,7 +866,7 @@ class Run:
         if s["early_stopping"] is not None:
             controls["min_delta"] = s["min_delta"]
         # epochs: set by epochs() (those left); its callback writes history and checkpoints
-        trainer = fastbp.Trainer(self.net, loss=data.loss, optimizer=s["optimizer"],
+        trainer = Trainer(self.net, loss=data.loss, optimizer=s["optimizer"],
                                  learning_rate=s["lr"], batch_size=s["batch_size"], epochs=1,
                                  seed=s["seed"], weight_decay=self.weight_decay, **controls)
         if comm is not None:

@@ -21,7 +21,7 @@ exported: rename it.  Outputs:
 a classifier's ``"label"`` (``["batch"]``: STRING, INT64, DOUBLE or BOOL, the classes' type)
 and ``"probabilities"`` (``["batch", n_classes]``, in the network's dtype, columns in
 ``classes_`` order); a regressor's ``"prediction"`` (``["batch"]``, DOUBLE, in the target's
-units).  The network between them is the graph of :func:`fastbp.model.onnx_export.to_onnx`,
+units).  The network between them is the graph of :meth:`fastbp.Network.to_onnx`,
 reading the preprocessed matrix.  Numbers are standardised in DOUBLE and then cast to the
 network's dtype, as :meth:`Preprocessor.transform` does; onnxruntime reproduces
 :meth:`Model.predict_proba` to 1e-5 (float32).  Text levels go through ``ai.onnx.ml``'s
@@ -29,7 +29,7 @@ LabelEncoder (onnxruntime implements it).
 """
 import numpy as np
 
-from .._validation import InputError, InputTypeError
+from .._validation import InputError
 from ..model import onnx_export as _net
 
 ML_DOMAIN, ML_OPSET = "ai.onnx.ml", 2
@@ -207,7 +207,7 @@ def model_graph(model):
     if clash:
         raise InputError(f"column {clash[0]!r} has the name of an output of the graph "
                          f"({', '.join(sorted(outputs_named))}): rename it to export the model")
-    inner = _net.network_model(net, input_name=FEATURES)
+    inner = net.onnx_model(input_name=FEATURES)
     g = _net._Graph(onnx, net.dtype, prefix="model.const")
     inputs, aliases = _preprocessing(g, pre)
     out_name = "network.output"
@@ -221,7 +221,7 @@ def model_graph(model):
     nodes = _apart(g_nodes_pre + list(inner.graph.node) + g.nodes, initializers, aliases, onnx)
     graph = onnx.helper.make_graph(nodes, "fastbp.Model", inputs, outputs,
                                    initializer=initializers)
-    from .. import __version__
+    from .._version import __version__
     proto = onnx.helper.make_model(
         graph, opset_imports=[onnx.helper.make_opsetid("", _net.OPSET),
                               onnx.helper.make_opsetid(ML_DOMAIN, ML_OPSET)],
@@ -231,11 +231,8 @@ def model_graph(model):
 
 
 def to_onnx(model, path):
-    """Write a :class:`~fastbp.data.Model` to ``path`` as ONNX (atomically); returns the path.
-    Raises TypeError for something else than a Model, ValueError for a model that cannot be
-    exported, ImportError without the onnx package."""
-    from .model import Model
-    if not isinstance(model, Model):
-        raise InputTypeError(f"model must be a fastbp.Model; got {type(model).__name__}")
+    """Write a :class:`~fastbp.data.Model` (its ``network`` and ``preprocessor``) to ``path``
+    as ONNX, atomically; returns the path.  Raises TypeError for a bad path, ValueError for a
+    model that cannot be exported, ImportError without the onnx package."""
     path = _net._check_path(path)
-    return _net._write(model_graph(model), path)
+    return _net.write(model_graph(model), path)

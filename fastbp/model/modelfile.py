@@ -36,7 +36,6 @@ import hashlib
 import json
 import os
 import platform
-import sys
 import tempfile
 import zipfile
 
@@ -316,14 +315,7 @@ def _build():
     import numba
     from llvmlite import binding as ll
 
-    try:
-        version = sys.modules["fastbp"].__version__   # read late: fastbp/__init__ imports us
-    except (KeyError, AttributeError):
-        try:
-            from importlib.metadata import version as dist_version
-            version = dist_version("fastbp")
-        except Exception:
-            version = "unknown"
+    from .._version import __version__ as version
     # what numba compiles for: its overrides (NUMBA_CPU_NAME/_FEATURES) or the host, as in
     # numba.core.codegen
     features = numba.config.CPU_FEATURES

@@ -443,7 +443,37 @@ class Network:
         Returns ``os.fspath(path)``; raises TypeError when ``path`` is not a str or
         os.PathLike."""
         from . import onnx_export   # here, not at the top: ``import fastbp`` does not need onnx
-        return onnx_export.to_onnx(self, path)
+        path = onnx_export._check_path(path)
+        return onnx_export.write(self.onnx_model(), path)
+
+    def onnx_model(self, input_name="input"):
+        """The ONNX ModelProto of :meth:`to_onnx`, its input named ``input_name`` (a front end
+        composes it after its own nodes: a :class:`fastbp.Model`'s preprocessing)."""
+        from . import onnx_export
+        layers, embeddings = self.onnx_layers()
+        return onnx_export.model(layers, embeddings=embeddings, n_x=self._sizes[0],
+                                 name="fastbp.Network", doc=repr(self), input_name=input_name)
+
+    def onnx_layers(self):
+        """``(layers, embeddings)``: the network as :mod:`fastbp.model.onnx_export` takes it
+        (views of the parameters: the graph copies them)."""
+        from .onnx_export import Embedding, Layer
+        sd = self.state_dict()
+        acts = self.activations + [self.output_activation]
+        norms = self.normalization + [None]
+        layers = []
+        for l in range(self.n_layers):
+            kw = {}
+            if norms[l] is not None:
+                kw = dict(gamma=sd[f"norms.{l}.weight"], beta=sd[f"norms.{l}.bias"])
+            if norms[l] == "batch":
+                kw.update(running_mean=sd[f"norms.{l}.running_mean"],
+                          running_var=sd[f"norms.{l}.running_var"])
+            skips = tuple(sorted(i for i, j in self.skips if j == l + 1))
+            layers.append(Layer(sd[f"layers.{l}.weight"], sd[f"layers.{l}.bias"], acts[l],
+                                norm=norms[l], skips_from=skips, **kw))
+        n_x, k = self._sizes[0], len(self.embeddings)
+        return layers, [Embedding(n_x - k + e, sd[f"embeddings.{e}.weight"]) for e in range(k)]
 
 
 def load(path):

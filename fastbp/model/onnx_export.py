@@ -419,7 +419,7 @@ def _build_model(layers, *, head=None, name="fastbp", doc="", embeddings=(), n_x
     graph = onnx.helper.make_graph(
         g.nodes, name, [onnx.helper.make_tensor_value_info(input_name, elem, [BATCH, n_x])],
         [onnx.helper.make_tensor_value_info(OUTPUT, elem, shape)], initializer=g.initializers)
-    from .. import __version__
+    from .._version import __version__
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                    producer_name="fastbp", producer_version=__version__,
                                    doc_string=doc)
@@ -433,94 +433,23 @@ def _write(model, path):
     return path
 
 
-def network_layers(network):
-    """The :class:`Layer` list of a :class:`~fastbp.Network`, from its state dict (views: the
-    parameters are copied when the graph is built, not here)."""
-    sd = network.state_dict()
-    L = network.n_layers
-    acts = network.activations + [network.output_activation]
-    norms = network.normalization + [None]
-    layers = []
-    for l in range(L):
-        kw = {}
-        if norms[l] is not None:
-            kw = dict(gamma=sd[f"norms.{l}.weight"], beta=sd[f"norms.{l}.bias"])
-        if norms[l] == "batch":
-            kw.update(running_mean=sd[f"norms.{l}.running_mean"],
-                      running_var=sd[f"norms.{l}.running_var"])
-        skips = tuple(sorted(i for i, j in network.skips if j == l + 1))
-        layers.append(Layer(sd[f"layers.{l}.weight"], sd[f"layers.{l}.bias"], acts[l],
-                            norm=norms[l], skips_from=skips, **kw))
-    return layers
+def model(layers, *, embeddings=(), n_x=None, head=None, name="fastbp", doc="",
+          input_name=INPUT):
+    """The ModelProto of ``layers`` (:class:`Layer`, in order), after ``embeddings``
+    (:class:`Embedding`: the codes in the last columns of an input of ``n_x`` columns looked
+    up) and before ``head`` (None, ``"binary_proba"`` or ``"squeeze"``), reading the tensor
+    ``input_name``.  Each front end builds the layers it exports (``Network.onnx_model``, the
+    scikit-learn estimators' ``to_onnx``); raises as :func:`write`."""
+    return _build_model(layers, head=head, name=name, doc=doc, embeddings=embeddings, n_x=n_x,
+                        input_name=input_name)
 
 
-def to_onnx(network, path):
-    """Write ``network`` (a :class:`~fastbp.Network`) to ``path`` as an ONNX model.
+def write(proto, path):
+    """Write the ModelProto ``proto`` to ``path`` atomically (a reader sees the old file or
+    the new one); returns ``os.fspath(path)``.
 
-    The graph maps ``"input"`` ``(batch, n_in)`` to ``"output"`` ``(batch, n_out)``, the values
-    of ``network.predict``, in the network's dtype; see the module docstring for its nodes
-    (embeddings: the codes in the input's last columns are cast to int64 and gathered).
-    The file is written atomically (a reader sees the old file or the new one).
-
-    Returns
-    -------
-    str
-        ``os.fspath(path)``.
-
-    Raises
-    ------
-    TypeError
-        ``network`` is not a Network, or ``path`` not a str or os.PathLike.
-    ValueError
-        The parameters hold NaN or inf (or a negative running variance), or are too large for
-        one ONNX file.
-    ImportError
-        The ``onnx`` package is missing (``pip install "fastbp[onnx]"``).
-    """
-    from .network import Network
-    if not isinstance(network, Network):
-        raise InputTypeError(f"network must be a fastbp.Network; got {type(network).__name__}")
-    path = _check_path(path)
-    return _write(network_model(network), path)
-
-
-def network_model(network, input_name=INPUT):
-    """The ModelProto of a :class:`~fastbp.Network` (see :func:`to_onnx`), its input named
-    ``input_name``."""
-    sd = network.state_dict()
-    n_x, k = network.layer_sizes[0], len(network.embeddings)
-    embeddings = [Embedding(n_x - k + e, sd[f"embeddings.{e}.weight"]) for e in range(k)]
-    return _build_model(network_layers(network), name="fastbp.Network", doc=repr(network),
-                        embeddings=embeddings, n_x=n_x, input_name=input_name)
-
-
-def estimator_to_onnx(estimator, path):
-    """Write a fitted :class:`fastbp.MLPClassifier` or :class:`fastbp.MLPRegressor` to ``path``.
-
-    The output is what ``predict_proba`` (classifier) or ``predict`` (regressor) returns for
-    input in the estimator's dtype: ``(batch, n_classes)`` probabilities, ``[1-p, p]`` for a
-    binary classifier; ``(batch,)`` for a regressor with one output, ``(batch, n_outputs)``
-    otherwise."""
-    from sklearn.base import is_classifier
-
-    from ..kernels.activations import HIDDEN, NAMES, OUTPUT as OUT_CODES
-    from ..sklearn import _OUT
-
-    path = _check_path(path)
-    estimator._params()     # coefs_/intercepts_ as views of one checked buffer, one dtype
-    hidden = NAMES[HIDDEN[estimator.activation]]
-    output = NAMES[OUT_CODES[_OUT[estimator.out_activation_]]]
-    n = len(estimator.coefs_)
-    layers = [Layer(W, b, hidden if l < n - 1 else output)
-              for l, (W, b) in enumerate(zip(estimator.coefs_, estimator.intercepts_))]
-    classifier = is_classifier(estimator)
-    head = None
-    if estimator.n_outputs_ == 1:
-        head = "binary_proba" if classifier else "squeeze"
-    kind = type(estimator).__name__
-    values = "predict_proba, columns ordered as classes_" if classifier else "predict"
-    sizes = [W.shape[0] for W in estimator.coefs_] + [estimator.n_outputs_]
-    doc = (f"fastbp.{kind}: {values}; layer sizes {sizes}, activation "
-           f"{estimator.activation!r}, output activation {estimator.out_activation_!r}")
-    model = _build_model(layers, head=head, name=f"fastbp.{kind}", doc=doc)
-    return _write(model, path)
+    Raises TypeError when ``path`` is not a str or os.PathLike; ValueError (from
+    :func:`model`) for NaN or infinite parameters, a negative running variance, or more than
+    one ONNX file holds; ImportError without the ``onnx`` package (``pip install
+    "fastbp[onnx]"``)."""
+    return _write(proto, _check_path(path))
