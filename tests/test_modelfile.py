@@ -415,13 +415,10 @@ def test_build_differences():
     assert mf.build_differences(None) and mf.build_differences(["x"])
 
 
-# --- through the Network (skipped while network.py is being rewritten) -----------------------
+# --- through the Network ---------------------------------------------------------------------
 def _network():
-    try:
-        import fastbp
-        return fastbp.Network, fastbp.load
-    except Exception as e:          # pragma: no cover - only while another file is broken
-        pytest.skip(f"fastbp.Network unavailable: {e}")
+    import fastbp
+    return fastbp.Network, fastbp.load
 
 
 def test_network_save_and_load(tmp_path):
