@@ -123,7 +123,7 @@ def test_compile_notice(tmp_path, capsys, monkeypatch):
 def test_no_compile_notice_when_cached(capsys, monkeypatch):
     monkeypatch.setattr(fastbp.engine, "needs_compiling", lambda: False)
     assert main(["train", "--epochs", "1", "--no-plot"]) == 0
-    assert "compil" not in capsys.readouterr().err     # this session compiled already
+    assert "compil" not in capsys.readouterr().err     # this process compiled already
 
 
 ARGS = ["--epochs", "3", "--batch-size", "16", "--no-plot", "--dtype", "float64", "--seed", "4"]
