@@ -205,6 +205,8 @@ def functions(dtype, st, use, ws=None, wait=True, ahead=0.0):
     ``wait``, ``ahead``: as ``Table.need``'s."""
     plain, structured = _USES[use]
     slots = plain + structured if st.structured else plain
+    if st.emb.shape[0] > 0 and use in ("gradients", "train"):    # the tables' passes
+        slots += (N.FN_EMBEDDING,)
     if ws is not None and ws.part is not None:
         slots += (N.FN_BLOCKED_STEP,)
     return _TABLES[np.dtype(dtype)].need(slots, wait, ahead)

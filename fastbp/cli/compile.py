@@ -27,19 +27,21 @@ def _exercise(dtype):
     y = (X[:, 0] > 0).astype(np.int64)
     nets = [Network([8, 16, 2], output_activation="softmax", dtype=dtype, seed=0),
             Network([8, 16, 16, 2], output_activation="softmax", dtype=dtype, seed=0,
-                           skips="residual", normalization=["batch", "layer"],
-                           dropout=0.1)]
+                    skips="residual", normalization=["batch", "layer"], dropout=0.1),
+            # the last column a category of 4 levels: the embedding tables' passes
+            Network([8, 16, 2], output_activation="softmax", dtype=dtype, seed=0,
+                    embeddings=[(4, 3)])]
+    X[:, -1] = np.arange(X.shape[0]) % 4
     for net in nets:
         for batch in (128, 32):     # row blocks, then threads inside each product
             Trainer(net, loss="cross_entropy", batch_size=batch, epochs=1,
-                           seed=0).fit(X, y, validation_data=(X[:16], y[:16]))
+                    seed=0).fit(X, y, validation_data=(X[:16], y[:16]))
         net.predict(X[:4])
         net.loss(X[:4], y[:4], loss="cross_entropy")
         net.gradients(X[:4], y[:4], loss="cross_entropy")
     # a layer too large for row blocks (the workspace without their buffers)
     big = Network([8, 1 << 14, 2], output_activation="softmax", dtype=dtype, seed=0)
-    Trainer(big, loss="cross_entropy", batch_size=128, epochs=1, seed=0).fit(X[:128],
-                                                                                    y[:128])
+    Trainer(big, loss="cross_entropy", batch_size=128, epochs=1, seed=0).fit(X[:128], y[:128])
     # the finiteness pass over a large read-only X (memory-mapped data; a writable one shares
     # the divergence guard's signature, compiled by the fits above)
     from .. import engine

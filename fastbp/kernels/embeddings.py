@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from .._config import INLINE_JIT, JIT
+from .native import FN_EMBEDDING, Native
 from .structure import N_IN
 from .unowned import flat
 
@@ -136,3 +137,25 @@ def embedding_clear(B, grads, layout, emb, acts, aoff):
             t = _table_row(layout, emb, acts, c0, r, e)
             for j in range(np.uint64(emb[e, DIM])):
                 grads[t + j] = zero
+
+
+GRADS, SUMSQ, CLEAR = 0, 1, 2
+
+
+@njit(**JIT)
+def embedding_pass(what, B, scale, grads, layout, emb, acts, aoff, deltas, doff, gsq, norms):
+    """The tables' pass ``what`` over batch rows 0..B, called through the function table
+    (native.py: compiled only for networks that have embeddings): GRADS
+    (:func:`embedding_grads`), SUMSQ (returns :func:`embedding_sumsq`) or CLEAR
+    (:func:`embedding_clear`).  Returns the squared norm for SUMSQ, else 0."""
+    if what == GRADS:
+        embedding_grads(B, scale, grads, layout, emb, acts, aoff, deltas, doff, gsq, norms)
+    elif what == SUMSQ:
+        return embedding_sumsq(B, grads, layout, emb, acts, aoff)
+    else:
+        embedding_clear(B, grads, layout, emb, acts, aoff)
+    return 0.0
+
+
+EMBEDDING = Native(FN_EMBEDDING, embedding_pass, "i i d f1 i2 i2 f1 i1 f1 i1 d1 b -> d")
+embedding_at = EMBEDDING.stub       # called indirectly (see native.py)

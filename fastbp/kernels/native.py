@@ -34,8 +34,8 @@ from numba.extending import intrinsic
 
 # the table's slots
 FN_GEMM, FN_TASK, FN_POST_FORWARD, FN_POST_BACKWARD, FN_OUTPUT_BATCH, FN_OUTPUT_ROWS, \
-    FN_UPDATE, FN_FORWARD_ROWS, FN_BACKWARD_ROWS, FN_BLOCKED_STEP = range(10)
-SLOTS = 10
+    FN_UPDATE, FN_FORWARD_ROWS, FN_BACKWARD_ROWS, FN_BLOCKED_STEP, FN_EMBEDDING = range(11)
+SLOTS = 11
 NATIVES = [None] * SLOTS        # the Native of each slot, as the kernel modules define them
 # canonical-signature letters: scalars, and arrays as letter + dimensions (+ "r": read-only).
 # f: the float dtype the callee is compiled for; d: float64; i: int64; b: bool; "none": no

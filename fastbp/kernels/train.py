@@ -33,10 +33,11 @@ from .activations import IDENTITY, activate
 from .structure import (ACT, BATCH_NORM, END, EVAL, N_IN, N_OUT, NORM, ROWS, STRUCT, SUMS, TRAIN,
                         W_OFF, WHOLE, _sums_at, post_backward_at, post_forward_at)
 from .dense import backprop, forward, gradient
-from .embeddings import A0_COL, embedding_clear, embedding_grads, embedding_sumsq, gather
+from .embeddings import A0_COL, CLEAR, GRADS, SUMSQ, embedding_at, gather
 from .losses import count_correct, output_batch_at, output_rows_at
-from .native import (FN_BACKWARD_ROWS, FN_BLOCKED_STEP, FN_FORWARD_ROWS, FN_OUTPUT_BATCH,
-                     FN_OUTPUT_ROWS, FN_POST_BACKWARD, FN_POST_FORWARD, FN_UPDATE, Native)
+from .native import (FN_BACKWARD_ROWS, FN_BLOCKED_STEP, FN_EMBEDDING, FN_FORWARD_ROWS,
+                     FN_OUTPUT_BATCH, FN_OUTPUT_ROWS, FN_POST_BACKWARD, FN_POST_FORWARD,
+                     FN_UPDATE, Native)
 from .optimizers import guarded_update, update_at
 from .unowned import flat, matrix, unowned
 
@@ -237,8 +238,9 @@ def backward_batch(fns, rows, scale, params, grads, layout, acts, aoff, deltas, 
                      grads, layout, acts, aoff, deltas, doff, sq, gsq, np.bool_(True),
                      np.bool_(True), drop, skips, emb, nst, mode, seed, step,
                      layout.shape[0] - 1, np.bool_(False))
-    embedding_grads(rows.shape[0], scale, grads, layout, emb, acts, aoff, deltas, doff, gsq,
-                    np.bool_(True))
+    if emb.shape[0] > 0:    # through the table: compiled for networks with embeddings only
+        embedding_at(fns[FN_EMBEDDING], np.int64(GRADS), rows.shape[0], scale, grads, layout,
+                     emb, acts, aoff, deltas, doff, gsq, np.bool_(True))
 
 
 @njit(**INLINE_JIT)
@@ -350,7 +352,9 @@ def _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_
                              np.bool_(False), np.bool_(False), drop, skips, emb,
                              nst[p * NS:(p + 1) * NS], mode, seed, step, kb, yes)
         kb = prev_batch_norm(layout, kb)
-    embedding_grads(B, scale, grads, layout, emb, acts, aoff, deltas, doff, gsq, np.bool_(False))
+    if emb.shape[0] > 0:
+        embedding_at(fns[FN_EMBEDDING], np.int64(GRADS), B, scale, grads, layout, emb, acts,
+                     aoff, deltas, doff, gsq, np.bool_(False))
     un = np.uint64(n)
     for p in range(1, P):
         base = np.uint64((p - 1) * n)
@@ -409,7 +413,9 @@ def batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_c
             for l in range(layout.shape[0]):      # W, b, γ, β: adjacent
                 gsq[l] = sumsq(grads, layout[l, W_OFF], layout[l, END])
             if emb.shape[0] > 0:                    # the tables: in layer 0's
-                gsq[0] += embedding_sumsq(B, grads, layout, emb, acts, aoff)
+                gsq[0] += embedding_at(fns[FN_EMBEDDING], np.int64(SUMSQ), B, 0.0, grads,
+                                       layout, emb, acts, aoff, deltas, doff, gsq,
+                                       np.bool_(False))
     if P == 1:
         forward_batch(fns, X, rows, params, layout, acts, aoff, sq, stats, drop, skips, emb, nst,
                       mode, seed, step)
@@ -534,7 +540,8 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
                              step0 + s + 1, consts, flags, clip, rates, s, bounds, stats,
                              stats_prev)
         if emb.shape[0] > 0:    # the next step's tables' gradient starts at zero
-            embedding_clear(B, grads, layout, emb, acts, aoff)
+            embedding_at(fns[FN_EMBEDDING], np.int64(CLEAR), B, 0.0, grads, layout, emb, acts,
+                         aoff, deltas, doff, gsq, np.bool_(False))
         if status != OK:
             return total, s, status
         for l in range(L):
