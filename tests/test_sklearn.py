@@ -152,7 +152,7 @@ def test_early_stopping_scorers_are_scikit_learns(outputs, weighted, case):
     exactly, in the corner cases too (a zero numerator and/or denominator of R²)."""
     from sklearn.metrics import accuracy_score, r2_score
 
-    from fastbp.sklearn import _R2, _accuracy
+    from fastbp.sklearn._base import _R2, _accuracy
     rng = np.random.default_rng(3)
     y = rng.standard_normal((25, outputs))
     if case.startswith("constant"):
@@ -173,7 +173,7 @@ def test_early_stopping_r2_takes_scikit_learns_dtype(pred_dtype, weighted):
     counting: a float32 model's score of integer targets (iris) is a float32 computation."""
     from sklearn.metrics import r2_score
 
-    from fastbp.sklearn import _R2
+    from fastbp.sklearn._base import _R2
     rng = np.random.default_rng(4)
     y = rng.integers(0, 3, 40)
     p = (y + rng.standard_normal(40) / 3).astype(pred_dtype)
@@ -439,7 +439,7 @@ def test_diverged_fit_with_early_stopping_follows_scikit_learn(case, monkeypatch
 def test_diverged_fit_restores_the_best_epochs_weights(monkeypatch):
     """The weights after a diverged fit with early stopping are the best epoch's, bit for bit:
     finite, although every epoch's weights after the overflow are not."""
-    from fastbp.sklearn import _BaseMLP
+    from fastbp.sklearn._base import _BaseMLP
     snapshots = []
     update = _BaseMLP._update_no_improvement_count
 

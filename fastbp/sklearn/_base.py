@@ -1,120 +1,27 @@
-"""scikit-learn drop-ins: :class:`MLPClassifier` and :class:`MLPRegressor`.
-
-``from fastbp import MLPClassifier`` in place of ``from sklearn.neural_network import
-MLPClassifier`` gives the same model: every constructor parameter with scikit-learn 1.9's name
-and default, the same loss (with its L2 term ``alpha/2·Σ‖W‖²`` per batch, divided by the batch's
-weight), the same initial weights for the same ``random_state``, the same update rules, shuffles,
-batches, stopping rules, learning-rate schedules, warnings and fitted attributes.  What differs is
-where the work happens: every mini-batch step of an epoch runs in one compiled call of fastbp's
-kernels (scikit-learn runs NumPy per batch from Python), and lbfgs evaluates its loss and gradient
-with the same kernels.
-
-Differences a user may notice:
-
-* ``activation`` also accepts ``"leaky_relu"`` (slope 0.01).
-* Sparse input is accepted and converted to a dense array (the kernels are dense).
-* Prediction runs in the model's dtype (float32 models predict float32 even for float64 input).
-* The log-loss is computed from the logits (log-sum-exp, softplus) rather than from probabilities
-  clipped at machine epsilon: identical except where a probability is below epsilon.
-* Without early stopping, a training run whose loss, gradient or weights become non-finite
-  stops at once with scikit-learn's ``ValueError`` ("Solver produced non-finite parameter
-  weights ...") instead of running its remaining epochs on NaN and raising it at the end.
-  With ``early_stopping=True`` it goes on as scikit-learn's does (scikit-learn issue 29504):
-  every update is applied whatever its values, ``loss_curve_`` turns inf or NaN, the
-  validation scores NaN (never counted as "no improvement"), and the best epoch's weights are
-  restored at the end, so the fit succeeds unless NaN weights scored best (a classifier's NaN
-  outputs still predict a class).  Past the first overflow the epochs run one compiled call
-  per mini-batch.  Two traces of the record may differ: a float32 model's squared error is
-  summed in float32 (scikit-learn's in the targets' float64), so it may overflow an epoch
-  earlier; and when the first overflow is an update of an epoch's last mini-batch whose loss
-  and gradient are finite (an extreme learning rate), that epoch's ``loss_curve_`` entry is
-  NaN where scikit-learn records the finite loss.
-* With ``early_stopping=True``, ``validation_loss_curve_`` holds the mean validation loss of every
-  epoch (the data term of the loss, without the L2 term).
-
-scikit-learn is an optional dependency: ``pip install "fastbp[sklearn]"``.
-"""
+"""The base of the drop-ins (scikit-learn's ``_base.py`` and the shared part of
+``_multilayer_perceptron.py``): parameters and their validation, the fit loops (stochastic and
+lbfgs) on fastbp's engine, prediction, the early-stopping scores, the ONNX export."""
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
 
-try:
-    import scipy.sparse as sp
-    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
-    from sklearn.model_selection._split import _validate_shuffle_split
-    from sklearn.preprocessing import LabelBinarizer
-    from sklearn.utils import check_random_state, column_or_1d
-    from sklearn.utils._param_validation import Interval, Options, StrOptions
-    from sklearn.utils.metaestimators import available_if
-    from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
-    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
-except ImportError as e:  # pragma: no cover - exercised in a subprocess without scikit-learn
-    raise ImportError(
-        "fastbp.MLPClassifier and fastbp.MLPRegressor need scikit-learn >= 1.6 (and scipy): "
-        'pip install "fastbp[sklearn]"') from e
-
-from . import engine
-from ._validation import _check_finite
-from .engine import Codes, Structure, Workspace
-from .kernels.activations import HIDDEN, NAMES as ACT_NAMES, OUTPUT
-from .kernels.losses import LOSSES
-from .kernels.optimizers import SK_ADAM, SK_NESTEROV, SK_SGD
-
-__all__ = ["MLPClassifier", "MLPRegressor"]
+from .. import engine
+from .._validation import _check_finite
+from ..engine import Codes, Structure, Workspace
+from ..kernels.activations import HIDDEN, NAMES as ACT_NAMES, OUTPUT
+from ..kernels.losses import LOSSES
+from ._fixes import (BaseEstimator, ConvergenceWarning, Interval, Options, ShuffleSplit,
+                     StratifiedShuffleSplit, StrOptions, _check_optimize_result,
+                     _check_sample_weight, _fit_context, _validate_shuffle_split,
+                     check_random_state, is_classifier, lbfgs_options, sp, validate_data)
+from ._stochastic_optimizers import _Optimizer
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 # scikit-learn's output activation names -> fastbp's, and the loss each one is trained with
 _OUT = {"identity": "identity", "logistic": "sigmoid", "softmax": "softmax", "exp": "exp"}
 _LOSS = {"identity": "squared_error", "logistic": "binary_cross_entropy", "softmax": "cross_entropy",
          "exp": "poisson"}
-
-
-class _Optimizer:
-    """scikit-learn's SGDOptimizer/AdamOptimizer state over fastbp's flat parameter buffer."""
-
-    def __init__(self, est, n, dtype):
-        if est.solver == "sgd":
-            self.code = SK_NESTEROV if est.nesterovs_momentum else SK_SGD
-        else:
-            self.code = SK_ADAM
-        self.learning_rate_init = est.learning_rate_init
-        self.lr_schedule = est.learning_rate
-        self.power_t = est.power_t
-        # the engine's buffers and step count (Adam's t); no weight decay: the L2 term is in
-        # the gradient already
-        self.engine = engine.Optimizer(self.code, n, dtype, float(est.learning_rate_init),
-                                       est.momentum, est.beta_1, est.beta_2, est.epsilon)
-        self.learning_rate = float(est.learning_rate_init)
-
-    @property
-    def learning_rate(self):
-        return self._learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, value):
-        self._learning_rate = value
-        self.engine.learning_rate = value
-
-    def iteration_ends(self, time_step):
-        if self.code != SK_ADAM and self.lr_schedule == "invscaling":
-            self.learning_rate = float(self.learning_rate_init) / (time_step + 1) ** self.power_t
-
-    def trigger_stopping(self, msg, verbose):
-        if self.code == SK_ADAM or self.lr_schedule != "adaptive":
-            if verbose:
-                print(msg + " Stopping.")
-            return True
-        if self.learning_rate <= 1e-6:
-            if verbose:
-                print(msg + " Learning rate too small. Stopping.")
-            return True
-        self.learning_rate /= 5.0
-        if verbose:
-            print(msg + " Setting learning rate to %f" % self.learning_rate)
-        return False
 
 
 class _BaseMLP(BaseEstimator):
@@ -461,7 +368,6 @@ class _BaseMLP(BaseEstimator):
             import scipy.optimize
         except ImportError as e:  # pragma: no cover
             raise ImportError('solver="lbfgs" needs scipy: pip install scipy') from e
-        from sklearn.utils.optimize import _check_optimize_result
         params, st = self._params()
         dtype = params.dtype
         # scikit-learn packs every layer's W, then every b: the same coordinate order for L-BFGS
@@ -482,11 +388,7 @@ class _BaseMLP(BaseEstimator):
             return loss / wsum, grads[order]
 
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
-        try:
-            from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
-            extra = _get_additional_lbfgs_options_dict("iprint", iprint)
-        except ImportError:  # pragma: no cover - older scikit-learn
-            extra = {"iprint": iprint}
+        extra = lbfgs_options("iprint", iprint)
         opt_res = scipy.optimize.minimize(
             loss_grad, params[order], method="L-BFGS-B", jac=True,
             options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol, **extra})
@@ -584,182 +486,13 @@ class _R2:
         return float(np.average(scores))
 
 
-_DOC_PARAMS = """
-    Every parameter has scikit-learn 1.9's name, meaning and default; see
-    :class:`sklearn.neural_network.{name}`.  ``activation`` also accepts ``"leaky_relu"``.
-"""
-
-
-class MLPClassifier(ClassifierMixin, _BaseMLP):
-    __doc__ = ("Multi-layer perceptron classifier: scikit-learn's MLPClassifier on fastbp's "
-               "kernels.\n" + _DOC_PARAMS.format(name="MLPClassifier"))
-
-    loss = "log_loss"   # not a parameter (as in scikit-learn): the classifier's only loss
-
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000):
-        self._init_params(hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
-                          learning_rate_init, power_t, max_iter, None, shuffle, random_state,
-                          tol, verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
-                          validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun)
-
-    def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             dtype=(np.float64, np.float32), reset=reset)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
-            self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(y)
-            self.classes_ = self._label_binarizer.classes_
-        else:
-            classes = unique_labels(y)
-            if self.warm_start:
-                if set(classes) != set(self.classes_):
-                    raise ValueError("warm_start can only be used where `y` has the same classes "
-                                     f"as in the previous call to fit. Previously got "
-                                     f"{self.classes_}, `y` has {classes}")
-            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
-                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
-                                 f"{self.classes_}. 'y' has {classes}.")
-        y = self._label_binarizer.transform(y).astype(bool)
-        return X, y
-
-    def predict(self, X):
-        """Predict the class labels of X."""
-        check_is_fitted(self)
-        return self._predict(X)
-
-    def _predict(self, X, check_input=True):
-        return self._decode(self._forward_pass_fast(X, check_input=check_input))
-
-    def _decode(self, out):
-        """Class labels from the network's outputs."""
-        return self._label_binarizer.inverse_transform(out.ravel() if self.n_outputs_ == 1
-                                                       else out)
-
-    def _scorer(self, y, sample_weight):
-        return lambda y_pred: _accuracy(y, y_pred, sample_weight)
-
-    @available_if(lambda est: est._check_solver())
-    @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One epoch over (X, y); ``classes`` (every label) is required on the first call."""
-        if _check_partial_fit_first_call(self, classes):
-            self._label_binarizer = LabelBinarizer()
-            if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
-            else:
-                self._label_binarizer.fit(classes)
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
-
-    def predict_log_proba(self, X):
-        """Log of :meth:`predict_proba`."""
-        y_prob = self.predict_proba(X)
-        with np.errstate(divide="ignore"):
-            return np.log(y_prob, out=y_prob)
-
-    def predict_proba(self, X):
-        """Class probabilities ``(n_samples, n_classes)``, columns ordered as ``classes_``."""
-        check_is_fitted(self)
-        y_pred = self._forward_pass_fast(X)
-        if self.n_outputs_ == 1:
-            y_pred = y_pred.ravel()
-        if y_pred.ndim == 1:
-            return np.vstack([1 - y_pred, y_pred]).T
-        return y_pred
-
-    def to_onnx(self, path):
-        """Write the fitted classifier to ``path`` as an ONNX model (opset 17).
-
-        The graph's output ``"output"`` holds the class probabilities, the values of
-        :meth:`predict_proba`: ``["batch", n_classes]``, columns ordered as ``classes_``
-        (a binary classifier's single logistic unit ``p`` becomes ``[1 - p, p]``; a
-        multilabel one gives one probability per label).  Class labels are not in the graph:
-        take ``classes_[argmax]`` (``p >= 0.5`` per label for multilabel).  The input
-        ``"input"``, ``["batch", n_features]``, is in the model's dtype (float32 when fitted
-        on float32 data, else float64) and dense: cast and densify what ``predict_proba``
-        would convert.  Needs ``pip install "fastbp[onnx]"``.  Returns ``os.fspath(path)``."""
-        check_is_fitted(self)
-        return _to_onnx(self, path)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = True
-        return tags
-
-
-class MLPRegressor(RegressorMixin, _BaseMLP):
-    __doc__ = ("Multi-layer perceptron regressor: scikit-learn's MLPRegressor on fastbp's "
-               "kernels.\n" + _DOC_PARAMS.format(name="MLPRegressor"))
-
-    _parameter_constraints: dict = {**_BaseMLP._parameter_constraints,
-                                    "loss": [StrOptions({"squared_error", "poisson"})]}
-
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
-                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000):
-        self._init_params(hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
-                          learning_rate_init, power_t, max_iter, loss, shuffle, random_state, tol,
-                          verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
-                          validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun)
-
-    def predict(self, X):
-        """Predicted values ``(n_samples,)`` or ``(n_samples, n_outputs)``."""
-        check_is_fitted(self)
-        return self._predict(X)
-
-    def to_onnx(self, path):
-        """Write the fitted regressor to ``path`` as an ONNX model (opset 17).
-
-        The graph's output ``"output"`` holds the values of :meth:`predict`, with the same
-        shape: ``["batch"]`` for one output, ``["batch", n_outputs]`` otherwise (``loss=
-        "poisson"``: the positive rate ``exp(z)``).  The input ``"input"``, ``["batch",
-        n_features]``, is in the model's dtype (float32 when fitted on float32 data, else
-        float64) and dense: cast and densify what ``predict`` would convert.  Needs
-        ``pip install "fastbp[onnx]"``.  Returns ``os.fspath(path)``."""
-        check_is_fitted(self)
-        return _to_onnx(self, path)
-
-    def _predict(self, X, check_input=True):
-        return self._decode(self._forward_pass_fast(X, check_input=check_input))
-
-    @staticmethod
-    def _decode(out):
-        """Predictions from the network's outputs."""
-        return out.ravel() if out.shape[1] == 1 else out
-
-    def _scorer(self, y, sample_weight):
-        return _R2(y, sample_weight, self.coefs_[0].dtype)
-
-    def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        return X, y
-
-    @available_if(lambda est: est._check_solver())
-    @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y)."""
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
-
-
 def _to_onnx(estimator, path):
     """Write a fitted estimator to ``path`` as ONNX: its layers as the export takes them; the
     output what ``predict_proba`` (classifier) or ``predict`` (regressor) returns for input in
     the estimator's dtype: ``(batch, n_classes)`` probabilities, ``[1-p, p]`` for a binary
     classifier; ``(batch,)`` for a regressor with one output, ``(batch, n_outputs)``
     otherwise."""
-    from .model import onnx_export
+    from ..model import onnx_export
     path = onnx_export._check_path(path)
     estimator._params()     # coefs_/intercepts_ as views of one checked buffer, one dtype
     hidden = ACT_NAMES[HIDDEN[estimator.activation]]
