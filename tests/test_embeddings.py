@@ -21,6 +21,7 @@ import pytest
 
 import fastbp
 import naive
+from state_dicts import copy, dropout_masks, finite_differences, net_and_spec, same, sd64
 from conftest import targets_for, tol
 from fastbp.kernels.train import step_blocks
 from subprocess_run import run_with_threads
@@ -61,53 +62,18 @@ def _X(rng, spec, n, dtype=np.float64):
 
 
 def _net(case_or_kw, out="softmax", dtype=np.float64, seed=0, perturb=True):
-    """(net, spec); biases, γ, β and running statistics moved off their initial values (the
-    weights and tables are fastbp's own)."""
     kw = CASES[case_or_kw] if isinstance(case_or_kw, str) else case_or_kw
-    net = fastbp.Network(output_activation=out, dtype=dtype, seed=seed, **kw)
-    spec = naive.make_spec(output_activation=out, **kw)
-    if perturb:
-        sd = net.state_dict()
-        ref = naive.init_state_dict(spec, np.random.default_rng(seed + 100))
-        new = {k: (np.array(v) if k.endswith(".weight") and not k.startswith("norms") else ref[k])
-               for k, v in sd.items()}
-        net.load_state_dict({k: v.astype(dtype) for k, v in new.items()})
-    return net, spec
+    return net_and_spec(kw, out, dtype, seed, perturb)
 
 
-def _sd64(net):
-    return naive.as_float64(net.state_dict())
 
 
-def _copy(sd):
-    return {k: np.array(v, copy=True) for k, v in sd.items()}
 
 
-def _same(a, b):
-    return sorted(a) == sorted(b) and all(np.asarray(a[k]).tobytes() == np.asarray(b[k]).tobytes()
-                                          and np.shape(a[k]) == np.shape(b[k]) for k in a)
 
 
-def _finite_differences(f, sd, keys, h=1e-6):
-    num = {}
-    for key in keys:
-        arr = sd[key]
-        g = np.empty_like(arr)
-        for idx in np.ndindex(arr.shape):
-            old = arr[idx]
-            arr[idx] = old + h
-            up = f()
-            arr[idx] = old - h
-            down = f()
-            arr[idx] = old
-            g[idx] = (up - down) / (2 * h)
-        num[key] = g
-    return num
 
 
-def _masks(rng, spec, n):
-    return {l: rng.uniform(size=(n, spec.sizes[l + 1])) >= p
-            for l, p in enumerate(spec.dropout) if p > 0}
 
 
 # == the reference on its own =================================================================
@@ -132,11 +98,11 @@ def test_reference_gradients_match_finite_differences(rng, case, loss, out):
     n = 7
     X = _X(rng, spec, n)
     Y = targets_for(rng, loss, n, spec.sizes[-1])
-    masks = _masks(rng, spec, n)
+    masks = dropout_masks(rng, spec, n)
     value, g = naive.structured_gradients(sd, X, Y, spec, loss, masks=masks)
     f = lambda: naive.structured_loss(sd, X, Y, spec, loss, masks=masks)
     assert value == pytest.approx(f(), rel=1e-14)
-    num = _finite_differences(f, sd, naive.trainable_keys(spec))
+    num = finite_differences(f, sd, naive.trainable_keys(spec))
     assert sorted(g) == sorted(num)
     for key in g:
         np.testing.assert_allclose(g[key], num[key], rtol=1e-5, atol=1e-7, err_msg=key)
@@ -151,7 +117,7 @@ def test_reference_matches_torch(rng, case):
     n = 9
     X = _X(rng, spec, n)
     y = rng.integers(0, 3, n)
-    masks = _masks(rng, spec, n)
+    masks = dropout_masks(rng, spec, n)
     twin = torch_twin.Twin(sd, spec)
     want_value, want = torch_twin.gradients(twin, X, y, "cross_entropy", masks)
     value, g = naive.structured_gradients(sd, X, y, spec, "cross_entropy", masks=masks)
@@ -219,7 +185,7 @@ def test_tables_start_normal_after_the_dense_weights_which_are_unchanged():
 def test_forward_matches_naive(rng, case, dtype):
     net, spec = _net(case, dtype=dtype)
     X = _X(rng, spec, 13, dtype)
-    want = naive.structured_forward(_sd64(net), X, spec, "eval")["a"][-1]
+    want = naive.structured_forward(sd64(net), X, spec, "eval")["a"][-1]
     out = net.forward(X)
     assert out.dtype == dtype and out.shape == want.shape
     np.testing.assert_allclose(out, want, **tol(dtype))
@@ -227,10 +193,10 @@ def test_forward_matches_naive(rng, case, dtype):
 
 
 def _check_gradients(net, spec, X, Y, loss, rtol, atol):
-    before = _copy(net.state_dict())
+    before = copy(net.state_dict())
     value, g = net.gradients(X, Y, loss=loss, as_dict=True)
-    assert _same(net.state_dict(), before)
-    want_value, want = naive.structured_gradients(_sd64(net), X, Y, spec, loss)
+    assert same(net.state_dict(), before)
+    want_value, want = naive.structured_gradients(sd64(net), X, Y, spec, loss)
     assert value == pytest.approx(want_value, rel=max(rtol, 1e-10))
     assert sorted(g) == sorted(want) == sorted(naive.trainable_keys(spec))
     for key in want:
@@ -326,8 +292,8 @@ def test_training_matches_naive(rng, optimizer, wd, batch):
     lr = 0.01 if optimizer == "adam" else 0.05
     tr = fastbp.Trainer(net, loss="cross_entropy", optimizer=optimizer, learning_rate=lr,
                         batch_size=batch, epochs=3, shuffle=False, weight_decay=wd, seed=2)
-    start = _sd64(net)
-    want = _copy(start)
+    start = sd64(net)
+    want = copy(start)
     want_losses = naive.structured_train(want, X, y, spec, "cross_entropy",
                                          naive.Optimizer(optimizer, lr, weight_decay=wd), batch,
                                          3, _fastbp_masks(tr, spec))
@@ -353,11 +319,11 @@ def test_training_step_by_step_matches_torch(rng, case, batch, optimizer):
     X = _X(rng, spec, batch * steps)
     y = rng.integers(0, 3, batch * steps)
     lr = 0.01 if optimizer == "adam" else 0.05
-    twin = torch_twin.Twin(_sd64(net), spec)
+    twin = torch_twin.Twin(sd64(net), spec)
     opt = torch_twin.make_optimizer(twin.trainable(), optimizer, lr)
     tr = fastbp.Trainer(net, loss="cross_entropy", optimizer=optimizer, learning_rate=lr,
                         batch_size=batch, epochs=1, shuffle=False)
-    start = _sd64(net)
+    start = sd64(net)
     Xt = torch.from_numpy(X)
     twin.train()
     for s in range(steps):
@@ -388,13 +354,13 @@ def test_training_step_by_step_matches_torch(rng, case, batch, optimizer):
 @pytest.mark.parametrize("n", [20, 130])     # one block; two (the norms after their sum)
 def test_history_norms_count_the_tables_in_the_first_layer(rng, n):
     net, spec = _net("batch", seed=1)
-    start = _sd64(net)
+    start = sd64(net)
     X = _X(rng, spec, n)
     y = rng.integers(0, 3, n)
     h = fastbp.Trainer(net, optimizer="sgd", learning_rate=0.1, batch_size=None,
                        epochs=1).fit(X, y)
     _, g = naive.structured_gradients(start, X, y, spec, "cross_entropy")
-    sd = _sd64(net)
+    sd = sd64(net)
     emb = lambda k: k.startswith("embeddings")
     groups = [[k for k in naive.trainable_keys(spec)
                if (emb(k) and l == 0) or (not emb(k) and k.split(".")[1] == str(l))]
@@ -412,7 +378,7 @@ def test_clipping_and_weight_decay_treat_the_tables_as_parameters(rng):
     """One full-batch SGD step with weight decay and clipping that bites: the tables move by
     −lr·clip(g + wd·E), the global norm over every parameter, as torch's."""
     net, spec = _net("several", seed=2)
-    start = _sd64(net)
+    start = sd64(net)
     X = _X(rng, spec, 10)
     y = rng.integers(0, 3, 10)
     fastbp.Trainer(net, optimizer="sgd", learning_rate=0.1, weight_decay=0.5, batch_size=None,
@@ -466,11 +432,11 @@ def test_save_load_round_trip(tmp_path, rng, dtype):
     back = fastbp.load(path)
     assert back.embeddings == net.embeddings == spec.embeddings
     assert back.dtype == dtype and back.layer_sizes == net.layer_sizes
-    assert _same(back.state_dict(), net.state_dict())
+    assert same(back.state_dict(), net.state_dict())
     assert back.predict(X).tobytes() == net.predict(X).tobytes()
     fastbp.Trainer(net, batch_size=8, epochs=1, seed=1).fit(X, y)
     fastbp.Trainer(back, batch_size=8, epochs=1, seed=1).fit(X, y)
-    assert _same(back.state_dict(), net.state_dict())
+    assert same(back.state_dict(), net.state_dict())
     assert "embeddings=[(9, 3), (4, 5)]" in repr(back)
 
 
@@ -478,12 +444,12 @@ def test_state_dict_round_trip_and_checks(rng):
     net, spec = _net("several")
     new = naive.init_state_dict(spec, rng)
     net.load_state_dict(new)
-    assert _same(naive.as_float64(net.state_dict()), new)
+    assert same(naive.as_float64(net.state_dict()), new)
     other, _ = _net("several", seed=9)
     other.load_state_dict(net.state_dict())
     X = _X(rng, spec, 6)
     assert other.predict(X).tobytes() == net.predict(X).tobytes()
-    before = _copy(net.state_dict())
+    before = copy(net.state_dict())
     for bad, key in ((dict(new, **{"embeddings.2.weight": np.zeros((4, 7))}), "embeddings.2"),
                      (dict(new, **{"embeddings.1.weight": np.full((1, 3), np.nan)}),
                       "embeddings.1"),
@@ -491,7 +457,7 @@ def test_state_dict_round_trip_and_checks(rng):
                       "embeddings.0")):
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):
             net.load_state_dict(bad)
-        assert _same(net.state_dict(), before)
+        assert same(net.state_dict(), before)
 
 
 def test_trainer_resume_mid_epoch_is_bitwise(rng, monkeypatch):
@@ -518,7 +484,7 @@ def test_trainer_resume_mid_epoch_is_bitwise(rng, monkeypatch):
     h2 = tr2.fit(X, y)
     assert tr2.step == ref_tr.step
     assert net2.params.tobytes() == ref.params.tobytes()
-    assert _same(net2.state_dict(), ref.state_dict())
+    assert same(net2.state_dict(), ref.state_dict())
     np.testing.assert_allclose(h1.loss + h2.loss, hr.loss, rtol=1e-12)
     # a state made for other embeddings does not fit
     other = fastbp.Trainer(fastbp.Network(**dict(kw, embeddings=[(9, 3), (4, 6)]),
@@ -559,7 +525,7 @@ def test_bad_codes_are_refused_and_change_nothing(rng, value, match, dtype):
     y = rng.integers(0, 3, n)
     good = X.copy()
     X[5, 4] = value
-    before = _copy(net.state_dict())
+    before = copy(net.state_dict())
     tr, calls = _calls(net, y, good)
     if dtype == np.float32 and value == 1 + 1e-12:
         match = r"holds 1\.000000000001"       # read as given, not as float32's 1.0
@@ -567,7 +533,7 @@ def test_bad_codes_are_refused_and_change_nothing(rng, value, match, dtype):
         m = match if not name == "fit_validation" else match.replace("X column", "X_val column")
         with pytest.raises(ValueError, match=m):
             call(X)
-        assert _same(net.state_dict(), before) and tr.step == 0, name
+        assert same(net.state_dict(), before) and tr.step == 0, name
     X[5, 4] = 3
     net.predict(X)
     net.predict(X.astype(np.int64) if dtype == np.float64 else X)

@@ -19,6 +19,7 @@ import pytest
 import fastbp
 from subprocess_run import run_with_threads
 import naive
+from state_dicts import copy, dropout_masks, finite_differences, net_and_spec, same, sd64
 from conftest import targets_for
 
 PAIRS = [("cross_entropy", "softmax"), ("squared_error", "identity"),
@@ -47,10 +48,6 @@ def _spec(case, out):
     return naive.make_spec(output_activation=out, **CASES[case])
 
 
-def _masks(rng, spec, n):
-    """Fixed dropout masks {l: keep} for the layers with p > 0."""
-    return {l: rng.uniform(size=(n, spec.sizes[l + 1])) >= p
-            for l, p in enumerate(spec.dropout) if p > 0}
 
 
 def _keyed_masks(spec, seed=0):
@@ -65,21 +62,6 @@ def _keyed_masks(spec, seed=0):
     return masks
 
 
-def _finite_differences(f, sd, keys, h=1e-6):
-    num = {}
-    for key in keys:
-        arr = sd[key]
-        g = np.empty_like(arr)
-        for idx in np.ndindex(arr.shape):
-            old = arr[idx]
-            arr[idx] = old + h
-            up = f()
-            arr[idx] = old - h
-            down = f()
-            arr[idx] = old
-            g[idx] = (up - down) / (2 * h)
-        num[key] = g
-    return num
 
 
 # == the reference on its own (passes without the implementation) =============================
@@ -121,11 +103,11 @@ def test_reference_gradients_match_finite_differences(rng, case, loss, out):
     n = 7
     X = rng.standard_normal((n, spec.sizes[0]))
     Y = targets_for(rng, loss, n, spec.sizes[-1])
-    masks = _masks(rng, spec, n)
+    masks = dropout_masks(rng, spec, n)
     value, g = naive.structured_gradients(sd, X, Y, spec, loss, masks=masks)
     f = lambda: naive.structured_loss(sd, X, Y, spec, loss, masks=masks)
     assert value == pytest.approx(f(), rel=1e-14)
-    num = _finite_differences(f, sd, naive.trainable_keys(spec))
+    num = finite_differences(f, sd, naive.trainable_keys(spec))
     assert sorted(g) == sorted(num)
     for key in g:
         np.testing.assert_allclose(g[key], num[key], rtol=1e-5, atol=1e-7, err_msg=key)
@@ -137,7 +119,7 @@ def test_reference_batch_norm_eval_gradients_match_finite_differences(rng):
     X = rng.standard_normal((5, 4))
     y = rng.integers(0, 3, 5)
     _, g = naive.structured_gradients(sd, X, y, spec, "cross_entropy", mode="eval")
-    num = _finite_differences(lambda: naive.structured_loss(sd, X, y, spec, "cross_entropy", "eval"),
+    num = finite_differences(lambda: naive.structured_loss(sd, X, y, spec, "cross_entropy", "eval"),
                               sd, naive.trainable_keys(spec))
     for key in g:
         np.testing.assert_allclose(g[key], num[key], rtol=1e-5, atol=1e-7, err_msg=key)
@@ -166,7 +148,7 @@ def test_reference_matches_torch(rng, case, loss, out):
     n = 9
     X = rng.standard_normal((n, spec.sizes[0]))
     Y = targets_for(rng, loss, n, spec.sizes[-1])
-    masks = _masks(rng, spec, n)
+    masks = dropout_masks(rng, spec, n)
     twin = torch_twin.Twin(sd, spec)
     want_value, want = torch_twin.gradients(twin, X, Y, loss, masks)
     value, g = naive.structured_gradients(sd, X, Y, spec, loss, masks=masks)
@@ -215,31 +197,14 @@ def test_reference_training_matches_torch(rng, case, optimizer, wd):
 
 # == fastbp against the reference (needs the implementation) ==================================
 def _net(case_or_kw, out="softmax", dtype=np.float64, seed=0, perturb=True):
-    """(net, spec): a fastbp Network of a case (or of Network keyword arguments) with its
-    biases, γ, β and running statistics moved off their initial values (load_state_dict)."""
     kw = CASES[case_or_kw] if isinstance(case_or_kw, str) else case_or_kw
-    net = fastbp.Network(output_activation=out, dtype=dtype, seed=seed, **kw)
-    spec = naive.make_spec(output_activation=out, **kw)
-    if perturb:
-        sd = net.state_dict()
-        ref = naive.init_state_dict(spec, np.random.default_rng(seed + 100))
-        new = {k: (np.array(v) if k.endswith(".weight") and k.startswith("layers") else ref[k])
-               for k, v in sd.items()}
-        net.load_state_dict({k: v.astype(dtype) for k, v in new.items()})
-    return net, spec
+    return net_and_spec(kw, out, dtype, seed, perturb)
 
 
-def _sd64(net):
-    return naive.as_float64(net.state_dict())
 
 
-def _copy(sd):
-    return {k: np.array(v, copy=True) for k, v in sd.items()}
 
 
-def _same(a, b):
-    return sorted(a) == sorted(b) and all(np.asarray(a[k]).tobytes() == np.asarray(b[k]).tobytes()
-                                          and np.shape(a[k]) == np.shape(b[k]) for k in a)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -284,7 +249,7 @@ def test_load_state_dict_round_trip(rng, dtype):
     new = {k: v.astype(dtype) for k, v in naive.init_state_dict(spec, rng).items()}
     net.load_state_dict(new)
     got = net.state_dict()
-    assert _same(got, new)
+    assert same(got, new)
     other, _ = _net("all", dtype=dtype, seed=9)
     other.load_state_dict(got)
     X = rng.standard_normal((6, 4)).astype(dtype)
@@ -307,13 +272,13 @@ def _bad_state_dicts(sd):
 @pytest.mark.parametrize("which", range(5))
 def test_load_state_dict_refuses_bad_input_and_changes_nothing(rng, which):
     net, spec = _net("all")
-    before = _copy(net.state_dict())
+    before = copy(net.state_dict())
     # every good entry changed too, so a partial write would show
     sd = {k: v + 0.5 for k, v in naive.init_state_dict(spec, rng).items()}
     _, bad, key = _bad_state_dicts(sd)[which]
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         net.load_state_dict(bad)
-    assert _same(net.state_dict(), before)
+    assert same(net.state_dict(), before)
 
 
 def test_load_state_dict_refuses_a_non_mapping():
@@ -326,7 +291,7 @@ def test_load_state_dict_refuses_a_non_mapping():
 def test_forward_in_eval_mode_matches_naive(rng, case):
     net, spec = _net(case)
     X = rng.standard_normal((13, spec.sizes[0]))
-    want = naive.structured_forward(_sd64(net), X, spec, "eval")["a"][-1]
+    want = naive.structured_forward(sd64(net), X, spec, "eval")["a"][-1]
     out = net.forward(X)
     assert out.dtype == np.float64 and out.shape == want.shape
     np.testing.assert_allclose(out, want, rtol=1e-10, atol=1e-12)
@@ -343,10 +308,10 @@ def test_gradients_as_dict_match_naive(rng, case, loss, out):
     n = 11
     X = rng.standard_normal((n, spec.sizes[0]))
     Y = targets_for(rng, loss, n, spec.sizes[-1])
-    before = _copy(net.state_dict())
+    before = copy(net.state_dict())
     value, g = net.gradients(X, Y, loss=loss, as_dict=True)
-    assert _same(net.state_dict(), before)                 # running statistics untouched
-    want_value, want = naive.structured_gradients(_sd64(net), X, Y, spec, loss)   # no masks
+    assert same(net.state_dict(), before)                 # running statistics untouched
+    want_value, want = naive.structured_gradients(sd64(net), X, Y, spec, loss)   # no masks
     assert value == pytest.approx(want_value, rel=1e-10)
     assert sorted(g) == sorted(want) == sorted(naive.trainable_keys(spec))
     for key in want:
@@ -366,13 +331,13 @@ def test_gradients_float32(rng, case):
     X = rng.standard_normal((16, spec.sizes[0])).astype(np.float32)
     y = rng.integers(0, 3, 16)
     value, g = net.gradients(X, y, loss="cross_entropy", as_dict=True)
-    want_value, want = naive.structured_gradients(_sd64(net), X, y, spec, "cross_entropy")
+    want_value, want = naive.structured_gradients(sd64(net), X, y, spec, "cross_entropy")
     assert value == pytest.approx(want_value, rel=1e-4)
     for key in want:
         assert g[key].dtype == np.float32
         np.testing.assert_allclose(g[key], want[key], rtol=2e-3, atol=2e-4, err_msg=key)
     np.testing.assert_allclose(net.predict(X),
-                               naive.structured_forward(_sd64(net), X, spec, "eval")["a"][-1],
+                               naive.structured_forward(sd64(net), X, spec, "eval")["a"][-1],
                                rtol=1e-4, atol=1e-5)
 
 
@@ -429,7 +394,7 @@ def test_training_matches_naive_and_torch(rng, ref, dropout, optimizer, wd):
     fastbp.engine.dropout_keep keyed by the trainer's dropout_seed, the optimizer step and the
     batch's data row indices."""
     net, spec, X, y, tr, lr = _trainer_pair(rng, dropout, optimizer, wd)
-    start = _sd64(net)
+    start = sd64(net)
     masks = _fastbp_masks(tr, spec) if dropout else None
     if ref == "torch":
         pytest.importorskip("torch")
@@ -439,7 +404,7 @@ def test_training_matches_naive_and_torch(rng, ref, dropout, optimizer, wd):
                                        epochs=3, weight_decay=wd, masks=masks)
         want = twin.numpy_state_dict()
     else:
-        want = _copy(start)
+        want = copy(start)
         want_losses = naive.structured_train(want, X, y, spec, "cross_entropy",
                                              naive.Optimizer(optimizer, lr, weight_decay=wd),
                                              8, 3, masks)
@@ -463,13 +428,13 @@ def test_dropout_masks_follow_the_data_rows_when_shuffled(rng):
     of rows 0..n-1 — but only if a mask is keyed by the data row, not by its batch position."""
     kw = dict(TRAIN_KW, dropout=[0.3, 0.0, 0.5])
     net, spec = _net(kw, "softmax", seed=5)
-    start = _sd64(net)
+    start = sd64(net)
     X = rng.standard_normal((24, 5))
     y = rng.integers(0, 3, 24)
     tr = fastbp.Trainer(net, optimizer="sgd", learning_rate=0.1, batch_size=None, epochs=3,
                         shuffle=True, seed=7)
     h = tr.fit(X, y)
-    want = _copy(start)
+    want = copy(start)
     losses = naive.structured_train(want, X, y, spec, "cross_entropy", naive.Optimizer("sgd", 0.1),
                                     None, 3, _fastbp_masks(tr, spec))
     got = net.state_dict()
@@ -505,7 +470,7 @@ def test_trainer_dropout_seed_is_an_int_from_the_seed():
 
 def test_running_statistics_of_one_full_batch_step(rng):
     net, spec = _net(TRAIN_KW, "softmax", seed=1)
-    start = _sd64(net)
+    start = sd64(net)
     X = rng.standard_normal((20, 5))
     y = rng.integers(0, 3, 20)
     h = fastbp.Trainer(net, optimizer="sgd", learning_rate=0.1, batch_size=None,
@@ -516,7 +481,7 @@ def test_running_statistics_of_one_full_batch_step(rng):
         np.testing.assert_allclose(got[key], v, rtol=1e-12, atol=1e-15, err_msg=key)
     # one column per dense layer; γ, β in their layer's norms
     _, g = naive.structured_gradients(start, X, y, spec, "cross_entropy")
-    sd = _sd64(net)
+    sd = sd64(net)
     assert h.grad_norm.shape == h.weight_norm.shape == (1, spec.n_layers)
     for l in range(spec.n_layers):
         keys = [k for k in naive.trainable_keys(spec) if k.split(".")[1] == str(l)]
@@ -533,18 +498,18 @@ def test_running_statistics_of_one_full_batch_step(rng):
 def test_gradients_and_predict_leave_running_statistics_alone(rng):
     net, spec = _net(TRAIN_KW, "softmax")
     X = rng.standard_normal((12, 5))
-    before = _copy(net.state_dict())
+    before = copy(net.state_dict())
     net.gradients(X, rng.integers(0, 3, 12), loss="cross_entropy", as_dict=True)
     net.gradients(X, rng.integers(0, 3, 12), loss="cross_entropy")
     net.predict(X)
     net.forward(X)
-    assert _same(net.state_dict(), before)
+    assert same(net.state_dict(), before)
 
 
 def test_weight_decay_applies_to_gamma_and_beta(rng):
     """Like torch's (every parameter): one full-batch SGD step moves γ by −lr·(g + wd·γ)."""
     net, spec = _net(TRAIN_KW, "softmax", seed=2)
-    start = _sd64(net)
+    start = sd64(net)
     X = rng.standard_normal((10, 5))
     y = rng.integers(0, 3, 10)
     fastbp.Trainer(net, optimizer="sgd", learning_rate=0.1, weight_decay=0.5, batch_size=None,
@@ -590,14 +555,14 @@ def test_save_load_keep_structure_and_statistics(tmp_path, rng, dtype):
     net.save(path)
     back = fastbp.load(path)
     assert back.dtype == dtype and back.layer_sizes == net.layer_sizes
-    assert _same(back.state_dict(), net.state_dict())
+    assert same(back.state_dict(), net.state_dict())
     assert back.predict(X).tobytes() == net.predict(X).tobytes()
     a, b = net.gradients(X, y, as_dict=True)[1], back.gradients(X, y, as_dict=True)[1]
-    assert _same(a, b)
+    assert same(a, b)
     # the dropout rates travel too: the same training from here is bitwise the same
     fastbp.Trainer(net, batch_size=8, epochs=1, seed=1).fit(X, y)
     fastbp.Trainer(back, batch_size=8, epochs=1, seed=1).fit(X, y)
-    assert _same(back.state_dict(), net.state_dict())
+    assert same(back.state_dict(), net.state_dict())
 
 
 @pytest.mark.parametrize("seed", [5, None])
@@ -626,12 +591,12 @@ def test_resume_mid_epoch_is_bitwise_with_batch_norm_and_dropout(rng, monkeypatc
     tr2 = trainer(net2)
     tr2.load_state(arrays, info)
     assert tr2.dropout_seed == tr.dropout_seed
-    assert _same(net2.state_dict(), net.state_dict())          # running statistics restored
+    assert same(net2.state_dict(), net.state_dict())          # running statistics restored
     tr2.epochs = 3 - len(h1.loss)
     h2 = tr2.fit(X, y)
     assert tr2.step == ref_tr.step
     assert net2.params.tobytes() == ref.params.tobytes()
-    assert _same(net2.state_dict(), ref.state_dict())
+    assert same(net2.state_dict(), ref.state_dict())
     # the loss sums are accumulated per compiled call: equal, though not bitwise (like
     # tests/test_trainer.py's resume)
     np.testing.assert_allclose(h1.loss + h2.loss, hr.loss, rtol=1e-12)
@@ -681,16 +646,16 @@ def _batch_norm_net(rng, n, norm="batch"):
 @pytest.mark.parametrize("n,batch_size", [(33, 16), (17, 8), (5, 1), (1, None), (1, 32)])
 def test_batch_norm_refuses_a_training_batch_of_one_row(rng, n, batch_size):
     net, X, y = _batch_norm_net(rng, n)
-    before = _copy(net.state_dict())
+    before = copy(net.state_dict())
     tr = fastbp.Trainer(net, batch_size=batch_size, epochs=2)
     with pytest.raises(ValueError, match="(?i)batch"):
         tr.fit(X, y)
-    assert tr.step == 0 and _same(net.state_dict(), before)
+    assert tr.step == 0 and same(net.state_dict(), before)
     with pytest.raises(ValueError, match="(?i)batch"):
         net.gradients(X[:1], y[:1], loss="cross_entropy", as_dict=True)
     with pytest.raises(ValueError, match="(?i)batch"):
         net.gradients(X[:1], y[:1], loss="cross_entropy")
-    assert _same(net.state_dict(), before)
+    assert same(net.state_dict(), before)
 
 
 def test_batches_of_one_row_are_fine_without_batch_norm(rng):
