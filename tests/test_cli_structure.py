@@ -280,3 +280,16 @@ def test_help_documents_the_structure_flags():
     for needle in ("--skips", "residual|I:J", "--normalization", "batch,none,layer",
                    "--dropout", "relu,tanh", "network structure", "one per hidden layer"):
         assert needle in text, needle
+
+
+def test_residual_skips_are_the_networks_own_pairs():
+    # the command's reading of "residual" (for --resume's comparison and the width checks) is
+    # fastbp.Network's: with embedded categories no skip starts at the input
+    _skip_pairs = cli_train._skip_pairs
+    for sizes in ([8, 8, 8, 1], [5, 8, 8, 8, 2]):
+        for embedded in (False, True):
+            net = fastbp.Network(sizes, skips="residual",
+                                 embeddings=[(3, 2)] if embedded else None)
+            assert _skip_pairs("residual", sizes, embedded) == net.skips, (sizes, embedded)
+    assert _skip_pairs("residual", [8, 8, 8, 1], True) == [(1, 2)]
+    assert _skip_pairs([[1, 2], [0, 2]], [8, 8, 8, 1]) == [(0, 2), (1, 2)]

@@ -23,6 +23,7 @@ import numpy as np
 from .._validation import BadInput
 from ..data.model import build_network
 from ..data.preprocess import column_names, number_text
+from ..model.network import residual_skips
 from ..model.trainer import check_batches
 from .common import CHECKPOINT, EXIT_OK, EXIT_SIGNAL, HISTORY, METRICS, MODEL, PLOT, \
     Stopped, UsageError, layers as _layers
@@ -313,14 +314,12 @@ def _spec_text(v):
     return str(v)
 
 
-def _skip_pairs(skips, sizes):
-    """The (i, j) pairs of the canonical ``skips`` for a network of ``sizes``."""
-    if skips is None:
-        return []
+def _skip_pairs(skips, sizes, embedded=False):
+    """The (i, j) pairs of the canonical ``skips`` for a network of ``sizes`` (``embedded``: its
+    input has embedded categories, so no residual skip starts there)."""
     if skips == "residual":
-        L = len(sizes) - 1
-        return [(j - 1, j) for j in range(1, L) if sizes[j - 1] == sizes[j]]
-    return sorted((i, j) for i, j in skips)
+        return residual_skips(sizes, embedded)
+    return sorted(tuple(p) for p in skips or ())
 
 
 def _activation_name(k):
@@ -335,14 +334,15 @@ def check_network(s, data):
     emb = data.preprocessor.embeddings
     n_in = data.n_in - len(emb) + sum(d for _, d in emb)
     sizes = [n_in, *s["layers"], data.n_out]
-    pairs = [(i, j) for i, j in _skip_pairs(s["skips"], sizes) if not (emb and i == 0)]
-    if s["skips"] == "residual" and not pairs:
+    skips = s["skips"]
+    pairs = _skip_pairs(skips, sizes, bool(emb))
+    if skips == "residual" and not pairs:
         raise UsageError(f"skips residual adds a_(j-1) to a_j where the widths match, and no two "
                          f"consecutive activations of the layer sizes {sizes} do (the input has "
                          f"{n_in} features{', with embedded categories: no skip from it' if emb else ''}"
                          f"); give equal widths (e.g. --layers {s['layers'][0]},{s['layers'][0]}) "
                          f"or explicit pairs I:J")
-    if emb and s["skips"] not in (None, "residual") and any(i == 0 for i, _ in s["skips"]):
+    if emb and any(i == 0 for i, _ in pairs):
         raise UsageError("skips: none can start at the input (0) of a network with embedded "
                          "categories (their vectors are looked up, not given)")
     for i, j in pairs:
@@ -627,8 +627,10 @@ def resume(s, given):
         except argparse.ArgumentTypeError:
             raise UsageError(f"--resume: {path} is not a checkpoint of fastbp train") from None
     _check_structure(s)
-    sizes = (info["trainer"].get("config") or {}).get("layer_sizes")
-    clash = sorted(k for k in given - RESUMABLE if not _same_setting(k, s[k], saved.get(k), sizes))
+    config = info["trainer"].get("config") or {}
+    sizes, embedded = config.get("layer_sizes"), bool(config.get("embeddings"))
+    clash = sorted(k for k in given - RESUMABLE
+                   if not _same_setting(k, s[k], saved.get(k), sizes, embedded))
     if clash:
         raise UsageError(f"--resume: {', '.join(clash)} differ from the checkpointed run; "
                          f"only {', '.join(sorted(RESUMABLE))} may change")
@@ -643,14 +645,15 @@ def resume(s, given):
     return Checkpoint(arrays, info, {**saved, **here})
 
 
-def _same_setting(name, new, saved, sizes):
+def _same_setting(name, new, saved, sizes, embedded):
     """Whether a setting given to ``--resume`` means the checkpoint's: equal canonical forms, or
-    for skips the same pairs in the checkpointed network of ``sizes`` ("residual" spelt out)."""
+    for skips the same pairs in the checkpointed network of ``sizes`` ("residual" spelt out;
+    ``embedded``: its input has embedded categories)."""
     if new == saved:
         return True
     if name == "skips" and isinstance(sizes, list):
         try:
-            return _skip_pairs(new, sizes) == _skip_pairs(saved, sizes)
+            return _skip_pairs(new, sizes, embedded) == _skip_pairs(saved, sizes, embedded)
         except (TypeError, ValueError, IndexError):
             return False
     return False

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._validation import InputError
+from .._validation import InputError, check_dtype, check_float, check_int, check_weights
 from ..model import network as _network
 from .preprocess import Preprocessor, infer_roles, split_rows
 from .tables import read_table
@@ -239,7 +239,6 @@ def prepare(data, target=None, *, categorical=(), numeric=(), drop=(), loss=None
     fitted on the training rows only, the matrices in ``dtype``.  ``sample_weight``: the name
     of a column of weights (not a feature then), or an array of one weight per row.  Returns a
     :class:`Prepared`."""
-    from .._validation import check_dtype, check_float, check_int
     dtype = check_dtype(dtype)
     validation_split = check_float("validation_split", validation_split, 0, 1, high_open=True)
     seed = check_int("seed", seed, 0)
@@ -308,7 +307,6 @@ def prepare(data, target=None, *, categorical=(), numeric=(), drop=(), loss=None
 def _check_weights(w, n, source):
     """The sample weights as float64, checked: one finite number >= 0 per row (``source``
     names them in a refusal)."""
-    from .._validation import check_weights
     w = np.asarray(w)
     if w.ndim == 2 and w.shape[1] == 1:
         w = w[:, 0]

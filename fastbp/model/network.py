@@ -584,6 +584,12 @@ def check_codes(X, converted, embeddings, name="X"):
                              f"integers in [0, {levels})")
 
 
+def residual_skips(sizes, embedded=False):
+    """``skips="residual"``'s pairs for a network of ``sizes``: every ``(j-1, j)``, ``1 <= j <
+    L``, whose widths match; none from the input when it is ``embedded``."""
+    return [(j - 1, j) for j in range(1 + embedded, len(sizes) - 1) if sizes[j - 1] == sizes[j]]
+
+
 def _check_skips(skips, sizes, embedded=False):
     """The skip connections as a sorted list of (i, j) pairs (none from the input when it is
     embedded)."""
@@ -593,7 +599,7 @@ def _check_skips(skips, sizes, embedded=False):
     if isinstance(skips, str):
         if skips != "residual":
             raise InputError(f"skips must be None, 'residual' or a list of (i, j); got {skips!r}")
-        return [(j - 1, j) for j in range(1 + embedded, L) if sizes[j - 1] == sizes[j]]
+        return residual_skips(sizes, embedded)
     if not hasattr(skips, "__iter__"):
         raise InputTypeError(f"skips must be None, 'residual' or a list of (i, j); got {skips!r}")
     out = []
