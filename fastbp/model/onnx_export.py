@@ -380,11 +380,14 @@ def _check_embeddings(embeddings, n_x, n_in, dtype):
                          f"{n_in}")
 
 
-def _build_model(layers, *, head=None, name="fastbp", doc="", embeddings=(), n_x=None,
-                 input_name=INPUT):
-    """The ModelProto of ``layers`` (a list of :class:`Layer`) followed by ``head``, reading
-    the tensor ``input_name``; ``embeddings`` (a list of :class:`Embedding`) look up the last
-    columns of an input of ``n_x`` columns first (None: the first layer's input width)."""
+def model(layers, *, embeddings=(), n_x=None, head=None, name="fastbp", doc="",
+          input_name=INPUT):
+    """The ModelProto of ``layers`` (:class:`Layer`, in order), after ``embeddings``
+    (:class:`Embedding`: the codes in the last columns of an input of ``n_x`` columns looked
+    up; None: the first layer's input width) and before ``head`` (None, ``"binary_proba"`` or
+    ``"squeeze"``), reading the tensor ``input_name``.  Each front end builds the layers it
+    exports (``Network.onnx_model``, the scikit-learn estimators' ``to_onnx``); raises as
+    :func:`write`."""
     onnx = _onnx()
     dtype = _check_layers(layers)
     n_in = np.shape(layers[0].weight)[0]
@@ -420,28 +423,11 @@ def _build_model(layers, *, head=None, name="fastbp", doc="", embeddings=(), n_x
         g.nodes, name, [onnx.helper.make_tensor_value_info(input_name, elem, [BATCH, n_x])],
         [onnx.helper.make_tensor_value_info(OUTPUT, elem, shape)], initializer=g.initializers)
     from .._version import __version__
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                    producer_name="fastbp", producer_version=__version__,
                                    doc_string=doc)
-    model.ir_version = IR_VERSION
-    return model
-
-
-def _write(model, path):
-    data = model.SerializeToString()
-    atomic_write(path, lambda f: f.write(data))
-    return path
-
-
-def model(layers, *, embeddings=(), n_x=None, head=None, name="fastbp", doc="",
-          input_name=INPUT):
-    """The ModelProto of ``layers`` (:class:`Layer`, in order), after ``embeddings``
-    (:class:`Embedding`: the codes in the last columns of an input of ``n_x`` columns looked
-    up) and before ``head`` (None, ``"binary_proba"`` or ``"squeeze"``), reading the tensor
-    ``input_name``.  Each front end builds the layers it exports (``Network.onnx_model``, the
-    scikit-learn estimators' ``to_onnx``); raises as :func:`write`."""
-    return _build_model(layers, head=head, name=name, doc=doc, embeddings=embeddings, n_x=n_x,
-                        input_name=input_name)
+    proto.ir_version = IR_VERSION
+    return proto
 
 
 def write(proto, path):
@@ -452,4 +438,7 @@ def write(proto, path):
     :func:`model`) for NaN or infinite parameters, a negative running variance, or more than
     one ONNX file holds; ImportError without the ``onnx`` package (``pip install
     "fastbp[onnx]"``)."""
-    return _write(proto, _check_path(path))
+    path = _check_path(path)
+    data = proto.SerializeToString()
+    atomic_write(path, lambda f: f.write(data))
+    return path
