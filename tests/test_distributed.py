@@ -46,6 +46,27 @@ def test_batch_norm_uses_the_global_batchs_statistics():
         assert r["loss"] < 1e-12 and r["val_loss"] < 1e-12 and r["same_on_ranks"], (case, r)
 
 
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_ranks_share_the_nodes_cores_unless_told(ranks):
+    """No thread count chosen: each rank computes with its CPUs divided by the ranks sharing
+    them (never fewer than one thread), instead of numba's one thread per core in every rank;
+    a count chosen with NUMBA_NUM_THREADS or numba.set_num_threads is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    out = _mpiexec([os.path.join(HERE, "mpi_threads.py")], n=ranks, env=env)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    for rank in r["ranks"]:
+        cpus = set(rank["cpus"])
+        sharing = sum(1 for other in r["ranks"] if cpus & set(other["cpus"]))
+        assert rank["auto"] == max(1, min(r["max"], len(cpus) // sharing)), r
+        assert rank["kept"] == 1, r
+    env["NUMBA_NUM_THREADS"] = "2"
+    out = _mpiexec([os.path.join(HERE, "mpi_threads.py")], n=ranks, env=env)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [rank["auto"] for rank in r["ranks"]] == [2] * ranks, r
+
+
 @pytest.mark.parametrize("data", ["digits", "messy"])
 def test_cli_under_mpiexec_matches_single_process(tmp_path, data):
     """Every rank reads the table, splits it and fits the preprocessing on the same training

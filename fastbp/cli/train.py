@@ -69,6 +69,9 @@ def train(args, comm=None):
     if s["out"]:
         _check_out(s["out"])        # on every rank: all refuse together, none waits for the others
     _set_threads(s["threads"])
+    if comm is not None and s["threads"] is None:     # each rank its share of the node's cores
+        from ..distributed import share_cores
+        share_cores(comm)
     data = load_data(s)
     if checkpoint and "preprocessor" not in checkpoint.info:
         raise UsageError("--resume: the checkpoint was written by a fastbp that read data "
@@ -874,7 +877,7 @@ class Run:
                                  seed=s["seed"], weight_decay=self.weight_decay, **controls)
         if comm is not None:
             from ..distributed import DistributedTrainer
-            trainer = DistributedTrainer(trainer, comm)
+            trainer = DistributedTrainer(trainer, comm, auto_threads=False)   # see train()
         self.trainer = trainer
         self.records, self.start, self.pending = [], 0, None
         # early stopping: the best epoch (1-based, as in history.jsonl) and whether it stopped
