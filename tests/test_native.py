@@ -18,17 +18,17 @@ from fastbp.kernels import native
 
 
 @njit(cache=False)
-def _scaled_sum(k, a, out):
-    if k < 0:
+def _scaled_sum(B, params, grads):     # argument names from native.ARG_TYPES: i f1 f1
+    if B < 0:
         raise ValueError("negative k")
     s = 0.0
-    for i in range(a.shape[0]):
-        out[i] = a[i] * k
-        s += out[i]
+    for i in range(params.shape[0]):
+        grads[i] = params[i] * B
+        s += grads[i]
     return s
 
 
-N = native.Native(None, _scaled_sum, "i f1 f1 -> d")     # in no slot of the table
+N = native.Native(None, _scaled_sum, "d")     # in no slot of the table
 stub = N.stub
 
 
@@ -61,6 +61,18 @@ def test_an_empty_slot_raises_instead_of_jumping_to_zero():
 def test_arguments_the_signature_cannot_take_fail_the_callers_typing():
     with pytest.raises(TypingError, match="argument 1 is array\\(float64, 2d"):
         _caller(N.address(np.float64), 2, np.ones((3, 1)), np.zeros(3))
+
+
+def test_a_callees_signature_is_its_parameters_types_by_name():
+    assert N.spec == "i f1 f1 -> d"
+    for nat in native.NATIVES:      # every slot: its def's parameters, in order, typed by name
+        names = nat.dispatcher.py_func.__code__.co_varnames[:nat.dispatcher.py_func.__code__.co_argcount]
+        assert nat.spec.split("->")[0].split() == [native.ARG_TYPES[n] for n in names]
+
+    def odd(B, weights):
+        return B
+    with pytest.raises(TypeError, match=r"odd: no type for the arguments \['weights'\]"):
+        native.Native(None, njit(odd), "i")
 
 
 def test_the_table_fills_slots_on_demand():

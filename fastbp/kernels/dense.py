@@ -406,7 +406,7 @@ def _task(t, npan, ngroups, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, 
     return total
 
 
-TASK = Native(FN_TASK, _task, "i i i i i i i f1 i i i i f1 i i i f1 i f1 f1 i f f1 f1 b b -> d")
+TASK = Native(FN_TASK, _task, "d")
 task = TASK.stub    # task(address, *_task's arguments): an indirect call (see native.py)
 
 
@@ -472,7 +472,7 @@ def _gemm(fns, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, sca
     return ntasks
 
 
-GEMM = Native(FN_GEMM, _gemm, "i1 i f1 i i i i f1 i i f2 f2 f1 i f d1 b b -> i")
+GEMM = Native(FN_GEMM, _gemm, "i")
 gemm = GEMM.stub        # gemm(address, *_gemm's arguments): an indirect call (see native.py)
 ONE = 1
 

@@ -143,13 +143,13 @@ GRADS, SUMSQ, CLEAR = 0, 1, 2
 
 
 @njit(**JIT)
-def embedding_pass(what, B, scale, grads, layout, emb, acts, aoff, deltas, doff, gsq, norms):
+def embedding_pass(what, B, factor, grads, layout, emb, acts, aoff, deltas, doff, gsq, norms):
     """The tables' pass ``what`` over batch rows 0..B, called through the function table
     (native.py: compiled only for networks that have embeddings): GRADS
-    (:func:`embedding_grads`), SUMSQ (returns :func:`embedding_sumsq`) or CLEAR
+    (:func:`embedding_grads`, the δ scaled by ``factor``), SUMSQ (returns :func:`embedding_sumsq`) or CLEAR
     (:func:`embedding_clear`).  Returns the squared norm for SUMSQ, else 0."""
     if what == GRADS:
-        embedding_grads(B, scale, grads, layout, emb, acts, aoff, deltas, doff, gsq, norms)
+        embedding_grads(B, factor, grads, layout, emb, acts, aoff, deltas, doff, gsq, norms)
     elif what == SUMSQ:
         return embedding_sumsq(B, grads, layout, emb, acts, aoff)
     else:
@@ -157,5 +157,5 @@ def embedding_pass(what, B, scale, grads, layout, emb, acts, aoff, deltas, doff,
     return 0.0
 
 
-EMBEDDING = Native(FN_EMBEDDING, embedding_pass, "i i d f1 i2 i2 f1 i1 f1 i1 d1 b -> d")
+EMBEDDING = Native(FN_EMBEDDING, embedding_pass, "d")
 embedding_at = EMBEDDING.stub       # called indirectly (see native.py)

@@ -138,13 +138,13 @@ def _cross_entropy_rows(Z, D, T, Yi, rows, m, out_code, rowloss, lo, hi):
 
 
 @njit(**JIT)
-def output_rows(Z, D, T, Yi, sw, rows, m, out_code, loss_code, rowloss, lo, hi):
-    """Rows lo..hi of :func:`output_batch` (flat Z, D and targets T), serially."""
+def output_rows(Zf, Df, T, Yi, sw, rows, m, out_code, loss_code, rowloss, lo, hi):
+    """Rows lo..hi of :func:`output_batch` (flat ``Zf``, ``Df`` and targets ``T``), serially."""
     if loss_code == CROSS_ENTROPY:
-        _cross_entropy_rows(Z, D, T, Yi, rows, m, out_code, rowloss, lo, hi)
+        _cross_entropy_rows(Zf, Df, T, Yi, rows, m, out_code, rowloss, lo, hi)
     else:
         for r in range(lo, hi):
-            rowloss[r] = output_row(Z, D, r * m, T, rows[r] * m, m, out_code, loss_code)
+            rowloss[r] = output_row(Zf, Df, r * m, T, rows[r] * m, m, out_code, loss_code)
     if sw.shape[0] > 0:
         for r in range(lo, hi):
             src = rows[r]
@@ -152,11 +152,11 @@ def output_rows(Z, D, T, Yi, sw, rows, m, out_code, loss_code, rowloss, lo, hi):
             rowloss[r] = rowloss[r] * w
             base = np.uint64(r * m)
             for j in range(np.uint64(m)):
-                D[base + j] = D[base + j] * w
+                Df[base + j] = Df[base + j] * w
 
 
 # called indirectly (see native.py)
-OUTPUT_ROWS = Native(FN_OUTPUT_ROWS, output_rows, "f1 f1 f1r i1r f1r i1r i i i f1 i i -> none")
+OUTPUT_ROWS = Native(FN_OUTPUT_ROWS, output_rows, "none")
 output_rows_at = OUTPUT_ROWS.stub
 
 
@@ -185,7 +185,7 @@ def output_batch(rows_fn, Z, D, Yf, Yi, sw, rows, out_code, loss_code, rowloss):
     return total
 
 
-OUTPUT_BATCH = Native(FN_OUTPUT_BATCH, output_batch, "i f2 f2 f2r i1r f1r i1r i i f1 -> d")
+OUTPUT_BATCH = Native(FN_OUTPUT_BATCH, output_batch, "d")
 output_batch_at = OUTPUT_BATCH.stub
 
 

@@ -24,6 +24,8 @@ it first to every kernel that makes such calls; a slot a network never uses (the
 passes of a plain network) is never compiled, stays 0, and a call through it raises instead of
 jumping to address 0.
 """
+import inspect
+
 import numpy as np
 from numba import from_dtype, types
 from numba.core import cgutils
@@ -41,6 +43,26 @@ NATIVES = [None] * SLOTS        # the Native of each slot, as the kernel modules
 # f: the float dtype the callee is compiled for; d: float64; i: int64; b: bool; "none": no
 # result
 _SCALARS = {"i": types.int64, "d": types.float64, "b": types.boolean}
+# The type of each argument of the table's callees, by its name: a callee's signature is its
+# definition's parameters read through this table (so the order of its arguments is written
+# once, in its ``def``; a name means one type in every callee)
+_BY_TYPE = {
+    "i": "kind a_rs a_cs M K b_rs b_cs act t npan ngroups full MC nv N c_rs l r0 r1 mode seed "
+         "step stage rows_fn out_code loss_code m lo hi code l0 l_hi P what B",
+    "b": "par norms packed given stop",
+    "f": "scale",
+    "d": "factor",
+    "i1": "fns aoff doff",
+    "i1r": "rows Yi",
+    "i2": "layout skips emb",
+    "f1": "Af Bf vec Cf auxf pack Ap params stats acts grads deltas rowloss Zf Df state1 state2 "
+          "hyper consts flags part",
+    "f1r": "sw T",
+    "f2": "C aux Z D",
+    "f2r": "X Yf",
+    "d1": "sq drop nst gsq",
+}
+ARG_TYPES = {name: code for code, names in _BY_TYPE.items() for name in names.split()}
 
 
 def _type(code, f):
@@ -58,13 +80,26 @@ def canonical(spec, f):
     return signature(_type(result.strip(), f), *[_type(c, f) for c in args.split()])
 
 
+def spec_of(py_func, result):
+    """The spec of ``py_func``'s canonical signature: its parameters' types (:data:`ARG_TYPES`)
+    and ``result``'s letter."""
+    names = inspect.signature(py_func).parameters
+    unknown = [n for n in names if n not in ARG_TYPES]
+    if unknown:
+        raise TypeError(f"{py_func.__name__}: no type for the arguments {unknown} in "
+                        f"native.ARG_TYPES")
+    return " ".join(ARG_TYPES[n] for n in names) + " -> " + result
+
+
 class Native:
     """The jitted ``dispatcher`` in slot ``slot`` of the function table (None: in none, for
-    tests), compiled for :func:`canonical` ``(spec, dtype)``; a kernel calls it as
+    tests), compiled for :func:`canonical` ``(spec, dtype)``, the spec of its parameters'
+    types (:func:`spec_of`) and its ``result``'s letter; a kernel calls it as
     ``stub(address, *args)``."""
 
-    def __init__(self, slot, dispatcher, spec):
-        self.slot, self.dispatcher, self.spec = slot, dispatcher, spec
+    def __init__(self, slot, dispatcher, result):
+        self.slot, self.dispatcher = slot, dispatcher
+        self.spec = spec_of(dispatcher.py_func, result)
         self.stub = self._make_stub()
         if slot is not None:
             NATIVES[slot] = self

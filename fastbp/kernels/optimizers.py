@@ -161,7 +161,7 @@ def update(code, params, grads, state1, state2, hyper, step, consts, flags):
     return ok == 0
 
 
-UPDATE = Native(FN_UPDATE, update, "i f1 f1 f1 f1 f1 i f1 f1 -> b")
+UPDATE = Native(FN_UPDATE, update, "b")
 update_at = UPDATE.stub     # called indirectly (see native.py)
 
 

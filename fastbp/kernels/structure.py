@@ -285,8 +285,7 @@ def post_forward(l, r0, r1, rows, params, stats, layout, drop, skips, acts, aoff
 
 
 # called indirectly (see native.py): compiled once, and only for networks that have such layers
-POST_FORWARD = Native(FN_POST_FORWARD, post_forward,
-                      "i i i i1r f1 f1 i2 d1 i2 f1 i1 d1 i i i b b -> none")
+POST_FORWARD = Native(FN_POST_FORWARD, post_forward, "none")
 post_forward_at = POST_FORWARD.stub
 
 
@@ -455,6 +454,5 @@ def post_backward(l, r0, r1, rows, scale, params, grads, layout, drop, skips, ac
     return total
 
 
-POST_BACKWARD = Native(FN_POST_BACKWARD, post_backward,
-                       "i i i i1r f f1 f1 i2 d1 i2 f1 i1 f1 i1 d1 i i i b i -> d")
+POST_BACKWARD = Native(FN_POST_BACKWARD, post_backward, "d")
 post_backward_at = POST_BACKWARD.stub

@@ -119,8 +119,7 @@ def forward_rows(fns, X, rows, r0, r1, params, layout, acts, aoff, sq, par, stat
     return L
 
 
-FORWARD_ROWS = Native(FN_FORWARD_ROWS, forward_rows,
-                      "i1 f2r i1r i i f1 i2 f1 i1 d1 b f1 d1 i2 i2 d1 i i i i b -> i")
+FORWARD_ROWS = Native(FN_FORWARD_ROWS, forward_rows, "i")
 forward_rows_at = FORWARD_ROWS.stub     # called indirectly (see native.py)
 
 
@@ -222,8 +221,7 @@ def backward_rows(fns, rows, r0, r1, scale, params, grads, layout, acts, aoff, d
     return -1
 
 
-BACKWARD_ROWS = Native(FN_BACKWARD_ROWS, backward_rows,
-                       "i1 i1r i i f f1 f1 i2 f1 i1 f1 i1 d1 d1 b b d1 i2 i2 d1 i i i i b -> i")
+BACKWARD_ROWS = Native(FN_BACKWARD_ROWS, backward_rows, "i")
 backward_rows_at = BACKWARD_ROWS.stub   # called indirectly (see native.py)
 
 
@@ -362,9 +360,7 @@ def _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_
             grads[i] += part[base + i]
 
 
-BLOCKED_STEP = Native(FN_BLOCKED_STEP, _blocked_step,
-                      "i1 f2r f2r i1r f1r i1r i f1 f1 f1 i2 i i f f1 i1 f1 i1 f1 d1 d1 f1 d1"
-                      " i2 i2 d1 i i i -> none")
+BLOCKED_STEP = Native(FN_BLOCKED_STEP, _blocked_step, "none")
 blocked_step_at = BLOCKED_STEP.stub     # called indirectly (see native.py)
 
 
