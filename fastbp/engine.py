@@ -9,8 +9,10 @@ this module alone imports :mod:`fastbp.kernels.train`.  It owns
   :class:`EpochRunner`;
 * wrappers of the compiled entry points (:func:`predict`, :func:`evaluate`,
   :func:`batch_gradients`, :meth:`EpochRunner._fused`) that take named, defaulted arguments,
-  each the only call site of its kernel (which it calls positionally, the order spelled out
-  beside the call: numba's keyword path costs ~2 µs a call);
+  each the only call site of its kernel, which it calls through a :class:`Call`: the
+  arguments by the names of the kernel's parameters, from the bundles that hold them
+  (:class:`Structure`, :class:`Workspace`, :class:`Optimizer`, :class:`Codes`: ``named``), so
+  that the order of a kernel's arguments is written once, in its ``def``;
 * the one epoch loop (:meth:`EpochRunner.run`): the epoch's steps in compiled calls, an epoch
   stopped part-way (:class:`Pending`) and finished later, the divergence guard (an update that
   overflows is not kept), and the kernels' status turned into :class:`Diverged`;
@@ -107,6 +109,12 @@ class Structure:
     def structured(self):
         return bool(self.layout[:, S.STRUCT].any())
 
+    @property
+    def named(self):
+        """The network's arrays by the kernels' names for them (see :class:`Call`)."""
+        return {"layout": self.layout, "stats": self.stats, "drop": self.drop,
+                "skips": self.skips, "emb": self.emb}
+
 
 def readonly(a):
     """A read-only view of ``a`` (no copy): every input reaches the kernels read-only, so
@@ -124,6 +132,10 @@ class Codes:
     activations are in the :class:`Structure`)."""
     out: int
     loss: int = 0
+
+    @property
+    def named(self):
+        return {"out_code": self.out, "loss_code": self.loss}
 
 
 class Workspace:
@@ -165,6 +177,15 @@ class Workspace:
         stride = max(4 * w + 1, rows + 2 * w) if struct.any() else 0
         self.nst = np.zeros(blocks * L * stride, np.float64)    # one per row block
 
+    @property
+    def named(self):
+        """The buffers by the kernels' names for them (see :class:`Call`; the chunk indices
+        ``rows`` of predict and evaluate are named at their calls: ``rows`` is a batch's rows
+        elsewhere)."""
+        return {"acts": self.acts, "aoff": self.aoff, "deltas": self.deltas, "doff": self.doff,
+                "rowloss": self.rowloss, "sq": self.sq, "gsq": self.gsq, "nst": self.nst,
+                "part": self.part}
+
     def view(self, which, l, n):
         """Slot ``l`` of the activations (``"acts"``) or deltas, its first ``n`` rows."""
         buf, off = (self.acts, self.aoff) if which == "acts" else (self.deltas, self.doff)
@@ -174,6 +195,64 @@ class Workspace:
 
 def inference_workspace(st, n, dtype):
     return Workspace(st, min(PREDICT_CHUNK, max(1, n)), dtype)
+
+
+class Call:
+    """A compiled entry point called with its arguments by name: ``call(values)`` passes
+    ``values[p]`` for each parameter ``p`` of the kernel's ``def``, in the def's order, which is
+    thus written nowhere else (a name missing from ``values`` is a TypeError naming it; extra
+    names are ignored).  The call itself is positional: numba's keyword path costs ~2 µs.
+    ``bind(values, *varying)``: for many calls, the arguments that stay the same looked up
+    once; the bound call takes the ``varying`` ones, in that order."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        code = kernel.py_func.__code__
+        self.names = code.co_varnames[:code.co_argcount]
+
+    def args(self, values):
+        try:
+            return tuple([values[p] for p in self.names])
+        except KeyError as e:
+            raise TypeError(f"{self.kernel.py_func.__name__}: no value for its argument "
+                            f"{e.args[0]!r}") from None
+
+    def __call__(self, values):
+        with _config.ready():
+            return self.kernel(*self.args(values))
+
+    def bind(self, values, *varying):
+        return _Bound(self, values, varying)
+
+
+class _Bound:
+    """:meth:`Call.bind`'s call."""
+
+    def __init__(self, call, values, varying):
+        self.kernel = call.kernel
+        self._template = list(call.args({**values, **dict.fromkeys(varying)}))
+        self._at = [call.names.index(v) for v in varying]
+
+    def args(self, *varying):
+        a = self._template.copy()
+        for i, v in zip(self._at, varying):
+            a[i] = v
+        return a
+
+    def __call__(self, *varying):
+        with _config.ready():
+            return self.kernel(*self.args(*varying))
+
+
+_PREDICT, _EVALUATE = Call(K.predict), Call(K.evaluate)
+_BATCH_GRADIENTS, _TRAIN_EPOCH, _FINISH_STEP = (Call(K.batch_gradients), Call(K.train_epoch),
+                                                Call(K.finish_step))
+# the MPI path's passes with batch normalisation (EpochRunner._global_batch_norm)
+_FORWARD_ROWS, _BACKWARD_ROWS, _LOSS_BATCH = (Call(K.forward_rows), Call(K.backward_rows),
+                                              Call(K.loss_batch))
+_BN_PARTIAL, _BN_FINISH = Call(S.bn_partial), Call(S.bn_finish)
+_POST_FORWARD, _POST_BACKWARD = Call(S.post_forward), Call(S.post_backward)
+_EMBEDDING_GRADS = Call(E.embedding_grads)
 
 
 _NO_WEIGHTS = {np.dtype(t): readonly(np.empty(0, t)) for t in _config.DTYPES}
@@ -188,13 +267,13 @@ _TABLES = {np.dtype(t): C.Table(t) for t in _config.DTYPES}
 # in a helper)
 COMPILE_AHEAD = 4.0
 # the slots each use calls (each runs what the one before it runs), and a structured network's
-_PREDICT = (N.FN_GEMM, N.FN_TASK, N.FN_FORWARD_ROWS)
-_EVALUATE = _PREDICT + (N.FN_OUTPUT_BATCH, N.FN_OUTPUT_ROWS)
-_GRADIENTS = _EVALUATE + (N.FN_BACKWARD_ROWS,)
-_USES = {"predict": (_PREDICT, (N.FN_POST_FORWARD,)),
-         "evaluate": (_EVALUATE, (N.FN_POST_FORWARD,)),
-         "gradients": (_GRADIENTS, (N.FN_POST_FORWARD, N.FN_POST_BACKWARD)),
-         "train": (_GRADIENTS + (N.FN_UPDATE,), (N.FN_POST_FORWARD, N.FN_POST_BACKWARD))}
+_PREDICT_SLOTS = (N.FN_GEMM, N.FN_TASK, N.FN_FORWARD_ROWS)
+_EVALUATE_SLOTS = _PREDICT_SLOTS + (N.FN_OUTPUT_BATCH, N.FN_OUTPUT_ROWS)
+_GRADIENT_SLOTS = _EVALUATE_SLOTS + (N.FN_BACKWARD_ROWS,)
+_USES = {"predict": (_PREDICT_SLOTS, (N.FN_POST_FORWARD,)),
+         "evaluate": (_EVALUATE_SLOTS, (N.FN_POST_FORWARD,)),
+         "gradients": (_GRADIENT_SLOTS, (N.FN_POST_FORWARD, N.FN_POST_BACKWARD)),
+         "train": (_GRADIENT_SLOTS + (N.FN_UPDATE,), (N.FN_POST_FORWARD, N.FN_POST_BACKWARD))}
 
 
 def functions(dtype, st, use, ws=None, wait=True, ahead=0.0):
@@ -219,9 +298,8 @@ def _no_weights(dtype):
 
 # -- wrappers: the one call site of each compiled entry point --------------------------------
 def _predict_args(params, st, codes, X, out, ws, fns):
-    # fns, X, params, layout, out_code, acts, aoff, rows, out, sq, stats, drop, skips, emb, nst
-    return (fns, readonly(X), params, st.layout, codes.out, ws.acts, ws.aoff, ws.rows, out, ws.sq,
-            st.stats, st.drop, st.skips, st.emb, ws.nst)
+    return _PREDICT.args({**st.named, **ws.named, **codes.named, "fns": fns, "X": readonly(X),
+                          "params": params, "rows": ws.rows, "out": out})
 
 
 def predict(params, st, codes, X, out, ws=None):
@@ -231,17 +309,15 @@ def predict(params, st, codes, X, out, ws=None):
     # (over no rows it calls nothing through the table: it need not wait for it)
     fns = functions(params.dtype, st, "predict", wait=X.shape[0] > 0)
     with _config.ready():
-        K.predict(*_predict_args(params, st, codes, X, out, ws, fns))
+        _PREDICT.kernel(*_predict_args(params, st, codes, X, out, ws, fns))
     return out
 
 
 def _evaluate_args(params, st, codes, X, Yf, Yi, sw, out, ws, fns):
-    # fns, X, Yf, Yi, sw, params, layout, out_code, loss_code, acts, aoff, deltas, doff,
-    # rowloss, rows, sq, out, stats, drop, skips, emb, nst
     sw = _no_weights(params.dtype) if sw is None else readonly(sw)
-    return (fns, readonly(X), readonly(Yf), readonly(Yi), sw, params, st.layout, codes.out,
-            codes.loss, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.rows, ws.sq, out,
-            st.stats, st.drop, st.skips, st.emb, ws.nst)
+    return _EVALUATE.args({**st.named, **ws.named, **codes.named, "fns": fns, "X": readonly(X),
+                           "Yf": readonly(Yf), "Yi": readonly(Yi), "sw": sw, "params": params,
+                           "rows": ws.rows, "out": out})
 
 
 def evaluate(params, st, codes, X, Yf, Yi, sw=None, out=None, ws=None):
@@ -250,7 +326,7 @@ def evaluate(params, st, codes, X, Yf, Yi, sw=None, out=None, ws=None):
     ws = ws or inference_workspace(st, X.shape[0], params.dtype)
     fns = functions(params.dtype, st, "evaluate", wait=X.shape[0] > 0)
     with _config.ready():
-        return K.evaluate(*_evaluate_args(params, st, codes, X, Yf, Yi, sw, out, ws, fns))
+        return _EVALUATE.kernel(*_evaluate_args(params, st, codes, X, Yf, Yi, sw, out, ws, fns))
 
 
 class _Entry:
@@ -301,25 +377,22 @@ def expect_calls(dtype, *names):
 
 
 def batch_gradients(params, st, codes, X, Yf, Yi, rows, grads, ws, sw=None, alpha=0.0,
-                    loss_div=1.0, mode=S.GRAD, seed=0, step=0):
+                    loss_div=1.0, mode=S.GRAD, seed=0, step=0, fns=None):
     """Forward, loss and backward over the rows ``rows`` of X: ``grads`` = the gradient of the
     batch's mean loss (weighted mean with ``sw``, plus scikit-learn's L2 term ``alpha``), every
     δ in ``ws``.  ``mode``: GRAD (batch statistics, no dropout, running statistics untouched)
     or TRAIN (a training step's: dropout keyed by ``seed`` and ``step``, running statistics
     updated).  Returns ``(loss, wsum)`` (see ``kernels.train.batch_gradients``).  The embedding
     tables' part of ``grads`` must be zero (a new or zeroed buffer): the kernel adds the batch's
-    rows into it."""
+    rows into it.  ``fns``: the function table when the caller has it (a fit's steps)."""
     sw = _no_weights(params.dtype) if sw is None else readonly(sw)
-    with _config.ready():
-        # fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code, alpha,
-        # loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop, skips, emb, nst,
-        # mode, seed, step
-        return K.batch_gradients(functions(params.dtype, st, "gradients", ws), readonly(X),
-                                 readonly(Yf), readonly(Yi), sw, readonly(rows), params, grads,
-                                 ws.part, st.layout, codes.out, codes.loss, float(alpha),
-                                 float(loss_div), ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss,
-                                 ws.sq, ws.gsq, st.stats, st.drop, st.skips, st.emb, ws.nst,
-                                 int(mode), int(seed), int(step))
+    if fns is None:
+        fns = functions(params.dtype, st, "gradients", ws)
+    return _BATCH_GRADIENTS({**st.named, **ws.named, **codes.named, "fns": fns,
+                             "X": readonly(X), "Yf": readonly(Yf), "Yi": readonly(Yi), "sw": sw,
+                             "rows": readonly(rows), "params": params, "grads": grads,
+                             "alpha": float(alpha), "loss_div": float(loss_div),
+                             "mode": int(mode), "seed": int(seed), "step": int(step)})
 
 
 def dropout_keep(seed, step, rows, layer, n_units, p):
@@ -420,6 +493,12 @@ class Optimizer:
         self._flags = np.zeros(-(-n_params // CHUNK), dtype)     # one finite flag per chunk
 
     @property
+    def named(self):
+        """The state by the kernels' names for it (see :class:`Call`)."""
+        return {"state1": self.state[0], "state2": self.state[1], "hyper": self.hyper,
+                "opt_code": self.code, "consts": self._consts, "flags": self._flags}
+
+    @property
     def learning_rate(self):
         return float(self.hyper[0])
 
@@ -509,27 +588,23 @@ class EpochRunner:
         self.rollback = rollback
         self._bounds = np.zeros(4 if rollback else 0, np.float64)
         self._stats_prev = np.zeros(st.stats.shape[0] if rollback else 0, st.stats.dtype)
-        # train_epoch's arguments that stay the same object for the whole fit, in its order:
-        # (fns, X, Yf, Yi, sw) perm batch max_steps (params, grads, part, state1, state2, hyper)
-        # step0 (layout, out_code, loss_code, opt_code, alpha, loss_div, acts, aoff, deltas,
-        # doff, rowloss, sq, gsq, consts, flags, gnorm, clip) rates (correct, stats, drop,
-        # skips, emb, nst, seed, bounds, stats_prev).  Positional: a call with
-        # keywords costs ~2 µs more, a twentieth of a small network's epoch.
-        ws, opt = self.ws, optimizer
         self._table = _TABLES[params.dtype]
         self.fns = self._table.fns      # filled below, in place
         self._ready = False
-        self._args = ((self.fns, self.X, self.Yf, self.Yi, self.sw),
-                      (params, self.grads, ws.part, opt.state[0], opt.state[1], opt.hyper),
-                      (layout, codes.out, codes.loss, opt.code, self.alpha,
-                       self.loss_div, ws.acts, ws.aoff, ws.deltas, ws.doff, ws.rowloss, ws.sq,
-                       ws.gsq, opt._consts, opt._flags, self.gnorm, self.clip),
-                      (self.correct, st.stats, st.drop, st.skips, st.emb, ws.nst, self.seed,
-                       self._bounds, self._stats_prev))
+        # the arguments of the fit's compiled calls that stay the same object for the whole
+        # fit, by the kernels' names (see Call)
+        self._named = {**st.named, **self.ws.named, **codes.named, **optimizer.named,
+                       "fns": self.fns, "X": self.X, "Yf": self.Yf, "Yi": self.Yi, "sw": self.sw,
+                       "params": params, "grads": self.grads, "batch": self.batch,
+                       "alpha": self.alpha, "loss_div": self.loss_div, "gnorm": self.gnorm,
+                       "clip": self.clip, "correct": self.correct, "seed": self.seed,
+                       "bounds": self._bounds, "stats_prev": self._stats_prev}
+        self._epoch = _TRAIN_EPOCH.bind(self._named, "perm", "max_steps", "step0", "rates")
+        self._finish = _FINISH_STEP.bind(self._named, "loss", "g", "step", "rates", "s")
         # the fused path compiles train_epoch (and the caller what else it warms with empty
         # calls) while helpers compile the table's slots; the first epoch waits for them
         fused = reducer is None
-        functions(params.dtype, st, "train", ws, wait=not fused,
+        functions(params.dtype, st, "train", self.ws, wait=not fused,
                   ahead=self._compile_ahead if fused else 0.0)
         self.compile_seconds = self._compile()
 
@@ -552,9 +627,10 @@ class EpochRunner:
                                 self.perm[:0], self.grads, self.ws, self.sw, mode=S.TRAIN)
             # a step over empty buffers: compiles the update, changes nothing
             empty, opt = self.params[:0], self.opt
-            K.finish_step(self.fns, 0.0, 0.0, empty, empty, opt.state[0][:0], opt.state[1][:0],
-                          opt.hyper, opt.code, 1, opt._consts, opt._flags, self.clip, _NO_RATES, 0,
-                          self._bounds.copy(), self.st.stats[:0], self._stats_prev[:0])
+            _FINISH_STEP({**self._named, "loss": 0.0, "g": 0.0, "params": empty, "grads": empty,
+                          "state1": opt.state[0][:0], "state2": opt.state[1][:0], "step": 1,
+                          "rates": _NO_RATES, "s": 0, "bounds": self._bounds.copy(),
+                          "stats": self.st.stats[:0], "stats_prev": self._stats_prev[:0]})
             K.sumsq(self._buf, 0, 0)
             if self.correct.shape[0] > 0:
                 count_correct(self.ws.view("acts", self.n_layers, 0), self.Yf, self.Yi,
@@ -573,20 +649,19 @@ class EpochRunner:
     # -- steps ---------------------------------------------------------------------------
     def _fused(self, first, k):
         """Steps ``first .. first + k`` of the epoch in one compiled call."""
-        with _config.ready():
-            return K.train_epoch(*self._fused_args(first, k))
+        return self._epoch(*self._fused_args(first, k))
 
     def _fused_args(self, first, k):
-        data, bufs, rest, tail = self._args
+        """train_epoch's varying arguments (see __init__)."""
         perm = self.perm if first == 0 else self.perm[first * self.batch:]
         rates = self._rates if first == 0 or self._rates.shape[0] == 0 else self._rates[first:]
-        return (*data, perm, self.batch, k, *bufs, self.opt.step, *rest, rates, *tail)
+        return perm, k, self.opt.step, rates
 
     def _compile_ahead(self):
         """Seconds of compiling this process does beside the helpers (see __init__): none when
         train_epoch is compiled for these arguments already (here or in the cache)."""
-        d = K.train_epoch
-        sig = tuple(d.typeof_pyval(a) for a in self._fused_args(0, 0))
+        d = self._epoch.kernel
+        sig = tuple(d.typeof_pyval(a) for a in self._epoch.args(*self._fused_args(0, 0)))
         return 0.0 if N.compiled(d, sig) else COMPILE_AHEAD
 
     def _reduced(self, first, k):
@@ -597,6 +672,7 @@ class EpochRunner:
         gsq = np.empty(self.n_layers)
         groups = layer_groups(self.st)
         n_params = grads.shape[0]
+        tables = int(self.layout[0, S.W_OFF])   # the tables' gradient: added into, not written
         L = self.n_layers
         total = 0.0
         for s in range(k):
@@ -604,7 +680,11 @@ class EpochRunner:
             rows = self.perm[lo:min(n, lo + batch)]
             B = rows.shape[0]
             mine = rows[B * red.rank // red.size:B * (red.rank + 1) // red.size]
-            buf[...] = 0
+            if mine.shape[0] > 0 and not self.st.batch_norm:    # the rest is written
+                buf[:tables] = 0
+                buf[n_params:] = 0
+            else:
+                buf[...] = 0
             np.copyto(self._stats_prev, self.st.stats[:self._stats_prev.shape[0]])
             total_w = B if self.sw.shape[0] == 0 else float(np.sum(self.sw[rows], dtype=np.float64))
             if self.st.batch_norm:      # every rank: the statistics' sums are collective
@@ -613,7 +693,7 @@ class EpochRunner:
                 loss, wsum = batch_gradients(self.params, self.st, self.codes, self.X,
                                              self.Yf, self.Yi, mine, grads, self.ws, self.sw,
                                              mode=S.TRAIN, seed=self.seed,
-                                             step=self.opt.step + s + 1)
+                                             step=self.opt.step + s + 1, fns=self.fns)
                 share = wsum / total_w if total_w > 0 else 0.0
                 np.multiply(grads, grads.dtype.type(share), out=grads)
                 buf[n_params] = loss
@@ -640,11 +720,7 @@ class EpochRunner:
         """The reducer path's step after the sums: ``train_epoch``'s (the checks, clipping, the
         step's learning rate, the guarded update, the running statistics put back when it
         fails).  Returns the status."""
-        opt = self.opt
-        with _config.ready():
-            return K.finish_step(self.fns, loss, g, self.params, self.grads, *opt.state,
-                                 opt.hyper, opt.code, step, opt._consts, opt._flags, self.clip,
-                                 self._rates, s, self._bounds, self.st.stats, self._stats_prev)
+        return self._finish(loss, g, step, self._rates, s)
 
     def _global_batch_norm(self, mine, B, total_w, step, mode=S.TRAIN):
         """This rank's share ``mine`` of a global batch of ``B`` rows (summed weight
@@ -655,44 +731,35 @@ class EpochRunner:
         batch's statistics, as one process computes them.  The gradients (already divided by
         ``total_w``) into ``self.grads``; returns this rank's Σ w·ℓ.  ``mode`` GRAD: running
         statistics untouched, no dropout (the compile call)."""
-        st, ws, layout, red = self.st, self.ws, self.layout, self.reducer
+        ws, layout, red = self.ws, self.layout, self.reducer
         L, b = self.n_layers, mine.shape[0]
-        acts, aoff, deltas, doff, nst = ws.acts, ws.aoff, ws.deltas, ws.doff, ws.nst
+        nst = ws.nst
         stride = nst.shape[0] // L
-        fns = self.fns
-        # the compiled passes' arguments that stay the same here, in their order
-        fwd = (self.params, layout, acts, aoff, ws.sq, True, st.stats, st.drop, st.skips, st.emb,
-               nst, mode, self.seed, step)
-        post = (st.drop, st.skips, acts, aoff, deltas, doff, nst, mode, self.seed, step, True)
+        scale = 1.0 / total_w if total_w > 0 else 0.0
+        # the passes' arguments by name (see Call); B: the global batch's rows (bn_partial)
+        v = {**self._named, "rows": mine, "r0": 0, "r1": b, "B": B, "par": True,
+             "given": True, "norms": False, "mode": mode, "step": step, "scale": scale}
         with _config.ready():
-            l = K.forward_rows(fns, self.X, mine, 0, b, *fwd, 0, True)
+            l = _FORWARD_ROWS({**v, "l0": 0, "stop": True})
             while l < L:        # stopped after the product of batch-norm layer l
                 n, o = int(layout[l, S.N_OUT]), l * stride
-                S.bn_partial(l, 0, b, layout, acts, aoff, nst, 0, B)
+                _BN_PARTIAL({**v, "l": l, "phase": 0})
                 red.sum(nst[o:o + n])                   # Σz
-                S.bn_partial(l, 0, b, layout, acts, aoff, nst, 1, B)
+                _BN_PARTIAL({**v, "l": l, "phase": 1})
                 red.sum(nst[o + n:o + 2 * n])           # Σ(z − mean)²
-                S.bn_finish(l, B, st.stats, layout, nst, mode)
-                S.post_forward(l, 0, b, mine, self.params, st.stats, layout, st.drop, st.skips,
-                               acts, aoff, nst, mode, self.seed, step, True, True)
-                l = K.forward_rows(fns, self.X, mine, 0, b, *fwd, l + 1, True)
-            loss = K.loss_batch(fns, self.Yf, self.Yi, self.sw, mine, layout, self.codes.out,
-                                self.codes.loss, acts, aoff, deltas, doff, ws.rowloss)
-            scale = 1.0 / total_w if total_w > 0 else 0.0
-            grads = (fns, mine, 0, b, scale, self.params, self.grads, layout, acts, aoff, deltas,
-                     doff, ws.sq, ws.gsq, True, False, st.drop, st.skips, st.emb, nst, mode,
-                     self.seed, step)
-            l = K.backward_rows(*grads, L - 1, True)
+                _BN_FINISH({**v, "l": l})
+                _POST_FORWARD({**v, "l": l})
+                l = _FORWARD_ROWS({**v, "l0": l + 1, "stop": True})
+            loss = _LOSS_BATCH(v)
+            l = _BACKWARD_ROWS({**v, "l_hi": L - 1, "stop": True})
             while l >= 0:       # stopped after the column sums of batch-norm layer l
                 n, o = int(layout[l, S.N_OUT]), (l + 1) * stride
                 red.sum(nst[o - 2 * n:o])               # Σδ, Σδ·x̂ (kernels.structure._sums_at)
                 nst[l * stride + 2 * n] = B
-                S.post_backward(l, 0, b, mine, scale, self.params, self.grads, layout, *post,
-                                S.ROWS)
-                l = K.backward_rows(*grads, l, True)
+                _POST_BACKWARD({**v, "l": l, "stage": S.ROWS})
+                l = _BACKWARD_ROWS({**v, "l_hi": l, "stop": True})
             # the tables' gradient from this rank's rows (the sum over the ranks follows)
-            E.embedding_grads(b, scale, self.grads, layout, st.emb, acts, aoff, deltas, doff,
-                              ws.gsq, False)
+            _EMBEDDING_GRADS({**v, "B": b})
         return loss / self.loss_div
 
     def _steps(self, first, k):
@@ -735,7 +802,8 @@ class EpochRunner:
             if self._rates.shape != (self.n_steps,):
                 raise ValueError(f"rates: {self.n_steps} per-step learning rates needed")
         if self.rollback:
-            O.guard_bounds(opt.code, opt.hyper, self.params, *opt.state, self._bounds)
+            O.guard_bounds(opt.code, opt.hyper, self.params, opt.state[0], opt.state[1],
+                           self._bounds)
         while done < self.n_steps:
             k = self.n_steps - done if stop is None else min(STOP_STEPS, self.n_steps - done)
             part, steps, status = self._steps(done, k)
@@ -777,20 +845,17 @@ class EpochRunner:
             opt.step += 1
             first += 1
             total = math.nan
-        empty = self.st.stats[:0]
         for s in range(first, self.n_steps):
             rows = self.perm[s * batch:min(n, s * batch + batch)]
             B = rows.shape[0]
             loss, wsum = batch_gradients(self.params, self.st, self.codes, self.X, self.Yf,
                                          self.Yi, rows, self.grads, self.ws, self.sw,
                                          alpha=self.alpha, loss_div=self.loss_div, mode=S.TRAIN,
-                                         seed=self.seed, step=opt.step + 1)
+                                         seed=self.seed, step=opt.step + 1, fns=self.fns)
             # the update, unchecked: finish_step's checks read the loss and the squared norm
-            # given, finite zeros here (nothing else reads them without clipping and bounds)
-            with _config.ready():
-                K.finish_step(self.fns, 0.0, 0.0, self.params, self.grads, *opt.state,
-                              opt.hyper, opt.code, opt.step + 1, opt._consts, opt._flags, 0.0,
-                              self._rates, s, self._bounds, empty, empty)
+            # given, finite zeros here (nothing else reads them without clipping, bounds and
+            # the running statistics kept before the step, all absent here)
+            self._finish(0.0, 0.0, opt.step + 1, self._rates, s)
             opt.step += 1
             if wsum == B:       # as train_epoch sums the steps
                 total += loss

@@ -1,6 +1,7 @@
 """The house's rules, checked on the source: no import cycle among fastbp's modules (imports
 inside functions included), the kernels import nothing above themselves, and one module (the
-engine) imports the compiled entry points."""
+engine) imports the compiled entry points, which it calls with their arguments by name
+(engine.Call), so that no argument list of theirs is written outside its definition."""
 import ast
 import os
 
@@ -100,3 +101,43 @@ def test_kernels_import_nothing_above_them():
 def test_only_the_engine_imports_the_compiled_entry_points():
     importers = {m for m, t in _imports(_modules()).items() if "fastbp.kernels.train" in t}
     assert importers == {"fastbp.engine"}, importers
+
+
+# the most arguments the engine passes positionally to a kernel's function (more go by name,
+# through engine.Call)
+MAX_POSITIONAL = 8
+
+
+def _long_kernel_calls(source):
+    """The calls in ``source`` (the engine's) of functions from fastbp's kernels with more than
+    MAX_POSITIONAL arguments, or with arguments unpacked from a sequence (``*args``: its order
+    written somewhere else), as ``(line, function)``."""
+    tree = ast.parse(source)
+    modules, names = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and "kernels" in node.module:
+            for a in node.names:
+                (modules if node.module == "kernels" else names).add(a.asname or a.name)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        name = (f.id if isinstance(f, ast.Name) and f.id in names else
+                f"{f.value.id}.{f.attr}" if isinstance(f, ast.Attribute)
+                and isinstance(f.value, ast.Name) and f.value.id in modules else None)
+        if name and (len(node.args) + len(node.keywords) > MAX_POSITIONAL
+                     or any(isinstance(a, ast.Starred) for a in node.args)):
+            found.append((node.lineno, name))
+    return found
+
+
+def test_the_engine_calls_kernels_with_long_argument_lists_by_name():
+    with open(os.path.join(ROOT, "engine.py")) as f:
+        assert _long_kernel_calls(f.read()) == []
+
+
+def test_the_checker_finds_a_positional_argument_list():
+    source = ("from .kernels import train as K\nfrom .kernels.losses import count_correct\n"
+              "K.train_epoch(*args)\nK.sumsq(a, 0, 1)\ncount_correct(1, 2, 3, 4, 5, 6, 7, 8, 9)\n")
+    assert _long_kernel_calls(source) == [(3, "K.train_epoch"), (5, "count_correct")]
