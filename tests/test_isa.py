@@ -124,3 +124,18 @@ def test_kernels_gradients_and_network_at_every_vector_width(tmp_path):
     for target, run in runs.items():
         out, _ = run.communicate(timeout=1500)
         assert run.returncode == 0, (target, out[-8000:])
+
+
+@pytest.mark.parametrize("cpu, features, wide", [
+    ("znver5", "+avx512f,+fma", (4, 4)), ("znver4", "+avx512f,+fma", (4, 4)),
+    ("emeraldrapids", "+avx512f,+fma", (6, 4)), ("rocketlake", "+avx512f,+fma", (6, 4)),
+    ("haswell", "+avx,+fma", (6, 2)), ("x86-64", "+sse2", (4, 2))])
+def test_the_register_tile_is_chosen_by_the_target(monkeypatch, cpu, features, wide):
+    """AVX-512 on AMD (the CPU numba compiles for is a znver): the 4 × 4 tile measured there; on
+    Intel 6 × 4; 16 registers: the 12- and 8-accumulator tiles (kernels/simd.py, TILES)."""
+    from fastbp.kernels import simd
+    monkeypatch.setattr(simd, "_cpu_name", lambda context: cpu)
+    monkeypatch.setattr(simd, "_features", lambda context: set(features.split(",")))
+    assert simd.tile(None, "wide") == wide
+    MR, NV = wide
+    assert MR * NV + NV + 1 <= (32 if "+avx512f" in features else 16)     # no spill

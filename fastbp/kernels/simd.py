@@ -4,8 +4,8 @@ A micro-kernel computes an ``MR x NR`` tile ``C[r, j] (+)= Σ_k A[a_r + k·acs] 
 (``NR = NV`` vectors of the CPU's widest vector): ``MR·NV`` vector accumulators held in phi
 nodes — registers by construction — one broadcast of A per row and one load of the packed B
 panel per vector per k, and ``llvm.fma``.  Three shapes per target (TILES): with AVX-512's 32
-registers 4×4 vectors for wide outputs, 8×2 and 16×1 for narrow ones (a 10-class output in a
-64-wide tile would waste 85%); with 16 registers (AVX2, SSE) at most 12 accumulators (6×2 and
+registers 6×4 vectors (Intel) or 4×4 (AMD) for wide outputs, 8×2 and 16×1 for narrow ones (a
+10-class output in a 64-wide tile would waste 85%); with 16 registers (AVX2, SSE) at most 12 accumulators (6×2 and
 12×1; 8 without FMA), so that no accumulator is spilled.  Plain numba loops over a stack tile
 compile to the same instructions only when LLVM unrolls and promotes them exactly right; on
 this machine they spilled (29 GFLOP/s against 175 here), so the tile is spelled out.
@@ -22,14 +22,20 @@ from numba.extending import intrinsic
 
 from .activations import LEAKY_SLOPE
 
-# The register tiles (rows MR, vectors NV) of each shape by the target's vector registers.  32
-# (AVX-512): 16 accumulators, the NV vectors of B and a broadcast of A leave 11 registers free.
-# 16 with FMA (AVX2): a 16-accumulator tile spills every k step (measured: 6 stack stores and
+# The register tiles (rows MR, vectors NV) of each shape by the target's vector registers,
+# chosen per machine from measurement.  32 (AVX-512) on AMD (Zen 4, Zen 5: the CPU numba compiles
+# for is a ``znver``): 16 accumulators, the NV vectors of B and a broadcast of A leave 11
+# registers free (products at 81-92% of the FMA peak on a Zen 5, 2026-12-05).  32 on Intel
+# (Emerald Rapids): a 6 × 4 wide tile, 24 accumulators + 4 + 1 = 29 registers (as BLIS's 6 × 64
+# sgemm kernels), +7.6% over 4 × 4 on the wide and mnist products (265 -> 285 GFLOP/s, 2 threads,
+# four interleaved rounds, 2026-12-07; 5 × 4, 8 × 3, 12 × 2, 14 × 2 and k-blocks of 96 and 192
+# no better).  16 with FMA (AVX2): a 16-accumulator tile spills every k step (measured: 6 stack stores and
 # 6 reloads per 16 FMAs), so 12 accumulators, as BLIS's Haswell kernel (6 × 2 vectors: 12 + 2 +
 # 1 = 15 registers), and the wide tile is the 2-vector one.  16 without FMA (baseline x86-64,
 # SSE2): each multiply-add needs a temporary too, so 8 accumulators.  Checked in CI: no vector
 # register spilled in the tiles' loops (tests/test_isa.py).
-TILES = {"avx512": {"wide": (4, 4), "mid": (8, 2), "narrow": (16, 1)},
+TILES = {"avx512": {"wide": (6, 4), "mid": (8, 2), "narrow": (16, 1)},
+         "avx512-amd": {"wide": (4, 4), "mid": (8, 2), "narrow": (16, 1)},
          "fma16": {"wide": (6, 2), "mid": (6, 2), "narrow": (12, 1)},
          "sse16": {"wide": (4, 2), "mid": (4, 2), "narrow": (8, 1)}}
 # What the micro-kernel applies to a tile before storing it: nothing; with the row stored after
@@ -49,6 +55,15 @@ def vector_bytes(context):
     return 16
 
 
+def _cpu_name(context):
+    """The CPU numba compiles for (``NUMBA_CPU_NAME``, else the host's, as LLVM names it)."""
+    try:
+        return context.codegen()._get_host_cpu_name()
+    except AttributeError:      # numba internals moved: ask llvmlite about the host
+        import llvmlite.binding as ll
+        return ll.get_host_cpu_name()
+
+
 def _features(context):
     codegen = context.codegen()
     features = getattr(codegen, "_tm_features", None)
@@ -62,7 +77,7 @@ def tile(context, shape):
     """``(MR, NV)`` of the register tile ``shape`` ("wide", "mid", "narrow") for the CPU numba
     compiles for (see TILES)."""
     if vector_bytes(context) == 64:
-        kind = "avx512"
+        kind = "avx512-amd" if _cpu_name(context).startswith("znver") else "avx512"
     else:
         kind = "fma16" if "+fma" in _features(context) else "sse16"
     return TILES[kind][shape]
