@@ -74,23 +74,74 @@ def share_cores(comm):
     return numba.get_num_threads()
 
 
+def _addresses():
+    """The addresses of ``MPI_Allreduce`` and ``MPI_Wtime`` in the MPI library mpi4py loaded
+    (found among the process's mapped libraries), or None."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "libmpi" in line}
+    except OSError:         # not Linux
+        return None
+    for path in sorted(p for p in paths if os.path.basename(p).startswith("libmpi.so")):
+        try:
+            lib = ctypes.CDLL(path)
+            return tuple(ctypes.cast(f, ctypes.c_void_p).value for f in (lib.MPI_Allreduce,
+                                                                         lib.MPI_Wtime))
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
 class MPIReducer:
     """The engine's gradient reducer over an MPI communicator: one in-place ``Allreduce`` of
-    the flat buffer per step (the gradients and the batch's loss in one message)."""
+    the flat buffer per step (the gradients, the batch's loss and its correct count in one
+    message), called from the compiled step (:meth:`native_sum`) where the engine can, else
+    from Python (:meth:`sum`)."""
 
     def __init__(self, comm):
         from mpi4py import MPI
         self._MPI, self.comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        self.seconds = 0.0      # time spent in Allreduce
+        self._seconds = 0.0     # time spent in Allreduce called from Python
+        self._specs = {}        # the compiled steps' sums, by dtype (native_sum)
+
+    @property
+    def seconds(self):
+        """Time spent in Allreduce, from Python and from the compiled steps."""
+        from .engine import reduce_seconds
+        return self._seconds + sum(reduce_seconds(s) for s in self._specs.values())
 
     def sum(self, buf):
         t0 = time.perf_counter()
         self.comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
-        self.seconds += time.perf_counter() - t0
+        self._seconds += time.perf_counter() - t0
 
     def any(self, flag):
         return self.comm.allreduce(bool(flag), op=self._MPI.LOR)
+
+    def native_sum(self, dtype):
+        """The compiled step's in-place sum of a ``dtype`` buffer over the communicator
+        (``engine.reduce_spec``: MPI_Allreduce's address and the MPI handles), or None when
+        they cannot be had (the engine then sums from Python)."""
+        import numpy as np
+        from .engine import reduce_spec
+        dtype = np.dtype(dtype)
+        if dtype in self._specs:
+            return self._specs[dtype]
+        MPI = self._MPI
+        addresses = _addresses()
+        datatype = {np.dtype(np.float32): MPI.FLOAT, np.dtype(np.float64): MPI.DOUBLE}.get(dtype)
+        if addresses is None or datatype is None:
+            return None
+        try:
+            handles = [int(MPI.IN_PLACE)] + [MPI._handleof(h) for h in (datatype, MPI.SUM,
+                                                                       self.comm)]
+        except (AttributeError, TypeError):        # mpi4py without _handleof
+            return None
+        spec = reduce_spec(addresses[0], *handles, self.rank, self.size, addresses[1])
+        self._specs[dtype] = spec
+        return spec
 
 
 class DistributedTrainer:

@@ -45,6 +45,26 @@ PREDICT_CHUNK = 512    # rows per forward chunk: bounds the workspace of predict
 STOP_STEPS = 32        # steps per compiled call while a ``stop`` callable is polled
 _WHAT = {K.LOSS_NOT_FINITE: "the loss", K.GRADIENT_NOT_FINITE: "the gradient",
          K.PARAMS_NOT_FINITE: "the updated parameters"}
+_NO_REDUCE = np.empty(0, np.int64)      # train_epoch's reduce_spec: one process
+
+
+def reduce_spec(address, in_place, datatype, op, comm, rank, size, wtime):
+    """The compiled step's sum over processes (``kernels.native.REDUCE_SPEC``): the address of
+    ``MPI_Allreduce`` and the MPI handles of MPI_IN_PLACE, the parameters' datatype, MPI_SUM and
+    the communicator, this process's rank and the processes' count, and the address of
+    ``MPI_Wtime`` (a reducer's ``native_sum``, see EpochRunner).  :func:`reduce_seconds` reads
+    the time the kernels have spent in the sums."""
+    spec = np.zeros(N.REDUCE_SPEC, np.int64)
+    for i, v in ((N.RS_ADDRESS, address), (N.RS_IN_PLACE, in_place), (N.RS_DATATYPE, datatype),
+                 (N.RS_OP, op), (N.RS_COMM, comm), (N.RS_RANK, rank), (N.RS_SIZE, size),
+                 (N.RS_WTIME, wtime)):
+        spec[i] = np.int64(v)
+    return spec
+
+
+def reduce_seconds(spec):
+    """Seconds the compiled steps have spent in the sums of :func:`reduce_spec` ``spec``."""
+    return float(spec[N.RS_NANOS]) * 1e-9
 
 
 class Structure:
@@ -544,9 +564,14 @@ class EpochRunner:
 
     ``alpha``, ``loss_div``: scikit-learn's L2 term and loss divisor (see the kernels).
     ``reducer``: None, or an object with ``rank``, ``size``, ``sum(buf)`` (an in-place sum
-    over all processes) and ``any(flag)`` (True on every process when it is on one): each step
-    then computes this process's share of the batch, sums the gradients with the reducer and
-    updates, one step per call (see :mod:`fastbp.distributed`).
+    over all processes), ``any(flag)`` (True on every process when it is on one) and
+    ``native_sum(dtype)`` (a :func:`reduce_spec`, or None): each step then computes this
+    process's share of the batch, sums the gradients with the reducer and updates (see
+    :mod:`fastbp.distributed`).  With a native sum and no batch normalisation the steps run in
+    the compiled epoch as a single process's do (``kernels.train.shared_gradients``: the sum
+    called from the compiled step, the step's bookkeeping the same code); otherwise one step per
+    call, the sums called from Python (batch normalisation: the statistics' sums in the
+    middle of the passes, :meth:`_global_batch_norm`).
     ``rollback``: an update that overflows leaves the parameters and the optimizer state as
     they were (``kernels.optimizers.guarded_update``: bounds on both, refreshed at each
     epoch's start, say when an update could overflow at all; only such a step copies them
@@ -579,6 +604,12 @@ class EpochRunner:
         n_params = params.shape[0]
         # reducer: the gradients, then the batch's summed loss and correct count, in one message
         self._buf = np.zeros(n_params + 2 * (reducer is not None), params.dtype)
+        spec = None
+        if reducer is not None and not st.batch_norm and self.alpha == 0 and self.loss_div == 1:
+            native_sum = getattr(reducer, "native_sum", None)
+            spec = native_sum(params.dtype) if native_sum is not None else None
+        # the compiled epoch: one process, or several summing from the compiled step
+        self._compiled = reducer is None or spec is not None
         self.grads = self._buf[:n_params]
         self.gnorm = np.zeros(self.n_layers, np.float64)
         self.perm = np.arange(self.n, dtype=np.int64)
@@ -598,12 +629,13 @@ class EpochRunner:
                        "params": params, "grads": self.grads, "batch": self.batch,
                        "alpha": self.alpha, "loss_div": self.loss_div, "gnorm": self.gnorm,
                        "clip": self.clip, "correct": self.correct, "seed": self.seed,
-                       "bounds": self._bounds, "stats_prev": self._stats_prev}
+                       "bounds": self._bounds, "stats_prev": self._stats_prev,
+                       "reduce_spec": _NO_REDUCE if spec is None else spec, "rbuf": self._buf}
         self._epoch = _TRAIN_EPOCH.bind(self._named, "perm", "max_steps", "step0", "rates")
         self._finish = _FINISH_STEP.bind(self._named, "loss", "g", "step", "rates", "s")
         # the fused path compiles train_epoch (and the caller what else it warms with empty
         # calls) while helpers compile the table's slots; the first epoch waits for them
-        fused = reducer is None
+        fused = self._compiled
         functions(params.dtype, st, "train", self.ws, wait=not fused,
                   ahead=self._compile_ahead if fused else 0.0)
         self.compile_seconds = self._compile()
@@ -613,7 +645,7 @@ class EpochRunner:
         call that runs no step (on the fused path, while helpers may still be compiling the
         table's slots: see :meth:`ready`)."""
         t0 = time.perf_counter()
-        if self.reducer is None:    # no step: no call through the table, not yet complete
+        if self._compiled:          # no step: no call through the table, not yet complete
             try:
                 self._fused(0, 0)
             except BaseException:
@@ -763,7 +795,7 @@ class EpochRunner:
         return loss / self.loss_div
 
     def _steps(self, first, k):
-        return self._fused(first, k) if self.reducer is None else self._reduced(first, k)
+        return self._fused(first, k) if self._compiled else self._reduced(first, k)
 
     # -- the epoch loop ------------------------------------------------------------------
     def run(self, order=None, pending=None, stop=None, rates=None):
@@ -807,6 +839,8 @@ class EpochRunner:
         while done < self.n_steps:
             k = self.n_steps - done if stop is None else min(STOP_STEPS, self.n_steps - done)
             part, steps, status = self._steps(done, k)
+            if status == K.REDUCE_FAILED:
+                raise RuntimeError("the sum over the processes (MPI_Allreduce) failed")
             if status != K.OK:
                 opt.step += steps
                 raise Diverged(status, done + steps, total + part)

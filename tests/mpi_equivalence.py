@@ -19,9 +19,12 @@ sw[:40] = 0         # batches whose weights are all zero (batch 7: steps 1..5)
 # the training controls: clipping that bites, a per-step schedule, class and sample weights
 CONTROLS = {"clip_norm": 0.05, "class_weight": "balanced",
             "schedule": lambda: fastbp.schedules.OneCycleLR(0.05)}
+# "python_sums": the steps summed from Python (a reducer without a native sum), not in the
+# compiled step
 for name, optimizer, batch, controls in [("adam", "adam", 32, {}), ("nesterov", "nesterov", 7, {}),
                                          ("sgd", "sgd", None, {}),
-                                         ("controls", "adam", 7, CONTROLS)]:
+                                         ("controls", "adam", 7, CONTROLS),
+                                         ("python_sums", "adam", 7, CONTROLS)]:
     def make():
         net = fastbp.Network([7, 16, 9, 3], activation="tanh", output_activation="softmax",
                              dtype=np.float64, seed=1)
@@ -31,6 +34,8 @@ for name, optimizer, batch, controls in [("adam", "adam", 32, {}), ("nesterov", 
     weights = sw if controls else None
     net, tr = make()
     dist = DistributedTrainer(tr, comm)
+    if name == "python_sums":
+        dist._reducer.native_sum = lambda dtype: None
     h = dist.fit(X, y, validation_data=(X[:50], y[:50]), sample_weight=weights)
     ref, rtr = make()
     hr = rtr.fit(X, y, validation_data=(X[:50], y[:50]), sample_weight=weights)
@@ -41,6 +46,9 @@ for name, optimizer, batch, controls in [("adam", "adam", 32, {}), ("nesterov", 
         "rates": h.learning_rate == hr.learning_rate,
         "val_loss": float(np.max(np.abs(np.subtract(h.val_loss, hr.val_loss)))),
         "same_on_ranks": bool(comm.allreduce(net.params.tobytes() == comm.bcast(net.params.tobytes()), op=MPI.LAND)),
+        # where the sums ran: the compiled steps' time counted in their spec, or Python's
+        "compiled": [bool(spec[-1] > 0) for spec in dist._reducer._specs.values()],
+        "comm_seconds": dist.comm_seconds > 0,
     }
 # divergence: both raise, and both keep the same last finite parameters
 def diverging():

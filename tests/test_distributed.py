@@ -32,6 +32,8 @@ def test_two_ranks_equal_one_process():
     for optimizer, r in result.items():
         assert r["params"] < 1e-10 and r["loss"] < 1e-10 and r["val_loss"] < 1e-10, (optimizer, r)
         assert r["same_on_ranks"] and r["accuracy"] and r["rates"], (optimizer, r)
+        assert r["compiled"] == ([] if optimizer == "python_sums" else [True]), (optimizer, r)
+        assert r["comm_seconds"], (optimizer, r)
 
 
 def test_batch_norm_uses_the_global_batchs_statistics():

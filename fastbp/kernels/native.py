@@ -167,3 +167,56 @@ def compiled(dispatcher, sig):
         return True
 
 
+
+
+# -- a C function through its address: the reducer's sum over processes (MPI_Allreduce) -----
+# ``reduce_spec``: int64 ``[address, in_place, datatype, op, comm, rank, size, wtime, nanos]``:
+# the address of ``MPI_Allreduce`` and the MPI handles of MPI_IN_PLACE, the buffer's datatype,
+# MPI_SUM and the communicator, as the MPI library defines them (ints in MPICH, pointers in Open
+# MPI: each is passed in a 64-bit register, of which an ``int`` parameter reads the low half),
+# this process's rank and the processes' count, the address of ``MPI_Wtime`` and the
+# nanoseconds spent in the sums so far (added to by the kernels).  Filled by
+# fastbp.distributed (through the engine).
+RS_ADDRESS, RS_IN_PLACE, RS_DATATYPE, RS_OP, RS_COMM, RS_RANK, RS_SIZE, RS_WTIME, RS_NANOS = \
+    range(9)
+REDUCE_SPEC = 9
+
+
+@intrinsic
+def allreduce(typingctx, spec, buf):
+    """``MPI_Allreduce(MPI_IN_PLACE, buf, len(buf), datatype, op, comm)`` through the address in
+    ``spec`` (see REDUCE_SPEC); returns MPI's error code (0: success)."""
+    if not (isinstance(spec, types.Array) and isinstance(buf, types.Array)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        from llvmlite import ir
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        sp = context.make_array(sig.args[0])(context, builder, args[0]).data
+        ba = context.make_array(sig.args[1])(context, builder, args[1])
+        field = [builder.load(builder.gep(sp, [ir.Constant(i64, i)])) for i in range(5)]
+        count = builder.trunc(builder.extract_value(ba.shape, 0), i32)
+        ptr = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(i32, [ptr, ptr, i32, i64, i64, i64])
+        fn = builder.inttoptr(field[RS_ADDRESS], fnty.as_pointer())
+        return builder.call(fn, [builder.inttoptr(field[RS_IN_PLACE], ptr),
+                                 builder.bitcast(ba.data, ptr), count, field[RS_DATATYPE],
+                                 field[RS_OP], field[RS_COMM]])
+
+    return signature(types.int32, spec, buf), codegen
+
+
+@intrinsic
+def wtime(typingctx, spec):
+    """``MPI_Wtime()`` through the address in ``spec`` (see REDUCE_SPEC): seconds."""
+    if not isinstance(spec, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        from llvmlite import ir
+        sp = context.make_array(sig.args[0])(context, builder, args[0]).data
+        address = builder.load(builder.gep(sp, [ir.Constant(ir.IntType(64), RS_WTIME)]))
+        fnty = ir.FunctionType(ir.DoubleType(), [])
+        return builder.call(builder.inttoptr(address, fnty.as_pointer()), [])
+
+    return signature(types.float64, spec), codegen

@@ -37,11 +37,11 @@ from .embeddings import A0_COL, CLEAR, GRADS, SUMSQ, embedding_at, gather
 from .losses import count_correct, output_batch_at, output_rows_at
 from .native import (FN_BACKWARD_ROWS, FN_BLOCKED_STEP, FN_EMBEDDING, FN_FORWARD_ROWS,
                      FN_OUTPUT_BATCH, FN_OUTPUT_ROWS, FN_POST_BACKWARD, FN_POST_FORWARD,
-                     FN_UPDATE, Native)
+                     FN_UPDATE, RS_NANOS, RS_RANK, RS_SIZE, Native, allreduce, wtime)
 from .optimizers import guarded_update, update_at
 from .unowned import flat, matrix, unowned
 
-OK, LOSS_NOT_FINITE, GRADIENT_NOT_FINITE, PARAMS_NOT_FINITE = 0, 1, 2, 3
+OK, LOSS_NOT_FINITE, GRADIENT_NOT_FINITE, PARAMS_NOT_FINITE, REDUCE_FAILED = 0, 1, 2, 3, 4
 # Constant arguments to the shared passes are wrapped (np.int64(0), np.bool_(True)): a bare
 # literal is typed as a literal, and numba then compiles the callee again for each call site
 # (+10 s of a cold start, measured).
@@ -429,6 +429,58 @@ def batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_c
 
 
 @njit(**JIT)
+def shared_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code,
+                     acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop, skips, emb, nst,
+                     seed, step, reduce_spec, rbuf, count):
+    """A step's gradient computed by several processes together (data-parallel training, see
+    fastbp.distributed): this process's slice of the batch ``rows`` (rank r of K: rows
+    ``B·r/K .. B·(r+1)/K``), its gradient scaled so that the sum over the processes is the
+    whole batch's (weighted) mean, summed over them with the batch's loss and, when
+    ``count``, its correct predictions, in one ``allreduce`` of ``rbuf`` (``grads`` followed by
+    those two slots; ``reduce_spec``: native.REDUCE_SPEC); ``gsq[l]`` = the summed gradient's
+    squared norm of layer l.  Returns ``(loss, wtotal, correct, ok)``: the batch's Σ w·ℓ over
+    every process, its summed weight (its size without weights), the correct count and whether
+    the sum succeeded."""
+    rank, size = reduce_spec[RS_RANK], reduce_spec[RS_SIZE]
+    B = rows.shape[0]
+    mine = rows[B * rank // size:B * (rank + 1) // size]
+    b = mine.shape[0]
+    wtotal = float(B)
+    if sw.shape[0] > 0:
+        wtotal = 0.0
+        for r in range(B):
+            wtotal += float(sw[rows[r]])
+    n = grads.shape[0]
+    L = layout.shape[0]
+    zero = grads.dtype.type(0)
+    rbuf[n] = zero
+    rbuf[n + 1] = zero
+    # the tables' gradient is added into (batch_gradients), the rest written: without rows,
+    # all of it is zero
+    for i in range(np.uint64(layout[0, W_OFF] if b > 0 else n)):
+        grads[i] = zero
+    if b > 0:
+        loss, wsum = batch_gradients(fns, X, Yf, Yi, sw, mine, params, grads, part, layout,
+                                     out_code, loss_code, 0.0, 1.0, acts, aoff, deltas, doff,
+                                     rowloss, sq, gsq, stats, drop, skips, emb, nst,
+                                     np.int64(TRAIN), seed, step)
+        share = wsum / wtotal if wtotal > 0 else 0.0
+        if share != 1.0:
+            scale(grads, share)
+        rbuf[n] = loss
+        if count:
+            rbuf[n + 1] = count_correct(rows_slot(acts, aoff, L, np.int64(0), b,
+                                                  layout[L - 1, 1]),
+                                        Yf, Yi, mine, out_code, loss_code)
+    t0 = wtime(reduce_spec)
+    ok = allreduce(reduce_spec, rbuf) == 0
+    reduce_spec[RS_NANOS] += np.int64((wtime(reduce_spec) - t0) * 1e9)
+    for l in range(L):      # W, b, γ, β: adjacent; the tables (first) in layer 0's
+        gsq[l] = sumsq(grads, layout[l, W_OFF] if l > 0 else 0, layout[l, END])
+    return float(rbuf[n]), wtotal, float(rbuf[n + 1]), ok
+
+
+@njit(**JIT)
 def clip_factor(sumsq_total, clip):
     """``torch.nn.utils.clip_grad_norm_``'s factor for a gradient whose squared norm is
     ``sumsq_total``: ``clip / (‖g‖ + 1e-6)`` when that is below 1, else 1 (no clipping)."""
@@ -483,7 +535,8 @@ def finish_step(fns, loss, g, params, grads, state1, state2, hyper, opt_code, st
 def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part, state1, state2,
                 hyper, step0, layout, out_code, loss_code, opt_code, alpha, loss_div,
                 acts, aoff, deltas, doff, rowloss, sq, gsq, consts, flags, gnorm, clip, rates,
-                correct, stats, drop, skips, emb, nst, seed, bounds, stats_prev):
+                correct, stats, drop, skips, emb, nst, seed, bounds, stats_prev, reduce_spec,
+                rbuf):
     """All mini-batch steps of one epoch (at most ``max_steps`` when it is >= 0).
 
     ``clip > 0``: before each update the whole gradient is scaled as
@@ -498,6 +551,9 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
     a step whose update is not finite leaves the parameters and the optimizer state as they
     were; ``stats_prev`` (empty: none) keeps the running statistics before each step, put back
     when the step fails.
+    ``reduce_spec`` (empty: one process): the steps are computed by several processes together
+    (:func:`shared_gradients`, ``rbuf`` the gradient buffer with its two extra slots; no L2 term,
+    no loss divisor), every process calling this with the same arguments but its own rank.
 
     Returns ``(loss_sum, steps_done, status)``: Σ over the completed steps of the batch's
     objective times its size (the summed per-sample losses when there are no weights and no
@@ -513,7 +569,8 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
     acts, aoff, deltas, doff, rowloss, sq, gsq = unowned(acts, aoff, deltas, doff, rowloss, sq, gsq)
     rates, correct, stats, drop, skips, emb, nst = unowned(rates, correct, stats, drop, skips, emb,
                                                            nst)
-    bounds, stats_prev = unowned(bounds, stats_prev)
+    bounds, stats_prev, reduce_spec, rbuf = unowned(bounds, stats_prev, reduce_spec, rbuf)
+    shared = reduce_spec.shape[0] > 0
     n = perm.shape[0]
     steps = (n + batch - 1) // batch
     if max_steps >= 0 and max_steps < steps:
@@ -525,17 +582,28 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
         B = rows.shape[0]
         for i in range(stats_prev.shape[0]):
             stats_prev[i] = stats[i]
-        loss, wsum = batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout,
-                                     out_code, loss_code, alpha, loss_div, acts, aoff, deltas,
-                                     doff, rowloss, sq, gsq, stats, drop, skips, emb, nst,
-                                     np.int64(TRAIN), seed, step0 + s + 1)
+        right = 0.0
+        if shared:
+            loss, wsum, right, ok = shared_gradients(
+                fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code, acts,
+                aoff, deltas, doff, rowloss, sq, gsq, stats, drop, skips, emb, nst, seed,
+                step0 + s + 1, reduce_spec, rbuf, correct.shape[0] > 0)
+            if not ok:
+                return total, s, REDUCE_FAILED
+        else:
+            loss, wsum = batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout,
+                                         out_code, loss_code, alpha, loss_div, acts, aoff, deltas,
+                                         doff, rowloss, sq, gsq, stats, drop, skips, emb, nst,
+                                         np.int64(TRAIN), seed, step0 + s + 1)
         g = 0.0
         for l in range(L):
             g += gsq[l]
         status = finish_step(fns, loss, g, params, grads, state1, state2, hyper, opt_code,
                              step0 + s + 1, consts, flags, clip, rates, s, bounds, stats,
                              stats_prev)
-        if emb.shape[0] > 0:    # the next step's tables' gradient starts at zero
+        if emb.shape[0] > 0 and not shared:     # the next step's tables' gradient starts at
+            #                                     zero (shared: every process's rows are in it,
+            #                                     shared_gradients zeroes the tables' region)
             embedding_at(fns[FN_EMBEDDING], np.int64(CLEAR), B, 0.0, grads, layout, emb, acts,
                          aoff, deltas, doff, gsq, np.bool_(False))
         if status != OK:
@@ -546,7 +614,9 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
             total += loss
         elif wsum > 0:
             total += loss / wsum * B
-        if correct.shape[0] > 0:
+        if correct.shape[0] > 0 and shared:
+            correct[0] += right
+        elif correct.shape[0] > 0:
             correct[0] += count_correct(rows_slot(acts, aoff, L, np.int64(0), B, layout[L - 1, 1]),
                                         Yf, Yi, rows, out_code, loss_code)
     return total, steps, OK
