@@ -6,7 +6,9 @@ keep busy.  Not an asv suite; run it by hand (docs/performance.md, "Many cores")
 """
 import argparse
 
-from fastbp.kernels import dense
+from fastbp.kernels import dense, simd
+
+PAR_MIN = simd.PAR_MIN[simd.host_family()]
 
 ACC = 16        # kernels/simd.py's AVX-512 tiles: 16 accumulators (4×4, 8×2, 16×1 vectors)
 CONFIGS = {"mnist b128": ([784, 256, 128, 10], 128), "mnist b1024": ([784, 256, 128, 10], 1024),
@@ -18,8 +20,8 @@ def tasks(M, K, N, lanes=16):
     """Tasks of an M×K·K×N product (1 when it runs serially), by dense.py's own grid."""
     nv = dense._vectors.py_func(N, lanes, 4)
     full, npan = dense._panels.py_func(N, nv, lanes, 4)
-    MC, nmb, ngroups = dense.grid.py_func(M, ACC // nv, npan, M * N * K < dense.PAR_MIN)
-    return 1 if M * N * K < dense.PAR_MIN else nmb * ngroups
+    MC, nmb, ngroups = dense.grid.py_func(M, ACC // nv, npan, M * N * K < PAR_MIN)
+    return 1 if M * N * K < PAR_MIN else nmb * ngroups
 
 
 def main():

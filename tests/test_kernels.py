@@ -24,7 +24,7 @@ SHAPES = [(3, 5, 7), (1, 1, 1), (70, 61, 33), (128, 40, 37), (9, 300, 130), (131
           (600, 8, 520), (20, 600, 520),  # row blocks cut at MC_MAX rows: M = 600 in forward
           #                                 and backprop (first), in the gradient (second)
           (1, 32, 64), (1, 300, 130),    # one row (a batch-1 step), one k-step in the gradient:
-          (7, 1, 20), (1, 2000, 600)]    # dense._tiny; one row but threads (M·K·N >= PAR_MIN)
+          (7, 1, 20), (1, 2000, 1200)]   # dense._tiny; one row but threads (M·K·N >= PAR_MIN)
 
 
 def _sq(M, N):

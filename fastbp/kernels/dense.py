@@ -31,13 +31,12 @@ from .._config import INLINE_JIT, JIT, PARALLEL_JIT
 from .activations import IDENTITY, LEAKY_RELU, RELU, activate, scale_by_derivative
 from .simd import (EPI_BIAS, EPI_DLEAKY, EPI_DRELU, EPI_LEAKY, EPI_NONE, EPI_RELU,
                    EPI_SCALE, copy_vector, microkernel_mid, microkernel_narrow, microkernel_wide,
-                   tile_table, transpose_block, vector_lanes)
+                   serial_below, tile_table, transpose_block, vector_lanes)
 from .native import FN_GEMM, FN_TASK, Native
 from .unowned import flat, unowned
 
 KC = 128            # k-block: a packed panel of KC × NR stays in L1
 TASKS = 8           # row blocks are cut so that a product has at least this many tasks
-PAR_MIN = 1 << 18   # multiply-adds below which a product runs serially (a launch costs ~2 µs)
 FORWARD, BACKPROP, GRADIENT = 0, 1, 2
 NARROW = 4          # outputs this narrow skip the register tile (see _narrow)
 MC_MAX = 256        # rows of a parallel row block: its A (K block) and C slices stay in L2
@@ -461,7 +460,7 @@ def _gemm(fns, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, sca
     NR = nv * lanes
     MR = _rows(nv, table)
     full, npan = _panels(N, nv, lanes, table[0])
-    serial = not par or M * N * K < PAR_MIN
+    serial = not par or M * N * K < serial_below(Af)    # simd.PAR_MIN
     if serial and (M <= TINY or K <= TINY) and N > NARROW and (b_cs == 1 or a_cs == 1):
         Cf = flat(C)
         _tiny(Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, C.shape[1])

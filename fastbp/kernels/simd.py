@@ -55,6 +55,29 @@ def vector_bytes(context):
     return 16
 
 
+# Multiply-adds below which a product runs serially, by the host's CPU family (measured): on the
+# AMD EPYCs a parallel region's launch and wait cost ~2 µs (2026-12-04); on the Intel Xeon VM of
+# 2026-12-07 far more, and serial products won up to 2M multiply-adds under OpenMP and tbb alike
+# (64-256-10 at batch 32, float32: 610-690k -> 940-1,030k samples/s; 96-512-10: +8-25%;
+# scikit-learn's digits with sgd at batch 32, float64: 5.1-5.3 -> 3.4-3.8 ms an epoch)
+PAR_MIN = {"amd": 1 << 18, "other": 1 << 21}
+
+
+def host_family():
+    """"amd" when the host is an AMD Zen (LLVM's name for it starts with znver), else
+    "other"."""
+    import llvmlite.binding as ll
+    return "amd" if ll.get_host_cpu_name().startswith("znver") else "other"
+
+
+@intrinsic
+def serial_below(typingctx, arr):
+    """:data:`PAR_MIN` of this host (a compile-time constant; ``arr``: any array, for typing)."""
+    def codegen(context, builder, sig, args):
+        return context.get_constant(types.int64, PAR_MIN[host_family()])
+    return types.int64(arr), codegen
+
+
 def _cpu_name(context):
     """The CPU numba compiles for (``NUMBA_CPU_NAME``, else the host's, as LLVM names it)."""
     try:
