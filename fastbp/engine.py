@@ -296,18 +296,21 @@ _USES = {"predict": (_PREDICT_SLOTS, (N.FN_POST_FORWARD,)),
          "train": (_GRADIENT_SLOTS + (N.FN_UPDATE,), (N.FN_POST_FORWARD, N.FN_POST_BACKWARD))}
 
 
-def functions(dtype, st, use, ws=None, wait=True, ahead=0.0):
+def functions(dtype, st, use, ws=None, wait=True, ahead=0.0, shared=False):
     """The function table (``kernels.native``) that the kernels of ``dtype`` take first, with
     what ``use`` ("predict", "evaluate", "gradients" or "train") calls for the network ``st``
     compiled or loaded from the cache on first use: a plain network never compiles the
-    structured passes, a workspace ``ws`` without row blocks never the row-block step.
-    ``wait``, ``ahead``: as ``Table.need``'s."""
+    structured passes, a workspace ``ws`` without row blocks never the row-block step, a fit of
+    one process never the distributed step's passes (``shared``).  ``wait``, ``ahead``: as
+    ``Table.need``'s."""
     plain, structured = _USES[use]
     slots = plain + structured if st.structured else plain
     if st.emb.shape[0] > 0 and use in ("gradients", "train"):    # the tables' passes
         slots += (N.FN_EMBEDDING,)
     if ws is not None and ws.part is not None:
         slots += (N.FN_BLOCKED_STEP,)
+    if shared:
+        slots += (N.FN_SHARED,)
     return _TABLES[np.dtype(dtype)].need(slots, wait, ahead)
 
 
@@ -568,7 +571,7 @@ class EpochRunner:
     ``native_sum(dtype)`` (a :func:`reduce_spec`, or None): each step then computes this
     process's share of the batch, sums the gradients with the reducer and updates (see
     :mod:`fastbp.distributed`).  With a native sum and no batch normalisation the steps run in
-    the compiled epoch as a single process's do (``kernels.train.shared_gradients``: the sum
+    the compiled epoch as a single process's do (``kernels.train.shared_rows`` and ``shared_sum``: the sum
     called from the compiled step, the step's bookkeeping the same code); otherwise one step per
     call, the sums called from Python (batch normalisation: the statistics' sums in the
     middle of the passes, :meth:`_global_batch_norm`).
@@ -637,7 +640,7 @@ class EpochRunner:
         # calls) while helpers compile the table's slots; the first epoch waits for them
         fused = self._compiled
         functions(params.dtype, st, "train", self.ws, wait=not fused,
-                  ahead=self._compile_ahead if fused else 0.0)
+                  ahead=self._compile_ahead if fused else 0.0, shared=spec is not None)
         self.compile_seconds = self._compile()
 
     def _compile(self):

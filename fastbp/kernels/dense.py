@@ -38,6 +38,7 @@ from .unowned import flat, unowned
 KC = 128            # k-block: a packed panel of KC × NR stays in L1
 TASKS = 8           # row blocks are cut so that a product has at least this many tasks
 FORWARD, BACKPROP, GRADIENT = 0, 1, 2
+TINY_KIND = 8       # added to a kind: _task runs the whole product by _tiny
 NARROW = 4          # outputs this narrow skip the register tile (see _narrow)
 MC_MAX = 256        # rows of a parallel row block: its A (K block) and C slices stay in L2
 GROUP_MAX = 8       # column panels a parallel task sweeps per K block (see _task)
@@ -380,8 +381,14 @@ def _task(t, npan, ngroups, full, MC, nv, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, 
     p_hi = (g + 1) * npan // ngroups
     m_lo = (t // ngroups) * MC
     m_hi = min(M, m_lo + MC)
-    if N <= NARROW:
-        _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack)
+    tiny = kind >= TINY_KIND
+    if tiny:
+        kind -= TINY_KIND
+    if N <= NARROW or tiny:     # one call site of the (inlined) epilogue for both
+        if tiny:
+            _tiny(Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, c_rs)
+        else:
+            _narrow(Af, a_rs, a_cs, m_lo, m_hi, K, Bf, b_rs, b_cs, N, Cf, c_rs, pack)
         return _epilogue(kind, Cf, c_rs, m_lo, m_hi, np.int64(0), N, auxf, vec, act, scale,
                          np.bool_(False), norms)
     # K blocks of nearly equal depth, at most KC: a short last block (784 = 6 × 128 + 16) costs
@@ -461,15 +468,10 @@ def _gemm(fns, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, sca
     MR = _rows(nv, table)
     full, npan = _panels(N, nv, lanes, table[0])
     serial = not par or M * N * K < serial_below(Af)    # simd.PAR_MIN
-    if serial and (M <= TINY or K <= TINY) and N > NARROW and (b_cs == 1 or a_cs == 1):
-        Cf = flat(C)
-        _tiny(Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, N, Cf, C.shape[1])
-        s = _epilogue(kind, Cf, C.shape[1], np.int64(0), M, np.int64(0), N, flat(aux), vec, act,
-                      scale, np.bool_(False), norms)
-        if norms:
-            sq[0] = s
-        return np.int64(1)
+    tiny = serial and (M <= TINY or K <= TINY) and N > NARROW and (b_cs == 1 or a_cs == 1)
     MC, nmb, ngroups = grid(M, MR, npan, serial)
+    if tiny:        # one task: the whole product by _tiny (in _task: its epilogue's call site)
+        MC, nmb, ngroups, kind = M, np.int64(1), np.int64(1), kind + TINY_KIND
     ntasks = nmb * ngroups
     # the caller keeps the operands alive: unowned views spare every _task call the reference
     # counting of its array arguments (see unowned.py)
@@ -482,7 +484,7 @@ def _gemm(fns, kind, Af, a_rs, a_cs, M, K, Bf, b_rs, b_cs, C, aux, vec, act, sca
     # reused by several column panels (a pass and, in parallel, a launch cost more otherwise);
     # serial, only from PACK_A_SERIAL elements (the gradient's Aᵀ, read 4 KiB apart from L2, ran
     # 17% faster packed at 1024 × 256, 7% slower at 256 × 256: its allocation)
-    packed = (N > NARROW and full >= PACK_A_PANELS
+    packed = (not tiny and N > NARROW and full >= PACK_A_PANELS
               and M * K >= (PACK_A_SERIAL if serial or ntasks == 1 else PACK_A_MIN))
     # (not packed: A itself stands in, so that a small product allocates nothing)
     Ap = np.empty(((M + MR - 1) // MR) * K * MR, Af.dtype) if packed else Af

@@ -36,8 +36,9 @@ from numba.extending import intrinsic
 
 # the table's slots
 FN_GEMM, FN_TASK, FN_POST_FORWARD, FN_POST_BACKWARD, FN_OUTPUT_BATCH, FN_OUTPUT_ROWS, \
-    FN_UPDATE, FN_FORWARD_ROWS, FN_BACKWARD_ROWS, FN_BLOCKED_STEP, FN_EMBEDDING = range(11)
-SLOTS = 11
+    FN_UPDATE, FN_FORWARD_ROWS, FN_BACKWARD_ROWS, FN_BLOCKED_STEP, FN_EMBEDDING, FN_SHARED = \
+    range(12)
+SLOTS = 12
 NATIVES = [None] * SLOTS        # the Native of each slot, as the kernel modules define them
 # canonical-signature letters: scalars, and arrays as letter + dimensions (+ "r": read-only).
 # f: the float dtype the callee is compiled for; d: float64; i: int64; b: bool; "none": no
@@ -48,15 +49,15 @@ _SCALARS = {"i": types.int64, "d": types.float64, "b": types.boolean}
 # once, in its ``def``; a name means one type in every callee)
 _BY_TYPE = {
     "i": "kind a_rs a_cs M K b_rs b_cs act t npan ngroups full MC nv N c_rs l r0 r1 mode seed "
-         "step stage rows_fn out_code loss_code m lo hi code l0 l_hi P what B",
+         "step stage rows_fn out_code loss_code m lo hi code l0 l_hi P what B n_mine",
     "b": "par norms packed given stop",
     "f": "scale",
-    "d": "factor",
-    "i1": "fns aoff doff",
+    "d": "factor loss wsum wtotal right",
+    "i1": "fns aoff doff reduce_spec",
     "i1r": "rows Yi",
     "i2": "layout skips emb",
     "f1": "Af Bf vec Cf auxf pack Ap params stats acts grads deltas rowloss Zf Df state1 state2 "
-          "hyper consts flags part",
+          "hyper consts flags part rbuf",
     "f1r": "sw T",
     "f2": "C aux Z D",
     "f2r": "X Yf",

@@ -37,7 +37,7 @@ from .embeddings import A0_COL, CLEAR, GRADS, SUMSQ, embedding_at, gather
 from .losses import count_correct, output_batch_at, output_rows_at
 from .native import (FN_BACKWARD_ROWS, FN_BLOCKED_STEP, FN_EMBEDDING, FN_FORWARD_ROWS,
                      FN_OUTPUT_BATCH, FN_OUTPUT_ROWS, FN_POST_BACKWARD, FN_POST_FORWARD,
-                     FN_UPDATE, RS_NANOS, RS_RANK, RS_SIZE, Native, allreduce, wtime)
+                     FN_SHARED, FN_UPDATE, RS_NANOS, RS_RANK, RS_SIZE, Native, allreduce, wtime)
 from .optimizers import guarded_update, update_at
 from .unowned import flat, matrix, unowned
 
@@ -428,56 +428,70 @@ def batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_c
     return loss, wsum
 
 
-@njit(**JIT)
-def shared_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code,
-                     acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop, skips, emb, nst,
-                     seed, step, reduce_spec, rbuf, count):
-    """A step's gradient computed by several processes together (data-parallel training, see
-    fastbp.distributed): this process's slice of the batch ``rows`` (rank r of K: rows
-    ``B·r/K .. B·(r+1)/K``), its gradient scaled so that the sum over the processes is the
-    whole batch's (weighted) mean, summed over them with the batch's loss and, when
-    ``count``, its correct predictions, in one ``allreduce`` of ``rbuf`` (``grads`` followed by
-    those two slots; ``reduce_spec``: native.REDUCE_SPEC); ``gsq[l]`` = the summed gradient's
-    squared norm of layer l.  Returns ``(loss, wtotal, correct, ok)``: the batch's Σ w·ℓ over
-    every process, its summed weight (its size without weights), the correct count and whether
-    the sum succeeded."""
-    rank, size = reduce_spec[RS_RANK], reduce_spec[RS_SIZE]
+# a step computed by several processes together (data-parallel training, fastbp.distributed):
+# the passes before and after the slice's gradient, behind the function table (FN_SHARED, compiled
+# for distributed fits only: linked into train_epoch they cost every cold start ~0.6 s)
+SHARED_ROWS, SHARED_SUM = 0, 1
+
+
+@njit(**INLINE_JIT)
+def shared_rows(rows, sw, grads, layout, rbuf, n_mine):
+    """Before the gradient of this process's slice of the batch ``rows`` (``n_mine`` rows):
+    zeroes the gradient's parts that the slice's gradient adds into or leaves (the tables'
+    region; all of it for an empty slice) and the two slots after it in ``rbuf`` (see
+    :func:`shared_sum`).  Returns the batch's summed weight (its size without weights)."""
     B = rows.shape[0]
-    mine = rows[B * rank // size:B * (rank + 1) // size]
-    b = mine.shape[0]
     wtotal = float(B)
     if sw.shape[0] > 0:
         wtotal = 0.0
         for r in range(B):
             wtotal += float(sw[rows[r]])
     n = grads.shape[0]
-    L = layout.shape[0]
     zero = grads.dtype.type(0)
     rbuf[n] = zero
     rbuf[n + 1] = zero
-    # the tables' gradient is added into (batch_gradients), the rest written: without rows,
-    # all of it is zero
-    for i in range(np.uint64(layout[0, W_OFF] if b > 0 else n)):
+    for i in range(np.uint64(layout[0, W_OFF] if n_mine > 0 else n)):
         grads[i] = zero
-    if b > 0:
-        loss, wsum = batch_gradients(fns, X, Yf, Yi, sw, mine, params, grads, part, layout,
-                                     out_code, loss_code, 0.0, 1.0, acts, aoff, deltas, doff,
-                                     rowloss, sq, gsq, stats, drop, skips, emb, nst,
-                                     np.int64(TRAIN), seed, step)
-        share = wsum / wtotal if wtotal > 0 else 0.0
-        if share != 1.0:
-            scale(grads, share)
-        rbuf[n] = loss
-        if count:
-            rbuf[n + 1] = count_correct(rows_slot(acts, aoff, L, np.int64(0), b,
-                                                  layout[L - 1, 1]),
-                                        Yf, Yi, mine, out_code, loss_code)
+    return wtotal
+
+
+@njit(**INLINE_JIT)
+def shared_sum(loss, wsum, wtotal, right, grads, layout, gsq, reduce_spec, rbuf):
+    """After the gradient of this process's slice (``loss``: its Σ w·ℓ, ``wsum``: its weight,
+    ``right``: its correct count): the gradient scaled to the slice's share of the batch's
+    weight ``wtotal``, so that the sum over the processes is the batch's (weighted) mean, then
+    summed over them with the loss and the count in one ``allreduce`` of ``rbuf`` (``grads``
+    followed by those two slots, which then hold the sums; ``reduce_spec``:
+    native.REDUCE_SPEC, the sum's time counted there); ``gsq[l]`` = the summed gradient's
+    squared norm of layer l.  Returns whether the sum succeeded."""
+    n = grads.shape[0]
+    share = wsum / wtotal if wtotal > 0 else 0.0
+    if share != 1.0:
+        scale(grads, share)
+    rbuf[n] = loss
+    rbuf[n + 1] = right
     t0 = wtime(reduce_spec)
     ok = allreduce(reduce_spec, rbuf) == 0
     reduce_spec[RS_NANOS] += np.int64((wtime(reduce_spec) - t0) * 1e9)
-    for l in range(L):      # W, b, γ, β: adjacent; the tables (first) in layer 0's
+    for l in range(layout.shape[0]):    # W, b, γ, β: adjacent; the tables (first) in layer 0's
         gsq[l] = sumsq(grads, layout[l, W_OFF] if l > 0 else 0, layout[l, END])
-    return float(rbuf[n]), wtotal, float(rbuf[n + 1]), ok
+    return ok
+
+
+@njit(**JIT)
+def shared_pass(what, rows, sw, grads, layout, gsq, reduce_spec, rbuf, loss, wsum, wtotal, right,
+                n_mine):
+    """The distributed step's pass ``what``, through the function table: SHARED_ROWS
+    (:func:`shared_rows`, returns the batch's weight) or SHARED_SUM (:func:`shared_sum`, returns
+    1.0 when the sum succeeded, else 0.0)."""
+    if what == SHARED_ROWS:
+        return shared_rows(rows, sw, grads, layout, rbuf, n_mine)
+    return 1.0 if shared_sum(loss, wsum, wtotal, right, grads, layout, gsq, reduce_spec,
+                             rbuf) else 0.0
+
+
+SHARED = Native(FN_SHARED, shared_pass, "d")
+shared_at = SHARED.stub     # called indirectly (see native.py)
 
 
 @njit(**JIT)
@@ -552,8 +566,10 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
     were; ``stats_prev`` (empty: none) keeps the running statistics before each step, put back
     when the step fails.
     ``reduce_spec`` (empty: one process): the steps are computed by several processes together
-    (:func:`shared_gradients`, ``rbuf`` the gradient buffer with its two extra slots; no L2 term,
-    no loss divisor), every process calling this with the same arguments but its own rank.
+    (:func:`shared_rows`, then the slice's gradient, then :func:`shared_sum`, through the
+    function table; ``rbuf`` the
+    gradient buffer with its two extra slots; no L2 term, no loss divisor: the engine's choice),
+    every process calling this with the same arguments but its own rank.
 
     Returns ``(loss_sum, steps_done, status)``: Σ over the completed steps of the batch's
     objective times its size (the summed per-sample losses when there are no weights and no
@@ -582,19 +598,29 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
         B = rows.shape[0]
         for i in range(stats_prev.shape[0]):
             stats_prev[i] = stats[i]
-        right = 0.0
-        if shared:
-            loss, wsum, right, ok = shared_gradients(
-                fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code, acts,
-                aoff, deltas, doff, rowloss, sq, gsq, stats, drop, skips, emb, nst, seed,
-                step0 + s + 1, reduce_spec, rbuf, correct.shape[0] > 0)
-            if not ok:
-                return total, s, REDUCE_FAILED
-        else:
-            loss, wsum = batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout,
+        mine, wtotal = rows, 0.0
+        if shared:      # this process's slice (rank r of K: rows B·r/K .. B·(r+1)/K)
+            rank, size = reduce_spec[RS_RANK], reduce_spec[RS_SIZE]
+            mine = rows[B * rank // size:B * (rank + 1) // size]
+            wtotal = shared_at(fns[FN_SHARED], np.int64(SHARED_ROWS), rows, sw, grads, layout, gsq,
+                               reduce_spec, rbuf, 0.0, 0.0, 0.0, 0.0, mine.shape[0])
+        loss, wsum, right = 0.0, 0.0, 0.0
+        if mine.shape[0] > 0:
+            loss, wsum = batch_gradients(fns, X, Yf, Yi, sw, mine, params, grads, part, layout,
                                          out_code, loss_code, alpha, loss_div, acts, aoff, deltas,
                                          doff, rowloss, sq, gsq, stats, drop, skips, emb, nst,
                                          np.int64(TRAIN), seed, step0 + s + 1)
+            if correct.shape[0] > 0:
+                right = count_correct(rows_slot(acts, aoff, L, np.int64(0), mine.shape[0],
+                                                layout[L - 1, 1]),
+                                      Yf, Yi, mine, out_code, loss_code)
+        if shared:      # the sums over the processes
+            ok = shared_at(fns[FN_SHARED], np.int64(SHARED_SUM), rows, sw, grads, layout, gsq,
+                           reduce_spec, rbuf, loss, wsum, wtotal, right, mine.shape[0])
+            if ok == 0.0:
+                return total, s, REDUCE_FAILED
+            loss, right = float(rbuf[grads.shape[0]]), float(rbuf[grads.shape[0] + 1])
+            wsum = wtotal
         g = 0.0
         for l in range(L):
             g += gsq[l]
@@ -603,7 +629,7 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
                              stats_prev)
         if emb.shape[0] > 0 and not shared:     # the next step's tables' gradient starts at
             #                                     zero (shared: every process's rows are in it,
-            #                                     shared_gradients zeroes the tables' region)
+            #                                     shared_rows zeroes the tables' region)
             embedding_at(fns[FN_EMBEDDING], np.int64(CLEAR), B, 0.0, grads, layout, emb, acts,
                          aoff, deltas, doff, gsq, np.bool_(False))
         if status != OK:
@@ -614,11 +640,8 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
             total += loss
         elif wsum > 0:
             total += loss / wsum * B
-        if correct.shape[0] > 0 and shared:
+        if correct.shape[0] > 0:
             correct[0] += right
-        elif correct.shape[0] > 0:
-            correct[0] += count_correct(rows_slot(acts, aoff, L, np.int64(0), B, layout[L - 1, 1]),
-                                        Yf, Yi, rows, out_code, loss_code)
     return total, steps, OK
 
 
