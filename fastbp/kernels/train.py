@@ -364,6 +364,17 @@ BLOCKED_STEP = Native(FN_BLOCKED_STEP, _blocked_step, "none")
 blocked_step_at = BLOCKED_STEP.stub     # called indirectly (see native.py)
 
 
+@njit(**INLINE_JIT)
+def batch_weight(sw, rows):
+    """The summed weight of the batch ``rows`` (float64; its size without weights ``sw``)."""
+    if sw.shape[0] == 0:
+        return float(rows.shape[0])
+    w = 0.0
+    for r in range(rows.shape[0]):
+        w += float(sw[rows[r]])
+    return w
+
+
 @njit(**JIT)
 def batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_code, loss_code,
                     alpha, loss_div, acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop,
@@ -387,11 +398,7 @@ def batch_gradients(fns, X, Yf, Yi, sw, rows, params, grads, part, layout, out_c
     acts, aoff, deltas, doff, rowloss, sq, gsq = unowned(acts, aoff, deltas, doff, rowloss, sq, gsq)
     stats, drop, skips, emb, nst = unowned(stats, drop, skips, emb, nst)
     B = rows.shape[0]
-    wsum = float(B)
-    if sw.shape[0] > 0:
-        wsum = 0.0
-        for r in range(B):
-            wsum += float(sw[rows[r]])
+    wsum = batch_weight(sw, rows)
     one = acts.dtype.type(1)
     # a batch whose weights are all zero teaches nothing: a zero gradient (torch: NaN)
     scale = one / acts.dtype.type(wsum) if wsum > 0 else acts.dtype.type(0)
@@ -440,12 +447,7 @@ def shared_rows(rows, sw, grads, layout, rbuf, n_mine):
     zeroes the gradient's parts that the slice's gradient adds into or leaves (the tables'
     region; all of it for an empty slice) and the two slots after it in ``rbuf`` (see
     :func:`shared_sum`).  Returns the batch's summed weight (its size without weights)."""
-    B = rows.shape[0]
-    wtotal = float(B)
-    if sw.shape[0] > 0:
-        wtotal = 0.0
-        for r in range(B):
-            wtotal += float(sw[rows[r]])
+    wtotal = batch_weight(sw, rows)
     n = grads.shape[0]
     zero = grads.dtype.type(0)
     rbuf[n] = zero
