@@ -24,8 +24,9 @@ import numpy as np
 
 from . import _config
 from .kernels.native import (FN_BACKWARD_ROWS, FN_BLOCKED_STEP, FN_EMBEDDING, FN_FORWARD_ROWS,
-                             FN_GEMM, FN_OUTPUT_BATCH, FN_OUTPUT_ROWS, FN_POST_BACKWARD,
-                             FN_POST_FORWARD, FN_SHARED, FN_TASK, FN_UPDATE, NATIVES, SLOTS)
+                             FN_GEMM, FN_OUTPUT_BATCH, FN_OUTPUT_ROWS, FN_OVERLAP,
+                             FN_POST_BACKWARD, FN_POST_FORWARD, FN_SHARED, FN_TASK, FN_UPDATE,
+                             NATIVES, SLOTS)
 
 # entry points a helper may compile aside (Table.expect), by name, as the engine registers
 # them: objects with ``cost`` (seconds, as COMPILE_COST), ``cached(dtype)`` and
@@ -37,7 +38,8 @@ EXTRAS = {}
 # shared out, and a helper's start (Python, NumPy, numba, fastbp)
 COMPILE_COST = {FN_GEMM: 2.0, FN_TASK: 3.5, FN_POST_FORWARD: 3.4, FN_POST_BACKWARD: 3.4,
                 FN_OUTPUT_BATCH: 0.5, FN_OUTPUT_ROWS: 1.3, FN_UPDATE: 1.6, FN_FORWARD_ROWS: 0.55,
-                FN_BACKWARD_ROWS: 0.75, FN_BLOCKED_STEP: 3.3, FN_EMBEDDING: 0.85, FN_SHARED: 0.6}
+                FN_BACKWARD_ROWS: 0.75, FN_BLOCKED_STEP: 3.3, FN_EMBEDDING: 0.85, FN_SHARED: 0.6,
+                FN_OVERLAP: 0.6}
 HELPER_START = 0.5     # measured 0.3 s from the Popen to its first compile
 HELPER_TIMEOUT = 900    # seconds; a helper still running then is stopped (this process compiles)
 

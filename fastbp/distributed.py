@@ -24,6 +24,7 @@ spinning OpenMP threads took a mnist epoch 55 times longer than one process (202
 import os
 import time
 
+import numpy as np
 
 from ._validation import InputError
 
@@ -75,8 +76,9 @@ def share_cores(comm):
 
 
 def _addresses():
-    """The addresses of ``MPI_Allreduce`` and ``MPI_Wtime`` in the MPI library mpi4py loaded
-    (found among the process's mapped libraries), or None."""
+    """The addresses of ``MPI_Allreduce``, ``MPI_Wtime``, ``MPI_Iallreduce``, ``MPI_Wait`` and
+    ``MPI_Test`` in the MPI library mpi4py loaded (found among the process's mapped libraries),
+    or None."""
     import ctypes
     try:
         with open("/proc/self/maps") as f:
@@ -86,21 +88,38 @@ def _addresses():
     for path in sorted(p for p in paths if os.path.basename(p).startswith("libmpi.so")):
         try:
             lib = ctypes.CDLL(path)
-            return tuple(ctypes.cast(f, ctypes.c_void_p).value for f in (lib.MPI_Allreduce,
-                                                                         lib.MPI_Wtime))
+            return tuple(ctypes.cast(f, ctypes.c_void_p).value for f in (
+                lib.MPI_Allreduce, lib.MPI_Wtime, lib.MPI_Iallreduce, lib.MPI_Wait, lib.MPI_Test))
         except (OSError, AttributeError):
             continue
     return None
 
 
-class MPIReducer:
-    """The engine's gradient reducer over an MPI communicator: one in-place ``Allreduce`` of
-    the flat buffer per step (the gradients, the batch's loss and its correct count in one
-    message), called from the compiled step (:meth:`native_sum`) where the engine can, else
-    from Python (:meth:`sum`)."""
+# The gradient's buckets (see MPIReducer): PyTorch's DistributedDataParallel starts with 1 MiB
+# (then 25 MiB), Horovod fuses up to 64 MiB
+BUCKET_BYTES = 1 << 20
 
-    def __init__(self, comm):
+
+def _bucket_bytes(value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"bucket_bytes must be an integer >= 0 (0: one Allreduce after the "
+                         f"backward pass), got {value!r}")
+    return int(value)
+
+
+class MPIReducer:
+    """The engine's gradient reducer over an MPI communicator: in-place ``Allreduce`` of the
+    flat buffer (the gradients, the batch's loss and its correct count in one message), called
+    from the compiled step (:meth:`native_sum`) where the engine can, else from Python
+    (:meth:`sum`).  From the compiled step the gradient is summed in buckets of at least
+    ``bucket_bytes`` while the backward pass goes on (nonblocking ``MPI_Iallreduce``, the last
+    layer's first; 0: one ``Allreduce`` after it).  MPI moves a nonblocking sum on inside its
+    own calls, which the step makes at each layer; with a progress thread (MPICH:
+    ``MPICH_ASYNC_PROGRESS=1``) it moves on while the products run."""
+
+    def __init__(self, comm, bucket_bytes=BUCKET_BYTES):
         from mpi4py import MPI
+        self.bucket_bytes = _bucket_bytes(bucket_bytes)
         self._MPI, self.comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self._seconds = 0.0     # time spent in Allreduce called from Python
@@ -124,7 +143,6 @@ class MPIReducer:
         """The compiled step's in-place sum of a ``dtype`` buffer over the communicator
         (``engine.reduce_spec``: MPI_Allreduce's address and the MPI handles), or None when
         they cannot be had (the engine then sums from Python)."""
-        import numpy as np
         from .engine import reduce_spec
         dtype = np.dtype(dtype)
         if dtype in self._specs:
@@ -139,7 +157,8 @@ class MPIReducer:
                                                                        self.comm)]
         except (AttributeError, TypeError):        # mpi4py without _handleof
             return None
-        spec = reduce_spec(addresses[0], *handles, self.rank, self.size, addresses[1])
+        spec = reduce_spec(addresses[0], *handles, self.rank, self.size, addresses[1],
+                           *addresses[2:], bucket_bytes=self.bucket_bytes)
         self._specs[dtype] = spec
         return spec
 
@@ -155,14 +174,17 @@ class DistributedTrainer:
 
     ``auto_threads``: give each rank its share of its node's cores (:func:`share_cores`;
     nothing changes when the user chose a thread count); False: leave numba's threads as they
-    are."""
+    are.  ``bucket_bytes``: the gradient is summed over the ranks in buckets of at least this
+    many bytes while the backward pass goes on (see :class:`MPIReducer`; 0: one Allreduce
+    after it)."""
 
-    def __init__(self, trainer, comm, auto_threads=True):
+    def __init__(self, trainer, comm, auto_threads=True, bucket_bytes=BUCKET_BYTES):
+        bucket_bytes = _bucket_bytes(bucket_bytes)
         self.trainer, self.comm = trainer, comm
         if auto_threads:
             share_cores(comm)
         self.network = trainer.network
-        self._reducer = MPIReducer(comm)
+        self._reducer = MPIReducer(comm, bucket_bytes)
         self.rank, self.size = self._reducer.rank, self._reducer.size
 
     @property

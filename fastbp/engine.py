@@ -48,16 +48,23 @@ _WHAT = {K.LOSS_NOT_FINITE: "the loss", K.GRADIENT_NOT_FINITE: "the gradient",
 _NO_REDUCE = np.empty(0, np.int64)      # train_epoch's reduce_spec: one process
 
 
-def reduce_spec(address, in_place, datatype, op, comm, rank, size, wtime):
+def reduce_spec(address, in_place, datatype, op, comm, rank, size, wtime, iallreduce=0, wait=0,
+                test=0, bucket_bytes=0):
     """The compiled step's sum over processes (``kernels.native.REDUCE_SPEC``): the address of
     ``MPI_Allreduce`` and the MPI handles of MPI_IN_PLACE, the parameters' datatype, MPI_SUM and
     the communicator, this process's rank and the processes' count, and the address of
-    ``MPI_Wtime`` (a reducer's ``native_sum``, see EpochRunner).  :func:`reduce_seconds` reads
-    the time the kernels have spent in the sums."""
+    ``MPI_Wtime`` (a reducer's ``native_sum``, see EpochRunner); with the addresses of
+    ``MPI_Iallreduce``, ``MPI_Wait`` and ``MPI_Test`` and ``bucket_bytes`` > 0, the gradient is
+    summed in buckets of at least that many bytes during the backward pass
+    (``kernels.train.overlapped_gradients``).  :func:`reduce_seconds` reads the time the
+    kernels have spent in the sums."""
     spec = np.zeros(N.REDUCE_SPEC, np.int64)
+    if not (iallreduce and wait and test):
+        bucket_bytes = 0
     for i, v in ((N.RS_ADDRESS, address), (N.RS_IN_PLACE, in_place), (N.RS_DATATYPE, datatype),
                  (N.RS_OP, op), (N.RS_COMM, comm), (N.RS_RANK, rank), (N.RS_SIZE, size),
-                 (N.RS_WTIME, wtime)):
+                 (N.RS_WTIME, wtime), (N.RS_IALLREDUCE, iallreduce), (N.RS_WAIT, wait),
+                 (N.RS_TEST, test), (N.RS_BUCKET_BYTES, max(0, int(bucket_bytes)))):
         spec[i] = np.int64(v)
     return spec
 
@@ -310,7 +317,7 @@ def functions(dtype, st, use, ws=None, wait=True, ahead=0.0, shared=False):
     if ws is not None and ws.part is not None:
         slots += (N.FN_BLOCKED_STEP,)
     if shared:
-        slots += (N.FN_SHARED,)
+        slots += (N.FN_SHARED, N.FN_OVERLAP)
     return _TABLES[np.dtype(dtype)].need(slots, wait, ahead)
 
 
@@ -786,13 +793,13 @@ class EpochRunner:
                 _POST_FORWARD({**v, "l": l})
                 l = _FORWARD_ROWS({**v, "l0": l + 1, "stop": True})
             loss = _LOSS_BATCH(v)
-            l = _BACKWARD_ROWS({**v, "l_hi": L - 1, "stop": True})
+            l = _BACKWARD_ROWS({**v, "l_hi": L - 1, "l_lo": 0, "stop": True})
             while l >= 0:       # stopped after the column sums of batch-norm layer l
                 n, o = int(layout[l, S.N_OUT]), (l + 1) * stride
                 red.sum(nst[o - 2 * n:o])               # Σδ, Σδ·x̂ (kernels.structure._sums_at)
                 nst[l * stride + 2 * n] = B
                 _POST_BACKWARD({**v, "l": l, "stage": S.ROWS})
-                l = _BACKWARD_ROWS({**v, "l_hi": l, "stop": True})
+                l = _BACKWARD_ROWS({**v, "l_hi": l, "l_lo": 0, "stop": True})
             # the tables' gradient from this rank's rows (the sum over the ranks follows)
             _EMBEDDING_GRADS({**v, "B": b})
         return loss / self.loss_div

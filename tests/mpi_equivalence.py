@@ -8,6 +8,8 @@ from mpi4py import MPI
 
 import fastbp
 from fastbp.distributed import DistributedTrainer
+from fastbp.engine import reduce_seconds
+from fastbp.kernels import native as N
 
 comm = MPI.COMM_WORLD
 rng = np.random.default_rng(0)
@@ -20,11 +22,16 @@ sw[:40] = 0         # batches whose weights are all zero (batch 7: steps 1..5)
 CONTROLS = {"clip_norm": 0.05, "class_weight": "balanced",
             "schedule": lambda: fastbp.schedules.OneCycleLR(0.05)}
 # "python_sums": the steps summed from Python (a reducer without a native sum), not in the
-# compiled step
+# compiled step; "buckets": a bucket per layer (8 bytes: each layer's gradient is more), summed
+# while the backward pass goes on; "one_sum": one Allreduce after it (the others: the default
+# buckets, one for these small layers)
+BUCKETS = {"buckets": 8, "one_sum": 0}
 for name, optimizer, batch, controls in [("adam", "adam", 32, {}), ("nesterov", "nesterov", 7, {}),
                                          ("sgd", "sgd", None, {}),
                                          ("controls", "adam", 7, CONTROLS),
-                                         ("python_sums", "adam", 7, CONTROLS)]:
+                                         ("python_sums", "adam", 7, CONTROLS),
+                                         ("buckets", "adam", 32, CONTROLS),
+                                         ("one_sum", "adam", 32, CONTROLS)]:
     def make():
         net = fastbp.Network([7, 16, 9, 3], activation="tanh", output_activation="softmax",
                              dtype=np.float64, seed=1)
@@ -33,7 +40,8 @@ for name, optimizer, batch, controls in [("adam", "adam", 32, {}), ("nesterov", 
                                    learning_rate=0.01, **kw)
     weights = sw if controls else None
     net, tr = make()
-    dist = DistributedTrainer(tr, comm)
+    dist = DistributedTrainer(tr, comm, **({"bucket_bytes": BUCKETS[name]} if name in BUCKETS
+                                           else {}))
     if name == "python_sums":
         dist._reducer.native_sum = lambda dtype: None
     h = dist.fit(X, y, validation_data=(X[:50], y[:50]), sample_weight=weights)
@@ -47,7 +55,11 @@ for name, optimizer, batch, controls in [("adam", "adam", 32, {}), ("nesterov", 
         "val_loss": float(np.max(np.abs(np.subtract(h.val_loss, hr.val_loss)))),
         "same_on_ranks": bool(comm.allreduce(net.params.tobytes() == comm.bcast(net.params.tobytes()), op=MPI.LAND)),
         # where the sums ran: the compiled steps' time counted in their spec, or Python's
-        "compiled": [bool(spec[-1] > 0) for spec in dist._reducer._specs.values()],
+        "compiled": [reduce_seconds(spec) > 0 for spec in dist._reducer._specs.values()],
+        # the buckets of the last step: MPI leaves a used request slot non-zero (its null
+        # request)
+        "buckets": [int(np.count_nonzero(spec[N.RS_REQUESTS:]))
+                    for spec in dist._reducer._specs.values()],
         "comm_seconds": dist.comm_seconds > 0,
     }
 # divergence: both raise, and both keep the same last finite parameters

@@ -33,6 +33,10 @@ def test_two_ranks_equal_one_process():
         assert r["params"] < 1e-10 and r["loss"] < 1e-10 and r["val_loss"] < 1e-10, (optimizer, r)
         assert r["same_on_ranks"] and r["accuracy"] and r["rates"], (optimizer, r)
         assert r["compiled"] == ([] if optimizer == "python_sums" else [True]), (optimizer, r)
+        # sgd's batch (the trainer's default) takes the row-block step: one sum after it
+        buckets = {"python_sums": [], "one_sum": [0], "sgd": [0], "buckets": [3]}.get(optimizer,
+                                                                                     [1])
+        assert r["buckets"] == buckets, (optimizer, r)
         assert r["comm_seconds"], (optimizer, r)
 
 

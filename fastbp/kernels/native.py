@@ -36,9 +36,9 @@ from numba.extending import intrinsic
 
 # the table's slots
 FN_GEMM, FN_TASK, FN_POST_FORWARD, FN_POST_BACKWARD, FN_OUTPUT_BATCH, FN_OUTPUT_ROWS, \
-    FN_UPDATE, FN_FORWARD_ROWS, FN_BACKWARD_ROWS, FN_BLOCKED_STEP, FN_EMBEDDING, FN_SHARED = \
-    range(12)
-SLOTS = 12
+    FN_UPDATE, FN_FORWARD_ROWS, FN_BACKWARD_ROWS, FN_BLOCKED_STEP, FN_EMBEDDING, FN_SHARED, \
+    FN_OVERLAP = range(13)
+SLOTS = 13
 NATIVES = [None] * SLOTS        # the Native of each slot, as the kernel modules define them
 # canonical-signature letters: scalars, and arrays as letter + dimensions (+ "r": read-only).
 # f: the float dtype the callee is compiled for; d: float64; i: int64; b: bool; "none": no
@@ -49,7 +49,7 @@ _SCALARS = {"i": types.int64, "d": types.float64, "b": types.boolean}
 # once, in its ``def``; a name means one type in every callee)
 _BY_TYPE = {
     "i": "kind a_rs a_cs M K b_rs b_cs act t npan ngroups full MC nv N c_rs l r0 r1 mode seed "
-         "step stage rows_fn out_code loss_code m lo hi code l0 l_hi P what B n_mine",
+         "step stage rows_fn out_code loss_code m lo hi code l0 l_hi l_lo P what B n_mine",
     "b": "par norms packed given stop",
     "f": "scale",
     "d": "factor loss wsum wtotal right",
@@ -61,7 +61,7 @@ _BY_TYPE = {
     "f1r": "sw T",
     "f2": "C aux Z D",
     "f2r": "X Yf",
-    "d1": "sq drop nst gsq",
+    "d1": "sq drop nst gsq correct",
 }
 ARG_TYPES = {name: code for code, names in _BY_TYPE.items() for name in names.split()}
 
@@ -171,16 +171,30 @@ def compiled(dispatcher, sig):
 
 
 # -- a C function through its address: the reducer's sum over processes (MPI_Allreduce) -----
-# ``reduce_spec``: int64 ``[address, in_place, datatype, op, comm, rank, size, wtime, nanos]``:
+# ``reduce_spec``: int64 ``[address, in_place, datatype, op, comm, rank, size, wtime, nanos,
+# iallreduce, wait, test, bucket_bytes, started, flag, status[8], requests[MAX_REQUESTS]]``:
 # the address of ``MPI_Allreduce`` and the MPI handles of MPI_IN_PLACE, the buffer's datatype,
 # MPI_SUM and the communicator, as the MPI library defines them (ints in MPICH, pointers in Open
 # MPI: each is passed in a 64-bit register, of which an ``int`` parameter reads the low half),
 # this process's rank and the processes' count, the address of ``MPI_Wtime`` and the
-# nanoseconds spent in the sums so far (added to by the kernels).  Filled by
-# fastbp.distributed (through the engine).
-RS_ADDRESS, RS_IN_PLACE, RS_DATATYPE, RS_OP, RS_COMM, RS_RANK, RS_SIZE, RS_WTIME, RS_NANOS = \
-    range(9)
-REDUCE_SPEC = 9
+# nanoseconds spent in the sums so far (added to by the kernels); then the addresses of
+# ``MPI_Iallreduce``, ``MPI_Wait`` and ``MPI_Test`` and the size in bytes of the gradient's
+# buckets (0: one Allreduce after the backward pass), and the scratch of a step's buckets: the
+# count started, MPI_Test's flag, an MPI_Status (8 words: MPICH's is 20 bytes, Open MPI's 24)
+# and one MPI_Request per bucket (an ``int`` in MPICH, a pointer in Open MPI: each in a zeroed
+# 64-bit slot).  Filled by fastbp.distributed (through the engine).
+RS_ADDRESS, RS_IN_PLACE, RS_DATATYPE, RS_OP, RS_COMM, RS_RANK, RS_SIZE, RS_WTIME, RS_NANOS, \
+    RS_IALLREDUCE, RS_WAIT, RS_TEST, RS_BUCKET_BYTES, RS_STARTED, RS_FLAG = range(15)
+RS_STATUS = 15
+RS_REQUESTS = RS_STATUS + 8
+MAX_REQUESTS = 32
+REDUCE_SPEC = RS_REQUESTS + MAX_REQUESTS
+
+
+def _spec_fields(context, builder, spec_type, spec, *fields):
+    from llvmlite import ir
+    sp = context.make_array(spec_type)(context, builder, spec).data
+    return sp, [builder.load(builder.gep(sp, [ir.Constant(ir.IntType(64), i)])) for i in fields]
 
 
 @intrinsic
@@ -221,3 +235,62 @@ def wtime(typingctx, spec):
         return builder.call(builder.inttoptr(address, fnty.as_pointer()), [])
 
     return signature(types.float64, spec), codegen
+
+
+@intrinsic
+def iallreduce(typingctx, spec, buf, lo, hi, slot):
+    """``MPI_Iallreduce(MPI_IN_PLACE, &buf[lo], hi − lo, datatype, op, comm, &request)`` through
+    the addresses in ``spec`` (see REDUCE_SPEC), the request in ``spec[slot]``; returns MPI's
+    error code (0: success)."""
+    if not (isinstance(spec, types.Array) and isinstance(buf, types.Array)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        from llvmlite import ir
+        i64, i32, ptr = ir.IntType(64), ir.IntType(32), ir.IntType(8).as_pointer()
+        sp, field = _spec_fields(context, builder, sig.args[0], args[0], RS_IN_PLACE,
+                                 RS_DATATYPE, RS_OP, RS_COMM, RS_IALLREDUCE)
+        ba = context.make_array(sig.args[1])(context, builder, args[1])
+        start = builder.gep(ba.data, [args[2]])
+        count = builder.trunc(builder.sub(args[3], args[2]), i32)
+        request = builder.bitcast(builder.gep(sp, [args[4]]), ptr)
+        fnty = ir.FunctionType(i32, [ptr, ptr, i32, i64, i64, i64, ptr])
+        fn = builder.inttoptr(field[4], fnty.as_pointer())
+        return builder.call(fn, [builder.inttoptr(field[0], ptr), builder.bitcast(start, ptr),
+                                 count, field[1], field[2], field[3], request])
+
+    return signature(types.int32, spec, buf, types.int64, types.int64, types.int64), codegen
+
+
+@intrinsic
+def mpi_wait(typingctx, spec, slot, test):
+    """``MPI_Wait(&spec[slot], status)`` (``test`` False) or ``MPI_Test(&spec[slot], &flag,
+    status)`` (True: progress, no wait) through the addresses in ``spec``; returns MPI's error
+    code (0: success)."""
+    if not isinstance(spec, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        from llvmlite import ir
+        i64, i32, ptr = ir.IntType(64), ir.IntType(32), ir.IntType(8).as_pointer()
+        sp, (wait, test) = _spec_fields(context, builder, sig.args[0], args[0], RS_WAIT, RS_TEST)
+        request = builder.bitcast(builder.gep(sp, [args[1]]), ptr)
+        status = builder.bitcast(builder.gep(sp, [ir.Constant(i64, RS_STATUS)]), ptr)
+        flag = builder.bitcast(builder.gep(sp, [ir.Constant(i64, RS_FLAG)]), ptr)
+        wait_ty = ir.FunctionType(i32, [ptr, ptr])
+        test_ty = ir.FunctionType(i32, [ptr, ptr, ptr])
+        with builder.if_else(args[2]) as (then, otherwise):
+            with then:
+                r_test = builder.call(builder.inttoptr(test, test_ty.as_pointer()),
+                                      [request, flag, status])
+                b_test = builder.basic_block
+            with otherwise:
+                r_wait = builder.call(builder.inttoptr(wait, wait_ty.as_pointer()),
+                                      [request, status])
+                b_wait = builder.basic_block
+        result = builder.phi(i32)
+        result.add_incoming(r_test, b_test)
+        result.add_incoming(r_wait, b_wait)
+        return result
+
+    return signature(types.int32, spec, types.int64, types.boolean), codegen

@@ -37,7 +37,9 @@ from .embeddings import A0_COL, CLEAR, GRADS, SUMSQ, embedding_at, gather
 from .losses import count_correct, output_batch_at, output_rows_at
 from .native import (FN_BACKWARD_ROWS, FN_BLOCKED_STEP, FN_EMBEDDING, FN_FORWARD_ROWS,
                      FN_OUTPUT_BATCH, FN_OUTPUT_ROWS, FN_POST_BACKWARD, FN_POST_FORWARD,
-                     FN_SHARED, FN_UPDATE, RS_NANOS, RS_RANK, RS_SIZE, Native, allreduce, wtime)
+                     FN_OVERLAP, FN_SHARED, FN_UPDATE, MAX_REQUESTS, RS_BUCKET_BYTES, RS_NANOS, RS_RANK,
+                     RS_REQUESTS, RS_SIZE, RS_STARTED, Native, allreduce, iallreduce, mpi_wait,
+                     wtime)
 from .optimizers import guarded_update, update_at
 from .unowned import flat, matrix, unowned
 
@@ -176,15 +178,16 @@ def sumsq(buf, lo, hi):
 
 @njit(**JIT)
 def backward_rows(fns, rows, r0, r1, scale, params, grads, layout, acts, aoff, deltas, doff, sq,
-                  gsq, par, norms, drop, skips, emb, nst, mode, seed, step, l_hi, stop):
+                  gsq, par, norms, drop, skips, emb, nst, mode, seed, step, l_hi, l_lo, stop):
     """Gradients of batch rows r0..r1, scaled by ``scale``, into ``grads``, from layer ``l_hi``
-    down (L−1: their δ of the output already in place; below: ``∂E/∂z`` of layer l_hi in its
-    delta slot, ``gsq[l_hi]`` its γ, β's squared norm); their hidden δ into ``deltas``;
+    down to layer ``l_lo`` (L−1: their δ of the output already in place; below: ``∂E/∂z`` of
+    layer l_hi in its delta slot, ``gsq[l_hi]`` its γ, β's squared norm; a layer's δ below l_lo
+    is left as a call from l_lo − 1 takes it); their hidden δ into ``deltas``;
     ``gsq[l]`` = squared norm of layer l's gradient (γ and β included) when ``norms``.  Serial
     products when not ``par``.  ``stop``: return at the first batch-norm layer below after the
     ``SUMS`` stage of its ``post_backward`` (the caller sums its column sums over the whole
     batch, runs the ``ROWS`` stage and goes on from that layer).  Returns the layer it stopped
-    at, or −1.
+    at, or l_lo − 1.
 
     With embeddings ``emb``, layer 0 also puts the δ of the embedded input columns,
     ``δ_1·W_0[n_num:, :]ᵀ``, in delta slot 0 (the caller scatters the whole batch's into the
@@ -192,7 +195,7 @@ def backward_rows(fns, rows, r0, r1, scale, params, grads, layout, acts, aoff, d
     L = layout.shape[0]
     if l_hi == L - 1:
         gsq[l_hi] = 0.0
-    for l in range(l_hi, -1, -1):
+    for l in range(l_hi, l_lo - 1, -1):
         n_in, n_out = layout[l, N_IN], layout[l, N_OUT]
         A = rows_slot(acts, aoff, l, r0, r1, n_in)
         D = rows_slot(deltas, doff, l + 1, r0, r1, n_out)
@@ -218,7 +221,7 @@ def backward_rows(fns, rows, r0, r1, scale, params, grads, layout, acts, aoff, d
             E = matrix(params[w0:w0 + (n_in - n0) * n_out], n_in - n0, n_out)
             Dp = rows_slot(deltas, doff, 0, r0, r1, n_in - n0)
             backprop(fns, D, E, Dp, Dp, IDENTITY, sq, par)
-    return -1
+    return l_lo - 1
 
 
 BACKWARD_ROWS = Native(FN_BACKWARD_ROWS, backward_rows, "i")
@@ -235,7 +238,7 @@ def backward_batch(fns, rows, scale, params, grads, layout, acts, aoff, deltas, 
     backward_rows_at(fns[FN_BACKWARD_ROWS], fns, rows, np.int64(0), rows.shape[0], scale, params,
                      grads, layout, acts, aoff, deltas, doff, sq, gsq, np.bool_(True),
                      np.bool_(True), drop, skips, emb, nst, mode, seed, step,
-                     layout.shape[0] - 1, np.bool_(False))
+                     layout.shape[0] - 1, np.int64(0), np.bool_(False))
     if emb.shape[0] > 0:    # through the table: compiled for networks with embeddings only
         embedding_at(fns[FN_EMBEDDING], np.int64(GRADS), rows.shape[0], scale, grads, layout,
                      emb, acts, aoff, deltas, doff, gsq, np.bool_(True))
@@ -332,7 +335,8 @@ def _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_
                        rowloss, r0, r1)
         backward_rows_at(fns[FN_BACKWARD_ROWS], fns, rows, r0, r1, scale, params, g, layout, acts,
                          aoff, deltas, doff, sqp, gsq[p * L:(p + 1) * L], np.bool_(False),
-                         np.bool_(False), drop, skips, emb, nstp, mode, seed, step, L - 1, yes)
+                         np.bool_(False), drop, skips, emb, nstp, mode, seed, step, L - 1,
+                         np.int64(0), yes)
     while kb >= 0:                      # the backward segments below each batch norm
         s1, s2 = _sums_at(kb, layout, nst0)
         w = np.uint64(layout[kb, N_OUT])
@@ -348,7 +352,7 @@ def _blocked_step(fns, X, Yf, Yi, sw, rows, P, params, grads, part, layout, out_
                              params, grads if p == 0 else part[(p - 1) * n:p * n], layout, acts,
                              aoff, deltas, doff, sq[p * T:(p + 1) * T], gsq[p * L:(p + 1) * L],
                              np.bool_(False), np.bool_(False), drop, skips, emb,
-                             nst[p * NS:(p + 1) * NS], mode, seed, step, kb, yes)
+                             nst[p * NS:(p + 1) * NS], mode, seed, step, kb, np.int64(0), yes)
         kb = prev_batch_norm(layout, kb)
     if emb.shape[0] > 0:
         embedding_at(fns[FN_EMBEDDING], np.int64(GRADS), B, scale, grads, layout, emb, acts,
@@ -475,8 +479,52 @@ def shared_sum(loss, wsum, wtotal, right, grads, layout, gsq, reduce_spec, rbuf)
     t0 = wtime(reduce_spec)
     ok = allreduce(reduce_spec, rbuf) == 0
     reduce_spec[RS_NANOS] += np.int64((wtime(reduce_spec) - t0) * 1e9)
-    for l in range(layout.shape[0]):    # W, b, γ, β: adjacent; the tables (first) in layer 0's
+    layer_sumsq(grads, layout, gsq)
+    return ok
+
+
+@njit(**INLINE_JIT)
+def layer_sumsq(grads, layout, gsq):
+    """``gsq[l]`` = the squared norm of layer l's gradient (W, b, γ, β: adjacent; the tables,
+    first, in layer 0's)."""
+    for l in range(layout.shape[0]):
         gsq[l] = sumsq(grads, layout[l, W_OFF] if l > 0 else 0, layout[l, END])
+
+
+@njit(**INLINE_JIT)
+def shared_bucket(reduce_spec, rbuf, lo, hi):
+    """Starts the sum over the processes of ``rbuf[lo:hi]``, a bucket of the gradient whose
+    layers are computed (``MPI_Iallreduce``, its request in the next of ``reduce_spec``'s
+    slots); with ``lo == hi``, lets the started ones progress (``MPI_Test`` of the last: MPI
+    moves a nonblocking collective on only inside its calls, unless the library runs a progress
+    thread, such as MPICH's with ``MPICH_ASYNC_PROGRESS=1``).  The time counted as the sums'.
+    Returns whether MPI succeeded."""
+    t0 = wtime(reduce_spec)
+    k = reduce_spec[RS_STARTED]
+    ok = True
+    if hi > lo:
+        slot = np.int64(RS_REQUESTS + k)
+        reduce_spec[slot] = 0
+        ok = iallreduce(reduce_spec, rbuf, np.int64(lo), np.int64(hi), slot) == 0
+        reduce_spec[RS_STARTED] = k + 1
+    elif k > 0:
+        ok = mpi_wait(reduce_spec, np.int64(RS_REQUESTS + k - 1), True) == 0
+    reduce_spec[RS_NANOS] += np.int64((wtime(reduce_spec) - t0) * 1e9)
+    return ok
+
+
+@njit(**INLINE_JIT)
+def shared_wait(grads, layout, gsq, reduce_spec):
+    """Waits for every bucket :func:`shared_bucket` started, in order (the time counted as the
+    sums'); then ``gsq[l]`` = the summed gradient's squared norm of layer l.  Returns whether
+    every sum succeeded."""
+    t0 = wtime(reduce_spec)
+    ok = True
+    for k in range(reduce_spec[RS_STARTED]):
+        ok = mpi_wait(reduce_spec, np.int64(RS_REQUESTS + k), False) == 0 and ok
+    reduce_spec[RS_STARTED] = 0
+    reduce_spec[RS_NANOS] += np.int64((wtime(reduce_spec) - t0) * 1e9)
+    layer_sumsq(grads, layout, gsq)
     return ok
 
 
@@ -494,6 +542,68 @@ def shared_pass(what, rows, sw, grads, layout, gsq, reduce_spec, rbuf, loss, wsu
 
 SHARED = Native(FN_SHARED, shared_pass, "d")
 shared_at = SHARED.stub     # called indirectly (see native.py)
+
+
+@njit(**JIT)
+def overlapped_gradients(fns, X, Yf, Yi, sw, rows, params, grads, layout, out_code, loss_code,
+                         acts, aoff, deltas, doff, rowloss, sq, gsq, stats, drop, skips, emb, nst,
+                         seed, step, wtotal, correct, reduce_spec, rbuf):
+    """The gradient of this process's slice ``rows`` of a step computed by several processes,
+    summed over them bucket by bucket while the backward pass goes on, as PyTorch's
+    DistributedDataParallel and Horovod do: the layers from the last down, a bucket started
+    (:func:`shared_bucket`) as soon as its layers' gradients are computed and hold at least
+    ``reduce_spec[RS_BUCKET_BYTES]`` bytes — the first with the batch's loss and correct count
+    (``rbuf``'s two slots after the gradient), the last with layer 0 and the embedding tables —
+    the started ones let progress at each layer below, then all waited for
+    (:func:`shared_wait`).  The gradient is scaled by ``1/wtotal`` (the batch's weight) as it
+    is computed, so that the sum is the batch's mean.  Every process starts the same buckets in
+    the same order, an empty slice too (its gradient zeroed by :func:`shared_rows`).  Returns
+    whether every sum succeeded.  Through the function table (FN_OVERLAP): compiled for
+    distributed fits only."""
+    X, Yf, Yi, sw, rows, params, grads, layout = unowned(X, Yf, Yi, sw, rows, params, grads, layout)
+    acts, aoff, deltas, doff, rowloss, sq, gsq = unowned(acts, aoff, deltas, doff, rowloss, sq, gsq)
+    fns, stats, drop, skips, emb, nst = unowned(fns, stats, drop, skips, emb, nst)
+    correct, reduce_spec, rbuf = unowned(correct, reduce_spec, rbuf)
+    mine = rows
+    L = layout.shape[0]
+    n = grads.shape[0]
+    B = mine.shape[0]
+    zero = np.int64(0)
+    loss, right = 0.0, 0.0
+    if B > 0:
+        forward_batch(fns, X, mine, params, layout, acts, aoff, sq, stats, drop, skips, emb, nst,
+                      np.int64(TRAIN), seed, step)
+        loss = loss_batch(fns, Yf, Yi, sw, mine, layout, out_code, loss_code, acts, aoff, deltas,
+                          doff, rowloss)
+        if correct.shape[0] > 0:
+            right = count_correct(rows_slot(acts, aoff, L, zero, B, layout[L - 1, 1]), Yf, Yi,
+                                  mine, out_code, loss_code)
+    rbuf[n] = loss
+    rbuf[n + 1] = right
+    scale = acts.dtype.type(1) / acts.dtype.type(wtotal) if wtotal > 0 else acts.dtype.type(0)
+    bucket = reduce_spec[RS_BUCKET_BYTES] // rbuf.itemsize
+    hi = n + 2
+    ok = True
+    for l in range(L - 1, -1, -1):
+        if B > 0:
+            backward_rows_at(fns[FN_BACKWARD_ROWS], fns, mine, zero, B, scale, params, grads,
+                             layout, acts, aoff, deltas, doff, sq, gsq, np.bool_(True),
+                             np.bool_(False), drop, skips, emb, nst, np.int64(TRAIN), seed, step,
+                             l, l, np.bool_(False))
+            if l == 0 and emb.shape[0] > 0:
+                embedding_at(fns[FN_EMBEDDING], np.int64(GRADS), B, scale, grads, layout, emb,
+                             acts, aoff, deltas, doff, gsq, np.bool_(False))
+        lo = layout[l, W_OFF] if l > 0 else zero
+        # a slot is kept for layer 0's bucket
+        start = l == 0 or (hi - lo >= bucket and reduce_spec[RS_STARTED] < MAX_REQUESTS - 1)
+        ok = shared_bucket(reduce_spec, rbuf, lo if start else zero, hi if start else zero) and ok
+        if start:
+            hi = lo
+    return shared_wait(grads, layout, gsq, reduce_spec) and ok
+
+
+OVERLAP = Native(FN_OVERLAP, overlapped_gradients, "b")
+overlapped_at = OVERLAP.stub    # called indirectly (see native.py)
 
 
 @njit(**JIT)
@@ -569,9 +679,9 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
     when the step fails.
     ``reduce_spec`` (empty: one process): the steps are computed by several processes together
     (:func:`shared_rows`, then the slice's gradient, then :func:`shared_sum`, through the
-    function table; ``rbuf`` the
-    gradient buffer with its two extra slots; no L2 term, no loss divisor: the engine's choice),
-    every process calling this with the same arguments but its own rank.
+    function table; or, with buckets and no row blocks, :func:`overlapped_gradients`; ``rbuf``
+    the gradient buffer with its two extra slots; no L2 term, no loss divisor: the engine's
+    choice), every process calling this with the same arguments but its own rank.
 
     Returns ``(loss_sum, steps_done, status)``: Σ over the completed steps of the batch's
     objective times its size (the summed per-sample losses when there are no weights and no
@@ -589,6 +699,9 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
                                                            nst)
     bounds, stats_prev, reduce_spec, rbuf = unowned(bounds, stats_prev, reduce_spec, rbuf)
     shared = reduce_spec.shape[0] > 0
+    # the gradient summed in buckets during the backward pass (overlapped_gradients); not with
+    # row blocks, whose gradient is complete only at the end
+    overlap = shared and part is None and reduce_spec[RS_BUCKET_BYTES] > 0
     n = perm.shape[0]
     steps = (n + batch - 1) // batch
     if max_steps >= 0 and max_steps < steps:
@@ -607,7 +720,15 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
             wtotal = shared_at(fns[FN_SHARED], np.int64(SHARED_ROWS), rows, sw, grads, layout, gsq,
                                reduce_spec, rbuf, 0.0, 0.0, 0.0, 0.0, mine.shape[0])
         loss, wsum, right = 0.0, 0.0, 0.0
-        if mine.shape[0] > 0:
+        if overlap:         # (no row blocks: part is None, the same on every process)
+            if not overlapped_at(fns[FN_OVERLAP], fns, X, Yf, Yi, sw, mine, params, grads,
+                                 layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss,
+                                 sq, gsq, stats, drop, skips, emb, nst, seed, step0 + s + 1,
+                                 wtotal, correct, reduce_spec, rbuf):
+                return total, s, REDUCE_FAILED
+            loss, right = float(rbuf[grads.shape[0]]), float(rbuf[grads.shape[0] + 1])
+            wsum = wtotal
+        elif mine.shape[0] > 0:
             loss, wsum = batch_gradients(fns, X, Yf, Yi, sw, mine, params, grads, part, layout,
                                          out_code, loss_code, alpha, loss_div, acts, aoff, deltas,
                                          doff, rowloss, sq, gsq, stats, drop, skips, emb, nst,
@@ -616,7 +737,7 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
                 right = count_correct(rows_slot(acts, aoff, L, np.int64(0), mine.shape[0],
                                                 layout[L - 1, 1]),
                                       Yf, Yi, mine, out_code, loss_code)
-        if shared:      # the sums over the processes
+        if shared and not overlap:      # the sums over the processes
             ok = shared_at(fns[FN_SHARED], np.int64(SHARED_SUM), rows, sw, grads, layout, gsq,
                            reduce_spec, rbuf, loss, wsum, wtotal, right, mine.shape[0])
             if ok == 0.0:
