@@ -40,6 +40,19 @@ def test_two_ranks_equal_one_process():
         assert r["comm_seconds"], (optimizer, r)
 
 
+@pytest.mark.parametrize("bad", [-1, 1.5, "1MB", True, None])
+def test_bucket_bytes_is_refused_unless_a_count_of_bytes(bad):
+    from fastbp.distributed import DistributedTrainer
+
+    class Comm:         # never reached: the argument is checked first
+        def Get_rank(self):
+            raise AssertionError("the communicator was used")
+        Split_type = Get_size = Get_rank
+    tr = fastbp.Trainer(fastbp.Network([2, 1]), loss="squared_error")
+    with pytest.raises(ValueError, match="bucket_bytes must be an integer >= 0"):
+        DistributedTrainer(tr, Comm(), bucket_bytes=bad)     # (before share_cores)
+
+
 def test_batch_norm_uses_the_global_batchs_statistics():
     env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
     out = _mpiexec([os.path.join(HERE, "mpi_batch_norm.py")], n=3, env=env)
