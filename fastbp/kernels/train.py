@@ -564,20 +564,19 @@ def overlapped_gradients(fns, X, Yf, Yi, sw, rows, params, grads, layout, out_co
     acts, aoff, deltas, doff, rowloss, sq, gsq = unowned(acts, aoff, deltas, doff, rowloss, sq, gsq)
     fns, stats, drop, skips, emb, nst = unowned(fns, stats, drop, skips, emb, nst)
     correct, reduce_spec, rbuf = unowned(correct, reduce_spec, rbuf)
-    mine = rows
     L = layout.shape[0]
     n = grads.shape[0]
-    B = mine.shape[0]
+    B = rows.shape[0]
     zero = np.int64(0)
     loss, right = 0.0, 0.0
     if B > 0:
-        forward_batch(fns, X, mine, params, layout, acts, aoff, sq, stats, drop, skips, emb, nst,
+        forward_batch(fns, X, rows, params, layout, acts, aoff, sq, stats, drop, skips, emb, nst,
                       np.int64(TRAIN), seed, step)
-        loss = loss_batch(fns, Yf, Yi, sw, mine, layout, out_code, loss_code, acts, aoff, deltas,
+        loss = loss_batch(fns, Yf, Yi, sw, rows, layout, out_code, loss_code, acts, aoff, deltas,
                           doff, rowloss)
         if correct.shape[0] > 0:
             right = count_correct(rows_slot(acts, aoff, L, zero, B, layout[L - 1, 1]), Yf, Yi,
-                                  mine, out_code, loss_code)
+                                  rows, out_code, loss_code)
     rbuf[n] = loss
     rbuf[n + 1] = right
     scale = acts.dtype.type(1) / acts.dtype.type(wtotal) if wtotal > 0 else acts.dtype.type(0)
@@ -586,7 +585,7 @@ def overlapped_gradients(fns, X, Yf, Yi, sw, rows, params, grads, layout, out_co
     ok = True
     for l in range(L - 1, -1, -1):
         if B > 0:
-            backward_rows_at(fns[FN_BACKWARD_ROWS], fns, mine, zero, B, scale, params, grads,
+            backward_rows_at(fns[FN_BACKWARD_ROWS], fns, rows, zero, B, scale, params, grads,
                              layout, acts, aoff, deltas, doff, sq, gsq, np.bool_(True),
                              np.bool_(False), drop, skips, emb, nst, np.int64(TRAIN), seed, step,
                              l, l, np.bool_(False))
