@@ -179,12 +179,11 @@ class DistributedTrainer:
     after it)."""
 
     def __init__(self, trainer, comm, auto_threads=True, bucket_bytes=BUCKET_BYTES):
-        bucket_bytes = _bucket_bytes(bucket_bytes)
+        self._reducer = MPIReducer(comm, bucket_bytes)     # (checks it before the threads change)
         self.trainer, self.comm = trainer, comm
         if auto_threads:
             share_cores(comm)
         self.network = trainer.network
-        self._reducer = MPIReducer(comm, bucket_bytes)
         self.rank, self.size = self._reducer.rank, self._reducer.size
 
     @property

@@ -578,10 +578,11 @@ class EpochRunner:
     ``native_sum(dtype)`` (a :func:`reduce_spec`, or None): each step then computes this
     process's share of the batch, sums the gradients with the reducer and updates (see
     :mod:`fastbp.distributed`).  With a native sum and no batch normalisation the steps run in
-    the compiled epoch as a single process's do (``kernels.train.shared_rows`` and ``shared_sum``: the sum
-    called from the compiled step, the step's bookkeeping the same code); otherwise one step per
-    call, the sums called from Python (batch normalisation: the statistics' sums in the
-    middle of the passes, :meth:`_global_batch_norm`).
+    the compiled epoch as a single process's do (``kernels.train.shared_rows``, then
+    ``shared_sum`` or ``overlapped_gradients``: the sums called from the compiled step, the
+    step's bookkeeping the same code); otherwise one step per call, the sums called from Python
+    (batch normalisation: the statistics' sums in the middle of the passes,
+    :meth:`_global_batch_norm`).
     ``rollback``: an update that overflows leaves the parameters and the optimizer state as
     they were (``kernels.optimizers.guarded_update``: bounds on both, refreshed at each
     epoch's start, say when an update could overflow at all; only such a step copies them

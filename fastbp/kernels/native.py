@@ -168,8 +168,6 @@ def compiled(dispatcher, sig):
         return True
 
 
-
-
 # -- a C function through its address: the reducer's sum over processes (MPI_Allreduce) -----
 # ``reduce_spec``: int64 ``[address, in_place, datatype, op, comm, rank, size, wtime, nanos,
 # iallreduce, wait, test, bucket_bytes, started, flag, status[8], requests[MAX_REQUESTS]]``:
@@ -192,6 +190,7 @@ REDUCE_SPEC = RS_REQUESTS + MAX_REQUESTS
 
 
 def _spec_fields(context, builder, spec_type, spec, *fields):
+    """``(pointer to the spec's data, [the int64 fields loaded])`` in an intrinsic's codegen."""
     from llvmlite import ir
     sp = context.make_array(spec_type)(context, builder, spec).data
     return sp, [builder.load(builder.gep(sp, [ir.Constant(ir.IntType(64), i)])) for i in fields]
@@ -206,17 +205,16 @@ def allreduce(typingctx, spec, buf):
 
     def codegen(context, builder, sig, args):
         from llvmlite import ir
-        i64, i32 = ir.IntType(64), ir.IntType(32)
-        sp = context.make_array(sig.args[0])(context, builder, args[0]).data
+        i64, i32, ptr = ir.IntType(64), ir.IntType(32), ir.IntType(8).as_pointer()
+        _, (address, in_place, datatype, op, comm) = _spec_fields(
+            context, builder, sig.args[0], args[0], RS_ADDRESS, RS_IN_PLACE, RS_DATATYPE, RS_OP,
+            RS_COMM)
         ba = context.make_array(sig.args[1])(context, builder, args[1])
-        field = [builder.load(builder.gep(sp, [ir.Constant(i64, i)])) for i in range(5)]
         count = builder.trunc(builder.extract_value(ba.shape, 0), i32)
-        ptr = ir.IntType(8).as_pointer()
         fnty = ir.FunctionType(i32, [ptr, ptr, i32, i64, i64, i64])
-        fn = builder.inttoptr(field[RS_ADDRESS], fnty.as_pointer())
-        return builder.call(fn, [builder.inttoptr(field[RS_IN_PLACE], ptr),
-                                 builder.bitcast(ba.data, ptr), count, field[RS_DATATYPE],
-                                 field[RS_OP], field[RS_COMM]])
+        return builder.call(builder.inttoptr(address, fnty.as_pointer()),
+                            [builder.inttoptr(in_place, ptr), builder.bitcast(ba.data, ptr), count,
+                             datatype, op, comm])
 
     return signature(types.int32, spec, buf), codegen
 
@@ -229,8 +227,7 @@ def wtime(typingctx, spec):
 
     def codegen(context, builder, sig, args):
         from llvmlite import ir
-        sp = context.make_array(sig.args[0])(context, builder, args[0]).data
-        address = builder.load(builder.gep(sp, [ir.Constant(ir.IntType(64), RS_WTIME)]))
+        _, (address,) = _spec_fields(context, builder, sig.args[0], args[0], RS_WTIME)
         fnty = ir.FunctionType(ir.DoubleType(), [])
         return builder.call(builder.inttoptr(address, fnty.as_pointer()), [])
 
@@ -248,16 +245,17 @@ def iallreduce(typingctx, spec, buf, lo, hi, slot):
     def codegen(context, builder, sig, args):
         from llvmlite import ir
         i64, i32, ptr = ir.IntType(64), ir.IntType(32), ir.IntType(8).as_pointer()
-        sp, field = _spec_fields(context, builder, sig.args[0], args[0], RS_IN_PLACE,
-                                 RS_DATATYPE, RS_OP, RS_COMM, RS_IALLREDUCE)
+        sp, (address, in_place, datatype, op, comm) = _spec_fields(
+            context, builder, sig.args[0], args[0], RS_IALLREDUCE, RS_IN_PLACE, RS_DATATYPE,
+            RS_OP, RS_COMM)
         ba = context.make_array(sig.args[1])(context, builder, args[1])
         start = builder.gep(ba.data, [args[2]])
         count = builder.trunc(builder.sub(args[3], args[2]), i32)
         request = builder.bitcast(builder.gep(sp, [args[4]]), ptr)
         fnty = ir.FunctionType(i32, [ptr, ptr, i32, i64, i64, i64, ptr])
-        fn = builder.inttoptr(field[4], fnty.as_pointer())
-        return builder.call(fn, [builder.inttoptr(field[0], ptr), builder.bitcast(start, ptr),
-                                 count, field[1], field[2], field[3], request])
+        return builder.call(builder.inttoptr(address, fnty.as_pointer()),
+                            [builder.inttoptr(in_place, ptr), builder.bitcast(start, ptr), count,
+                             datatype, op, comm, request])
 
     return signature(types.int32, spec, buf, types.int64, types.int64, types.int64), codegen
 

@@ -5,10 +5,10 @@ A micro-kernel computes an ``MR x NR`` tile ``C[r, j] (+)= Σ_k A[a_r + k·acs] 
 nodes — registers by construction — one broadcast of A per row and one load of the packed B
 panel per vector per k, and ``llvm.fma``.  Three shapes per target (TILES): with AVX-512's 32
 registers 6×4 vectors (Intel) or 4×4 (AMD) for wide outputs, 8×2 and 16×1 for narrow ones (a
-10-class output in a 64-wide tile would waste 85%); with 16 registers (AVX2, SSE) at most 12 accumulators (6×2 and
-12×1; 8 without FMA), so that no accumulator is spilled.  Plain numba loops over a stack tile
-compile to the same instructions only when LLVM unrolls and promotes them exactly right; on
-this machine they spilled (29 GFLOP/s against 175 here), so the tile is spelled out.
+10-class output in a 64-wide tile would waste 85%); with 16 registers (AVX2, SSE) at most 12
+accumulators (6×2 and 12×1; 8 without FMA), so that no accumulator is spilled.  Plain numba loops
+over a stack tile compile to the same instructions only when LLVM unrolls and promotes them exactly
+right; on this machine they spilled (29 GFLOP/s against 175 here), so the tile is spelled out.
 
 The vector width and the register count follow the CPU features numba compiles for (the
 codegen's own string, so ``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` decide them): 64 bytes and
@@ -29,11 +29,11 @@ from .activations import LEAKY_SLOPE
 # (Emerald Rapids): a 6 × 4 wide tile, 24 accumulators + 4 + 1 = 29 registers (as BLIS's 6 × 64
 # sgemm kernels), +7.6% over 4 × 4 on the wide and mnist products (265 -> 285 GFLOP/s, 2 threads,
 # four interleaved rounds, 2026-12-07; 5 × 4, 8 × 3, 12 × 2, 14 × 2 and k-blocks of 96 and 192
-# no better).  16 with FMA (AVX2): a 16-accumulator tile spills every k step (measured: 6 stack stores and
-# 6 reloads per 16 FMAs), so 12 accumulators, as BLIS's Haswell kernel (6 × 2 vectors: 12 + 2 +
-# 1 = 15 registers), and the wide tile is the 2-vector one.  16 without FMA (baseline x86-64,
-# SSE2): each multiply-add needs a temporary too, so 8 accumulators.  Checked in CI: no vector
-# register spilled in the tiles' loops (tests/test_isa.py).
+# no better).  16 with FMA (AVX2): a 16-accumulator tile spills every k step (measured: 6 stack
+# stores and 6 reloads per 16 FMAs), so 12 accumulators, as BLIS's Haswell kernel (6 × 2 vectors:
+# 12 + 2 + 1 = 15 registers), and the wide tile is the 2-vector one.  16 without FMA (baseline
+# x86-64, SSE2): each multiply-add needs a temporary too, so 8 accumulators.  Checked in CI: no
+# vector register spilled in the tiles' loops (tests/test_isa.py).
 TILES = {"avx512": {"wide": (6, 4), "mid": (8, 2), "narrow": (16, 1)},
          "avx512-amd": {"wide": (4, 4), "mid": (8, 2), "narrow": (16, 1)},
          "fma16": {"wide": (6, 2), "mid": (6, 2), "narrow": (12, 1)},

@@ -37,9 +37,9 @@ from .embeddings import A0_COL, CLEAR, GRADS, SUMSQ, embedding_at, gather
 from .losses import count_correct, output_batch_at, output_rows_at
 from .native import (FN_BACKWARD_ROWS, FN_BLOCKED_STEP, FN_EMBEDDING, FN_FORWARD_ROWS,
                      FN_OUTPUT_BATCH, FN_OUTPUT_ROWS, FN_POST_BACKWARD, FN_POST_FORWARD,
-                     FN_OVERLAP, FN_SHARED, FN_UPDATE, MAX_REQUESTS, RS_BUCKET_BYTES, RS_NANOS, RS_RANK,
-                     RS_REQUESTS, RS_SIZE, RS_STARTED, Native, allreduce, iallreduce, mpi_wait,
-                     wtime)
+                     FN_OVERLAP, FN_SHARED, FN_UPDATE, MAX_REQUESTS, RS_BUCKET_BYTES,
+                     RS_NANOS, RS_RANK, RS_REQUESTS, RS_SIZE, RS_STARTED, Native, allreduce,
+                     iallreduce, mpi_wait, wtime)
 from .optimizers import guarded_update, update_at
 from .unowned import flat, matrix, unowned
 
@@ -719,14 +719,12 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
             wtotal = shared_at(fns[FN_SHARED], np.int64(SHARED_ROWS), rows, sw, grads, layout, gsq,
                                reduce_spec, rbuf, 0.0, 0.0, 0.0, 0.0, mine.shape[0])
         loss, wsum, right = 0.0, 0.0, 0.0
+        ok = True
         if overlap:         # (no row blocks: part is None, the same on every process)
-            if not overlapped_at(fns[FN_OVERLAP], fns, X, Yf, Yi, sw, mine, params, grads,
-                                 layout, out_code, loss_code, acts, aoff, deltas, doff, rowloss,
-                                 sq, gsq, stats, drop, skips, emb, nst, seed, step0 + s + 1,
-                                 wtotal, correct, reduce_spec, rbuf):
-                return total, s, REDUCE_FAILED
-            loss, right = float(rbuf[grads.shape[0]]), float(rbuf[grads.shape[0] + 1])
-            wsum = wtotal
+            ok = overlapped_at(fns[FN_OVERLAP], fns, X, Yf, Yi, sw, mine, params, grads, layout,
+                               out_code, loss_code, acts, aoff, deltas, doff, rowloss, sq, gsq,
+                               stats, drop, skips, emb, nst, seed, step0 + s + 1, wtotal,
+                               correct, reduce_spec, rbuf)
         elif mine.shape[0] > 0:
             loss, wsum = batch_gradients(fns, X, Yf, Yi, sw, mine, params, grads, part, layout,
                                          out_code, loss_code, alpha, loss_div, acts, aoff, deltas,
@@ -736,10 +734,12 @@ def train_epoch(fns, X, Yf, Yi, sw, perm, batch, max_steps, params, grads, part,
                 right = count_correct(rows_slot(acts, aoff, L, np.int64(0), mine.shape[0],
                                                 layout[L - 1, 1]),
                                       Yf, Yi, mine, out_code, loss_code)
-        if shared and not overlap:      # the sums over the processes
-            ok = shared_at(fns[FN_SHARED], np.int64(SHARED_SUM), rows, sw, grads, layout, gsq,
-                           reduce_spec, rbuf, loss, wsum, wtotal, right, mine.shape[0])
-            if ok == 0.0:
+        if shared:          # the sums over the processes (summed already when overlapped)
+            if not overlap:
+                ok = shared_at(fns[FN_SHARED], np.int64(SHARED_SUM), rows, sw, grads, layout,
+                               gsq, reduce_spec, rbuf, loss, wsum, wtotal, right,
+                               mine.shape[0]) != 0.0
+            if not ok:
                 return total, s, REDUCE_FAILED
             loss, right = float(rbuf[grads.shape[0]]), float(rbuf[grads.shape[0] + 1])
             wsum = wtotal
